@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+const envPrefix = "LOCKPROXY_"
+
+// Config is lockproxy's whole configuration, read from LOCKPROXY_*
+// variables. The help tags are what `lockproxy -h` and the README show.
+type Config struct {
+	Listen          string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
+	Upstream        string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
+	KeyPrefix       string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
+	DefaultTTL      time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
+	MaxTTL          time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
+	MaxWait         time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
+	RenewFraction   float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
+	RetryBase       time.Duration `env:"RETRY_BASE" envDefault:"10ms" help:"first poll interval while WAIT finds the lock held"`
+	RetryMultiplier float64       `env:"RETRY_MULTIPLIER" envDefault:"2" help:"growth of the poll interval; ≥ 1"`
+	RetryMax        time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest poll interval"`
+	RetryJitter     float64       `env:"RETRY_JITTER" envDefault:"0.2" help:"random spread of each poll interval, 0..1"`
+	Password        string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
+	MaxClients      int           `env:"MAX_CLIENTS" envDefault:"10000" help:"most open client connections"`
+	MaxLocksPerConn int           `env:"MAX_LOCKS_PER_CONN" envDefault:"1000" help:"most locks one connection may hold"`
+	MaxNameBytes    int           `env:"MAX_NAME_BYTES" envDefault:"1024" help:"longest lock name"`
+	MaxArgs         int           `env:"MAX_ARGS" envDefault:"1024" help:"most arguments in one request"`
+	MaxBulkBytes    int           `env:"MAX_BULK_BYTES" envDefault:"65536" help:"largest single argument"`
+	MaxInlineBytes  int           `env:"MAX_INLINE_BYTES" envDefault:"65536" help:"longest inline (telnet-style) request"`
+	MaxQueryBytes   int           `env:"MAX_QUERY_BYTES" envDefault:"1048576" help:"most request bytes buffered per connection"`
+	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" help:"a client that does not read its replies for this long is disconnected"`
+	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s" help:"bound on each upstream call made for a command"`
+	MetricsListen   string        `env:"METRICS_LISTEN" help:"HTTP address for /metrics, /healthz and /readyz; empty: off"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"bound on graceful shutdown after SIGTERM/SIGINT"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" help:"text or json"`
+}
+
+func envOptions(environ []string) env.Options {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return env.Options{Environment: m, Prefix: envPrefix}
+}
+
+// loadConfig reads and checks the configuration. Errors name the variable.
+func loadConfig(environ []string) (Config, error) {
+	cfg, err := env.ParseAsWithOptions[Config](envOptions(environ))
+	if err != nil {
+		return cfg, describeEnvError(err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// describeEnvError rewrites env's errors, which name Go fields, to name
+// the variables the user set.
+func describeEnvError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var errs []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			errs = append(errs, fmt.Errorf("%s: %w", varName(pe.Name), pe.Err))
+			continue
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// varName is the variable of Config's field named field.
+func varName(field string) string {
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		return field
+	}
+	return envPrefix + f.Tag.Get("env")
+}
+
+// Validate checks the rules that span fields or go beyond a type.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{varName(field)}, args...)...))
+	}
+	if c.Listen == "" {
+		bad("Listen", "must not be empty")
+	}
+	if c.Upstream != "" {
+		u, err := url.Parse(c.Upstream)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("Upstream", "must be a redis:// or rediss:// URL")
+		}
+	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		bad("KeyPrefix", "%q must not contain '{' or '}': they would break the per-name hash tag", c.KeyPrefix)
+	}
+	if c.MaxTTL < time.Millisecond {
+		bad("MaxTTL", "%v is below 1ms", c.MaxTTL)
+	}
+	if c.DefaultTTL < time.Millisecond || c.DefaultTTL > c.MaxTTL {
+		bad("DefaultTTL", "%v must be between 1ms and LOCKPROXY_MAX_TTL (%v)", c.DefaultTTL, c.MaxTTL)
+	}
+	if c.MaxWait < 0 {
+		bad("MaxWait", "%v is negative", c.MaxWait)
+	}
+	if !(c.RenewFraction > 0 && c.RenewFraction < 1) {
+		bad("RenewFraction", "%v must be between 0 and 1, exclusive", c.RenewFraction)
+	}
+	if c.RetryBase <= 0 {
+		bad("RetryBase", "%v must be positive", c.RetryBase)
+	}
+	if c.RetryMultiplier < 1 {
+		bad("RetryMultiplier", "%v must be at least 1", c.RetryMultiplier)
+	}
+	if c.RetryMax < c.RetryBase {
+		bad("RetryMax", "%v is below LOCKPROXY_RETRY_BASE (%v)", c.RetryMax, c.RetryBase)
+	}
+	if c.RetryJitter < 0 || c.RetryJitter > 1 {
+		bad("RetryJitter", "%v must be between 0 and 1", c.RetryJitter)
+	}
+	for field, v := range map[string]int{"MaxClients": c.MaxClients, "MaxLocksPerConn": c.MaxLocksPerConn,
+		"MaxNameBytes": c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
+		"MaxInlineBytes": c.MaxInlineBytes, "MaxQueryBytes": c.MaxQueryBytes} {
+		if v < 1 {
+			bad(field, "%d must be at least 1", v)
+		}
+	}
+	if c.MaxArgs < 8 {
+		bad("MaxArgs", "%d is too small for the commands lockproxy serves (at least 8)", c.MaxArgs)
+	}
+	if c.MaxNameBytes > c.MaxBulkBytes {
+		bad("MaxNameBytes", "%d exceeds LOCKPROXY_MAX_BULK_BYTES (%d)", c.MaxNameBytes, c.MaxBulkBytes)
+	}
+	if c.MaxBulkBytes > c.MaxQueryBytes || c.MaxInlineBytes > c.MaxQueryBytes {
+		bad("MaxQueryBytes", "%d is below LOCKPROXY_MAX_BULK_BYTES or LOCKPROXY_MAX_INLINE_BYTES", c.MaxQueryBytes)
+	}
+	for field, d := range map[string]time.Duration{"WriteTimeout": c.WriteTimeout,
+		"UpstreamTimeout": c.UpstreamTimeout, "ShutdownTimeout": c.ShutdownTimeout} {
+		if d <= 0 {
+			bad(field, "%v must be positive", d)
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LogLevel", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "text", "json":
+	default:
+		bad("LogFormat", "%q is not text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// printHelp writes the usage and the variable table.
+func printHelp(w io.Writer) {
+	fmt.Fprintf(w, `lockproxy: distributed locks for any Redis client.
+
+Usage: lockproxy [-h] [-version]
+
+Point a Redis client (or redis-cli -p 6380) at it and send LOCK.ACQUIRE,
+LOCK.RENEW, LOCK.RELEASE, LOCK.INFO, LOCK.HELD. It is configured by these
+environment variables (durations in Go syntax: 250ms, 30s, 1h):
+
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, f := range configFields() {
+		def := f.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, def, f.help)
+	}
+	tw.Flush()
+}
+
+// configField is one row of the configuration table.
+type configField struct{ name, def, help string }
+
+func configFields() []configField {
+	t := reflect.TypeFor[Config]()
+	fields := make([]configField, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		fields = append(fields, configField{envPrefix + f.Tag.Get("env"), f.Tag.Get("envDefault"), f.Tag.Get("help")})
+	}
+	return fields
+}

@@ -1,0 +1,27 @@
+// Command lockproxy is a sidecar that gives distributed locks to any
+// program with a Redis client: LOCK.ACQUIRE, LOCK.RENEW, LOCK.RELEASE over
+// RESP, stored in an upstream Redis or an embedded store, with each lock
+// renewed while its client's connection lives and released when it closes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		// After the first signal, the default action returns, so a second
+		// one stops the process at once instead of waiting for shutdown.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "lockproxy:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,184 @@
+package commands
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+)
+
+// argError is a bad argument; its text is the whole reply, code included.
+type argError string
+
+func (e argError) Error() string { return string(e) }
+
+const (
+	errSyntax    argError = "ERR syntax error"
+	errNotInt    argError = "ERR value is not an integer or out of range"
+	errNegTime   argError = "ERR timeout is negative"
+	errBadToken  argError = "ERR invalid token: expected <fence>:<random>, as LOCK.ACQUIRE returned it"
+	errEmptyName argError = "ERR invalid lock name: it is empty"
+)
+
+// parseInt parses a Redis integer argument: strict decimal, fits int64.
+func parseInt(b []byte) (int64, error) {
+	s := string(b)
+	if s == "" || s[0] == '+' || (len(s) > 1 && s[0] == '0') || strings.HasPrefix(s, "-0") {
+		return 0, errNotInt
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, errNotInt
+	}
+	return n, nil
+}
+
+// parseTTL parses a ttl in ms for cmdName: 1..maxTTL.
+func (h *Handler) parseTTL(cmdName string, b []byte) (time.Duration, error) {
+	n, err := parseInt(b)
+	if err != nil {
+		return 0, err
+	}
+	maxMS := h.cfg.MaxTTL.Milliseconds()
+	if n < 1 || n > maxMS {
+		return 0, argError("ERR invalid ttl in '" + cmdName + "' command: it must be 1.." +
+			strconv.FormatInt(maxMS, 10) + " ms (LOCKPROXY_MAX_TTL)")
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+// parseWait parses a WAIT in ms: 0..maxWait.
+func (h *Handler) parseWait(b []byte) (time.Duration, error) {
+	n, err := parseInt(b)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, errNegTime
+	}
+	maxMS := h.cfg.MaxWait.Milliseconds()
+	if n > maxMS {
+		return 0, argError("ERR timeout is out of range: WAIT is at most " + strconv.FormatInt(maxMS, 10) +
+			" ms (LOCKPROXY_MAX_WAIT)")
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+// parseName checks a lock name's length.
+func (h *Handler) parseName(b []byte) (string, error) {
+	if len(b) == 0 {
+		return "", errEmptyName
+	}
+	if len(b) > h.cfg.MaxNameBytes {
+		return "", argError("ERR invalid lock name: it is longer than " + strconv.Itoa(h.cfg.MaxNameBytes) +
+			" bytes (LOCKPROXY_MAX_NAME_BYTES)")
+	}
+	return string(b), nil
+}
+
+// parseToken checks that a token has the form the stores issue.
+func parseToken(b []byte) (string, error) {
+	if _, _, ok := lockcore.ParseToken(string(b)); !ok {
+		return "", errBadToken
+	}
+	return string(b), nil
+}
+
+// acquireArgs are LOCK.ACQUIRE's parsed arguments.
+type acquireArgs struct {
+	name string
+	opt  lockcore.AcquireOptions
+}
+
+// parseAcquire parses: name [ttl] [WAIT ms] [DETACHED]. Options may come in
+// any order, each at most once.
+func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
+	var a acquireArgs
+	var err error
+	if a.name, err = h.parseName(args[1]); err != nil {
+		return a, err
+	}
+	rest := args[2:]
+	if len(rest) > 0 && !isAcquireOption(rest[0]) {
+		if a.opt.TTL, err = h.parseTTL("lock.acquire", rest[0]); err != nil {
+			return a, err
+		}
+		rest = rest[1:]
+	}
+	var sawWait bool
+	for len(rest) > 0 {
+		switch strings.ToUpper(string(rest[0])) {
+		case "WAIT":
+			if sawWait || len(rest) < 2 {
+				return a, errSyntax
+			}
+			if a.opt.Wait, err = h.parseWait(rest[1]); err != nil {
+				return a, err
+			}
+			sawWait = true
+			rest = rest[2:]
+		case "DETACHED":
+			if a.opt.Detached {
+				return a, errSyntax
+			}
+			a.opt.Detached = true
+			rest = rest[1:]
+		default:
+			return a, errSyntax
+		}
+	}
+	return a, nil
+}
+
+func isAcquireOption(b []byte) bool {
+	return strings.EqualFold(string(b), "WAIT") || strings.EqualFold(string(b), "DETACHED")
+}
+
+// renewArgs are LOCK.RENEW's parsed arguments.
+type renewArgs struct {
+	name  string
+	ttl   time.Duration
+	token string // "" for the connection's own lease
+}
+
+// parseRenew parses: name ttl [token].
+func (h *Handler) parseRenew(args [][]byte) (renewArgs, error) {
+	var a renewArgs
+	var err error
+	if len(args) > 4 {
+		return a, errSyntax
+	}
+	if a.name, err = h.parseName(args[1]); err != nil {
+		return a, err
+	}
+	if a.ttl, err = h.parseTTL("lock.renew", args[2]); err != nil {
+		return a, err
+	}
+	if len(args) == 4 {
+		a.token, err = parseToken(args[3])
+	}
+	return a, err
+}
+
+// releaseArgs are LOCK.RELEASE's parsed arguments.
+type releaseArgs struct {
+	name  string
+	token string
+}
+
+// parseRelease parses: name [token].
+func (h *Handler) parseRelease(args [][]byte) (releaseArgs, error) {
+	var a releaseArgs
+	var err error
+	if len(args) > 3 {
+		return a, errSyntax
+	}
+	if a.name, err = h.parseName(args[1]); err != nil {
+		return a, err
+	}
+	if len(args) == 3 {
+		a.token, err = parseToken(args[2])
+	}
+	return a, err
+}

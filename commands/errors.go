@@ -1,0 +1,32 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/resp"
+)
+
+// writeError is the one place where an error becomes a reply. Anything it
+// does not know came from the upstream: "-UPSTREAM ...", logged. It is never
+// a null, which would mean "held by someone else".
+func (h *Handler) writeError(c *resp.Conn, err error) {
+	var ae argError
+	switch {
+	case errors.As(err, &ae):
+		c.WriteError(string(ae))
+	case errors.Is(err, lockcore.ErrTooManyLocks):
+		c.WriteError("ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=" +
+			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")")
+	case errors.Is(err, lockcore.ErrShuttingDown), errors.Is(err, lockcore.ErrClosed):
+		c.WriteError("ERR lockproxy is shutting down")
+	case errors.Is(err, context.Canceled) && c.Context().Err() != nil:
+		// The client hung up mid-command; the reply goes nowhere.
+		c.WriteError("ERR connection closed")
+	default:
+		h.log.Warn("upstream error", "err", err)
+		c.WriteError("UPSTREAM " + err.Error())
+	}
+}

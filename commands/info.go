@@ -1,0 +1,71 @@
+package commands
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockproxy/lockproxy/resp"
+)
+
+// infoSections are INFO's sections in order; "default" and "all" give them all.
+var infoSections = []string{"server", "clients", "locks"}
+
+// INFO [section ...]
+func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
+	want := map[string]bool{}
+	for _, a := range args[1:] {
+		s := strings.ToLower(string(a))
+		if s == "default" || s == "all" || s == "everything" {
+			for _, name := range infoSections {
+				want[name] = true
+			}
+			continue
+		}
+		want[s] = true
+	}
+	if len(args) == 1 {
+		for _, name := range infoSections {
+			want[name] = true
+		}
+	}
+	var b strings.Builder
+	line := func(k, v string) { b.WriteString(k + ":" + v + "\r\n") }
+	section := func(name string, fill func()) {
+		if !want[strings.ToLower(name)] {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("# " + name + "\r\n")
+		fill()
+	}
+	section("Server", func() {
+		line("redis_version", redisVersion)
+		line("lockproxy_version", h.cfg.Version)
+		line("redis_mode", "standalone")
+		line("os", runtime.GOOS+" "+runtime.GOARCH)
+		line("go_version", runtime.Version())
+		line("process_id", strconv.Itoa(os.Getpid()))
+		line("listen", c.LocalAddr().String())
+		up := time.Since(h.started)
+		line("uptime_in_seconds", strconv.Itoa(int(up.Seconds())))
+		line("uptime_in_days", strconv.Itoa(int(up.Hours()/24)))
+	})
+	section("Clients", func() {
+		line("connected_clients", strconv.FormatInt(h.clients.Load(), 10))
+	})
+	section("Locks", func() {
+		st := h.locks.Stats()
+		line("store", h.cfg.Store)
+		line("locks_held", strconv.FormatInt(st.Held, 10))
+		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
+		line("waiters", strconv.FormatInt(st.Waiters, 10))
+		line("default_ttl_ms", strconv.FormatInt(h.locks.Config().DefaultTTL.Milliseconds(), 10))
+		line("max_ttl_ms", strconv.FormatInt(h.cfg.MaxTTL.Milliseconds(), 10))
+	})
+	c.WriteVerbatim(b.String())
+}

@@ -1,0 +1,195 @@
+// Package commands is lockproxy's command table: it parses each request's
+// arguments, calls lockcore, turns results and errors into RESP replies (in
+// one place, errors.go), and reports what happened to metrics.
+package commands
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"log/slog"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/resp"
+)
+
+// Config is what the command layer needs to know beyond lockcore's.
+type Config struct {
+	MaxTTL       time.Duration // largest ttl a client may ask for
+	MaxWait      time.Duration // longest WAIT
+	MaxNameBytes int           // longest lock name
+	Password     string        // "" disables AUTH
+	Version      string        // lockproxy's version, for INFO
+	Store        string        // "embedded" or "redis", for INFO
+	Observer     Observer      // (none)
+	Logger       *slog.Logger  // (discard)
+}
+
+// Observer is told the outcome of each lock command, for metrics. Results
+// come from fixed sets, never a lock name or token.
+type Observer interface {
+	Acquire(result string, waited time.Duration) // "acquired", "timeout" or "error"
+	Release(result string)                       // "released", "not_held" or "error"
+	Renew(result string)                         // "renewed", "not_held" or "error"
+	ConnectionsChanged(delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Acquire(string, time.Duration) {}
+func (nopObserver) Release(string)                {}
+func (nopObserver) Renew(string)                  {}
+func (nopObserver) ConnectionsChanged(int)        {}
+
+// Handler serves lockproxy's commands; it is a resp.Handler.
+type Handler struct {
+	locks   *lockcore.Locks
+	cfg     Config
+	obs     Observer
+	log     *slog.Logger
+	table   map[string]*command // by lower-case name
+	list    []*command          // in COMMAND's order
+	started time.Time
+	clients atomic.Int64
+}
+
+// New returns the command handler for locks.
+func New(locks *lockcore.Locks, cfg Config) *Handler {
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{locks: locks, cfg: cfg, obs: cfg.Observer, log: cfg.Logger, started: time.Now()}
+	h.table = make(map[string]*command)
+	h.list = h.commands()
+	for _, cmd := range h.list {
+		h.table[cmd.name] = cmd
+		for _, sub := range cmd.subs {
+			sub.parent = cmd
+		}
+	}
+	return h
+}
+
+// command is one entry of the table. arity follows Redis: n > 0 means
+// exactly n arguments counting the name, n < 0 at least -n.
+type command struct {
+	name   string // lower case, as COMMAND shows it
+	arity  int
+	flags  []string
+	noAuth bool // allowed before AUTH
+	run    func(c *resp.Conn, cl *client, args [][]byte)
+	subs   []*command // subcommands (CLIENT, COMMAND); run is nil then
+	parent *command
+	doc    doc
+}
+
+// fullName is "client|setname" for a subcommand, as Redis names it in errors.
+func (cmd *command) fullName() string {
+	if cmd.parent != nil {
+		return cmd.parent.name + "|" + cmd.name
+	}
+	return cmd.name
+}
+
+func (cmd *command) sub(name string) *command {
+	for _, s := range cmd.subs {
+		if strings.EqualFold(s.name, name) {
+			return s
+		}
+	}
+	return nil
+}
+
+func arityOK(arity, n int) bool {
+	if arity > 0 {
+		return n == arity
+	}
+	return n >= -arity
+}
+
+// client is the state of one connection.
+type client struct {
+	sess    *lockcore.Session
+	authed  bool
+	name    string
+	libName string
+	libVer  string
+}
+
+// OnOpen starts a connection's session; wire it to resp.Options.OnOpen.
+func (h *Handler) OnOpen(c *resp.Conn) {
+	cl := &client{authed: h.cfg.Password == ""}
+	cl.sess = h.locks.NewSession(func(name, token string) {
+		// RESP2 clients learn of it on their next command instead.
+		c.Push("lock.lost", name, token)
+	})
+	c.SetValue(cl)
+	h.clients.Add(1)
+	h.obs.ConnectionsChanged(1)
+}
+
+// OnClose releases a connection's owned locks; wire it to resp.Options.OnClose.
+func (h *Handler) OnClose(c *resp.Conn) {
+	cl := c.Value().(*client)
+	if err := cl.sess.Close(); err != nil {
+		h.log.Warn("releasing a closed connection's locks failed; they expire by their ttl", "err", err)
+	}
+	h.clients.Add(-1)
+	h.obs.ConnectionsChanged(-1)
+}
+
+// ServeRESP implements resp.Handler.
+func (h *Handler) ServeRESP(c *resp.Conn, req resp.Command) {
+	cl := c.Value().(*client)
+	args := req.Args
+	cmd := h.table[strings.ToLower(string(args[0]))]
+	if cmd == nil {
+		c.WriteError(unknownCommand(args))
+		return
+	}
+	if !cl.authed && !cmd.noAuth {
+		c.WriteError("NOAUTH Authentication required.")
+		return
+	}
+	if cmd.subs != nil && len(args) >= 2 {
+		sub := cmd.sub(string(args[1]))
+		if sub == nil {
+			c.WriteError("ERR unknown subcommand '" + clip(string(args[1])) + "'. Try " + strings.ToUpper(cmd.name) + " HELP.")
+			return
+		}
+		cmd = sub
+	}
+	if !arityOK(cmd.arity, len(args)) {
+		c.WriteError("ERR wrong number of arguments for '" + cmd.fullName() + "' command")
+		return
+	}
+	cmd.run(c, cl, args)
+}
+
+// unknownCommand is Redis's own text for a command it does not know.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	for _, a := range args[1:] {
+		if b.Len() >= 128 {
+			break
+		}
+		b.WriteString("'")
+		b.WriteString(clipTo(string(a), 128-b.Len()))
+		b.WriteString("' ")
+	}
+	return "ERR unknown command '" + clip(string(args[0])) + "', with args beginning with: " + b.String()
+}
+
+// clip bounds echoed input in error replies, as Redis does.
+func clip(s string) string { return clipTo(s, 128) }
+
+func clipTo(s string, n int) string {
+	if len(s) > n {
+		return s[:max(n, 0)]
+	}
+	return s
+}

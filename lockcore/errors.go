@@ -1,0 +1,17 @@
+package lockcore
+
+import "errors"
+
+// Contention is not an error: Acquire reports it as an empty token. These are
+// the ways a call can fail; anything else comes from the store (upstream).
+var (
+	// ErrTooManyLocks: the session holds Config.MaxLocksPerSession leases.
+	ErrTooManyLocks = errors.New("lockcore: too many locks on this connection")
+	// ErrShuttingDown: Locks.Shutdown has begun; nothing new is granted.
+	ErrShuttingDown = errors.New("lockcore: shutting down")
+	// ErrClosed: the session was closed (its connection went away).
+	ErrClosed = errors.New("lockcore: session closed")
+	// ErrTooSlow: the store granted the lock, but its reply came after the
+	// lease's validity had already run out, so the grant was given back.
+	ErrTooSlow = errors.New("lockcore: the upstream's reply arrived after the lease's validity ran out")
+)

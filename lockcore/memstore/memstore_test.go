@@ -1,0 +1,67 @@
+package memstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
+	"github.com/lockproxy/lockproxy/lockcore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) lockcore.Store {
+		s := memstore.New(memstore.Options{})
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// A name nobody uses any more is forgotten once its lease and the fence
+// retention have passed, so memory does not grow with distinct names.
+func TestForgetsUnusedNames(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	s := memstore.New(memstore.Options{Retention: time.Minute, Now: func() time.Time { return now }})
+	defer s.Close()
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		g, err := s.Acquire(ctx, n, "x", time.Second)
+		if err != nil || !g.Acquired {
+			t.Fatal(g, err)
+		}
+		if n == "a" {
+			s.Release(ctx, n, g.Token)
+		}
+	}
+	s.Sweep()
+	if s.Len() != 3 {
+		t.Fatalf("Len = %d right after use, want 3 (fences are retained)", s.Len())
+	}
+	now = now.Add(time.Second + time.Minute)
+	s.Sweep()
+	if s.Len() != 0 {
+		t.Errorf("Len = %d after lease + retention, want 0", s.Len())
+	}
+}
+
+// The fence follows the wall clock, and the last fence + 1 when the clock
+// stepped back, so it never repeats.
+func TestFenceSurvivesClockStepBack(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	s := memstore.New(memstore.Options{Now: func() time.Time { return now }})
+	defer s.Close()
+	ctx := context.Background()
+	g1, _ := s.Acquire(ctx, "n", "a", time.Second)
+	s.Release(ctx, "n", g1.Token)
+	now = now.Add(-10 * time.Second)
+	g2, _ := s.Acquire(ctx, "n", "b", time.Second)
+	f1, _, _ := lockcore.ParseToken(g1.Token)
+	f2, _, _ := lockcore.ParseToken(g2.Token)
+	if f1 != now.Add(10*time.Second).UnixMicro() {
+		t.Errorf("fence %d, want the clock in µs %d", f1, now.Add(10*time.Second).UnixMicro())
+	}
+	if f2 != f1+1 {
+		t.Errorf("fence after a clock step back = %d, want %d", f2, f1+1)
+	}
+}

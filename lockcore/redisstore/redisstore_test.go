@@ -1,0 +1,222 @@
+package redisstore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/redisstore"
+	"github.com/lockproxy/lockproxy/lockcore/storetest"
+)
+
+func newStore(t *testing.T, url string, opt redisstore.Options) *redisstore.Store {
+	t.Helper()
+	rdb, err := redisstore.NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(rdb, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, func(t *testing.T) lockcore.Store {
+		return newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
+	})
+}
+
+// Keys of one name share one hash slot, whatever the name, so a Cluster
+// runs the scripts unchanged.
+func TestKeysShareSlot(t *testing.T) {
+	s, err := redisstore.New(redis.NewClient(&redis.Options{}), redisstore.Options{Prefix: "lock:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seen := map[string]string{}
+	for _, name := range []string{"a", "order:42", "}", "}x", "{", "{}", "a{b}c", "a}b", "x:fence", "\x00"} {
+		lk, fk := s.Keys(name)
+		if slot(lk) != slot(fk) {
+			t.Errorf("name %q: %q (slot %d) and %q (slot %d) differ", name, lk, slot(lk), fk, slot(fk))
+		}
+		for _, k := range []string{lk, fk} {
+			if other, dup := seen[k]; dup {
+				t.Errorf("key %q used by names %q and %q", k, other, name)
+			}
+			seen[k] = name
+		}
+	}
+	if lk, _ := s.Keys("order:42"); lk != "lock:{order:42}" {
+		t.Errorf("Keys(order:42) = %q, want the readable lock:{order:42}", lk)
+	}
+}
+
+// slot is Redis Cluster's key slot: CRC16 of the hash tag, or of the key.
+func slot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}
+
+func TestPrefixWithBracesRejected(t *testing.T) {
+	if _, err := redisstore.New(redis.NewClient(&redis.Options{}), redisstore.Options{Prefix: "a{b}:"}); err == nil {
+		t.Error("a prefix with braces was accepted; it would break the hash tags")
+	}
+}
+
+// After SCRIPT FLUSH the scripts are loaded again on NOSCRIPT.
+func TestScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
+	ctx := context.Background()
+	g, err := s.Acquire(ctx, "a", "n1", time.Minute)
+	if err != nil || !g.Acquired {
+		t.Fatal(g, err)
+	}
+	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseAll(ctx, []lockcore.Held{{Name: "a", Token: g.Token}}); err != nil {
+		t.Fatalf("ReleaseAll after SCRIPT FLUSH: %v", err)
+	}
+	if st, _ := s.Inspect(ctx, "a"); st.Held {
+		t.Error("still held after ReleaseAll")
+	}
+	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.Acquire(ctx, "a", "n2", time.Minute); err != nil || !g.Acquired {
+		t.Fatalf("Acquire after SCRIPT FLUSH = %+v, %v", g, err)
+	}
+}
+
+// Keys disappear on their own: the lock key with its ttl, the fence key
+// after the retention, so the keyspace does not grow with names.
+func TestKeysExpire(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:", Retention: 50 * time.Millisecond})
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		g, err := s.Acquire(ctx, n, "x", 20*time.Millisecond)
+		if err != nil || !g.Acquired {
+			t.Fatal(g, err)
+		}
+		if n == "a" {
+			s.Release(ctx, n, g.Token)
+		}
+	}
+	keys, _ := rdb.Keys(ctx, "*").Result()
+	for _, k := range keys {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("key %q has no ttl (%v): it would stay forever", k, ttl)
+		}
+	}
+	// Expiry is the event under test: wait for Redis to drop the keys.
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.DBSize(ctx).Val() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("DBSIZE = %d after ttl + retention, want 0", n)
+	}
+}
+
+// A release whose reply is lost is repeated, and the repeat reports the
+// release that already happened rather than "not held".
+func TestReleaseReplyLost(t *testing.T) {
+	srv := redistest.Start(t)
+	r := relay.Start(t, srv.Addr())
+	s := newStore(t, "redis://"+r.Addr()+"/0", redisstore.Options{Prefix: "lock:"})
+	ctx := context.Background()
+	g, err := s.Acquire(ctx, "a", "n1", time.Minute)
+	if err != nil || !g.Acquired {
+		t.Fatal(g, err)
+	}
+	// Load the release script first: a NOSCRIPT reply must not be the one lost.
+	if _, err := s.Release(ctx, "warm-up", "1:x"); err != nil {
+		t.Fatal(err)
+	}
+	// The release runs in Redis, its reply is swallowed, and the relay then
+	// cuts the connection, so the store sees a lost reply and repeats.
+	r.DropReplies(true)
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		ok, err := s.Release(ctx, "a", g.Token)
+		if err != nil || !ok {
+			t.Errorf("Release with a lost reply = %v, %v; want true", ok, err)
+		}
+	}()
+	waitGone(t, srv.Client(t), "lock:{a}")
+	r.DropReplies(false)
+	r.ResetAll()
+	<-released
+
+	// A second, deliberate release is not a repeat: it says not held.
+	if ok, err := s.Release(ctx, "a", g.Token); err != nil || ok {
+		t.Errorf("second Release = %v, %v; want false", ok, err)
+	}
+}
+
+// waitGone waits until key is deleted: the event that shows the script ran.
+func waitGone(t *testing.T, rdb *redis.Client, key string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.Exists(context.Background(), key).Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q still exists", key)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Fences keep rising when Redis forgets every key (a restart without
+// persistence), because they come from Redis's clock.
+func TestFenceAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
+	ctx := context.Background()
+	g1, _ := s.Acquire(ctx, "a", "n1", time.Minute)
+	srv.Kill(t)
+	srv.Restart(t)
+	var g2 lockcore.Grant
+	var err error
+	deadline := time.Now().Add(5 * time.Second)
+	for g2, err = s.Acquire(ctx, "a", "n2", time.Minute); err != nil && time.Now().Before(deadline); {
+		g2, err = s.Acquire(ctx, "a", "n2", time.Minute)
+	}
+	if err != nil || !g2.Acquired {
+		t.Fatalf("Acquire after restart = %+v, %v", g2, err)
+	}
+	f1, _, _ := lockcore.ParseToken(g1.Token)
+	f2, _, _ := lockcore.ParseToken(g2.Token)
+	if f2 <= f1 {
+		t.Errorf("fence after restart %d <= %d before", f2, f1)
+	}
+}

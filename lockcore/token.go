@@ -1,0 +1,51 @@
+package lockcore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// newNonce returns the random part of a token. 128 bits from crypto/rand make
+// a collision, or a guess of another client's token, impractical.
+func newNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux (Go ≥ 1.24 panics instead)
+	return hex.EncodeToString(b[:])
+}
+
+// MaxTokenBytes bounds a client-supplied token; real ones are under 60 bytes.
+const MaxTokenBytes = 128
+
+// ParseToken splits a token into its fence and nonce. It accepts only the
+// form the stores issue: a positive decimal int64, a colon, and a non-empty
+// nonce.
+func ParseToken(token string) (fence int64, nonce string, ok bool) {
+	if len(token) > MaxTokenBytes {
+		return 0, "", false
+	}
+	f, n, found := strings.Cut(token, ":")
+	if !found || n == "" || f == "" || f[0] == '+' || f[0] == '-' {
+		return 0, "", false
+	}
+	fence, err := strconv.ParseInt(f, 10, 64)
+	if err != nil || fence <= 0 {
+		return 0, "", false
+	}
+	return fence, n, true
+}
+
+// FormatToken joins a fence and a nonce into a token.
+func FormatToken(fence int64, nonce string) string {
+	return strconv.FormatInt(fence, 10) + ":" + nonce
+}
+
+// TokenMatches reports whether held (a full token) is matched by want, which
+// is a full token or a nonce-only ":<nonce>" (see Store).
+func TokenMatches(held, want string) bool {
+	if strings.HasPrefix(want, ":") {
+		return strings.HasSuffix(held, want)
+	}
+	return held == want
+}

@@ -1,0 +1,136 @@
+// Package metrics defines lockproxy's Prometheus metrics and serves them,
+// with the health probes, over HTTP. Metrics go to an injected registry,
+// never the global one, and carry no lock name or token as a label.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// buckets span 100µs to about 60s: hand-offs are sub-millisecond, waits
+// and holds can last minutes.
+var buckets = prometheus.ExponentialBucketsRange(0.0001, 60, 16)
+
+// Metrics records lockproxy's figures. Its methods satisfy the observer
+// interfaces of lockcore and commands.
+type Metrics struct {
+	acquire     *prometheus.CounterVec
+	release     *prometheus.CounterVec
+	renew       *prometheus.CounterVec
+	autoRenew   *prometheus.CounterVec
+	lost        prometheus.Counter
+	held        prometheus.Gauge
+	waiters     prometheus.Gauge
+	connections prometheus.Gauge
+	acquireWait prometheus.Histogram
+	hold        prometheus.Histogram
+	upstream    *prometheus.HistogramVec
+	upstreamUp  prometheus.Gauge
+}
+
+// New registers lockproxy's metrics with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		acquire: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockproxy_acquire_total", Help: "LOCK.ACQUIRE calls by result: acquired, timeout (held by someone else) or error.",
+		}, []string{"result"}),
+		release: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockproxy_release_total", Help: "LOCK.RELEASE calls by result: released, not_held or error.",
+		}, []string{"result"}),
+		renew: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockproxy_renew_total", Help: "LOCK.RENEW calls by result: renewed, not_held or error.",
+		}, []string{"result"}),
+		autoRenew: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockproxy_auto_renew_total", Help: "Background renewals of owned locks by result: ok, lost or error.",
+		}, []string{"result"}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lockproxy_locks_lost_total", Help: "Owned locks lost: not renewed before their validity ran out, or gone upstream.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_locks_held", Help: "Locks held by this sidecar's connections.",
+		}),
+		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_waiters", Help: "LOCK.ACQUIRE calls blocked in WAIT.",
+		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_connections", Help: "Open client connections.",
+		}),
+		acquireWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lockproxy_acquire_wait_seconds", Help: "Time LOCK.ACQUIRE took, waiting included.", Buckets: buckets,
+		}),
+		hold: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lockproxy_hold_seconds", Help: "How long locks were held, until released or lost.", Buckets: buckets,
+		}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lockproxy_upstream_seconds", Help: "Upstream call latency by operation.", Buckets: buckets,
+		}, []string{"op"}),
+		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_upstream_up", Help: "1 when the upstream answered its last health check, else 0.",
+		}),
+	}
+	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.connections,
+		m.acquireWait, m.hold, m.upstream, m.upstreamUp)
+	// Show every result from the start, so rate() works before the first event.
+	for _, r := range []string{"acquired", "timeout", "error"} {
+		m.acquire.WithLabelValues(r)
+	}
+	for _, r := range []string{"released", "not_held", "error"} {
+		m.release.WithLabelValues(r)
+	}
+	for _, r := range []string{"renewed", "not_held", "error"} {
+		m.renew.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "lost", "error"} {
+		m.autoRenew.WithLabelValues(r)
+	}
+	return m
+}
+
+// Acquire records one LOCK.ACQUIRE.
+func (m *Metrics) Acquire(result string, waited time.Duration) {
+	m.acquire.WithLabelValues(result).Inc()
+	m.acquireWait.Observe(waited.Seconds())
+}
+
+// Release records one LOCK.RELEASE.
+func (m *Metrics) Release(result string) { m.release.WithLabelValues(result).Inc() }
+
+// Renew records one LOCK.RENEW.
+func (m *Metrics) Renew(result string) { m.renew.WithLabelValues(result).Inc() }
+
+// ConnectionsChanged moves the connection gauge.
+func (m *Metrics) ConnectionsChanged(delta int) { m.connections.Add(float64(delta)) }
+
+// LeaseStarted counts a lock now held.
+func (m *Metrics) LeaseStarted() { m.held.Inc() }
+
+// LeaseEnded counts a lock no longer held.
+func (m *Metrics) LeaseEnded(held time.Duration, lost bool) {
+	m.held.Dec()
+	m.hold.Observe(held.Seconds())
+	if lost {
+		m.lost.Inc()
+	}
+}
+
+// AutoRenewed records one background renewal.
+func (m *Metrics) AutoRenewed(result string) { m.autoRenew.WithLabelValues(result).Inc() }
+
+// WaitersChanged moves the waiter gauge.
+func (m *Metrics) WaitersChanged(delta int) { m.waiters.Add(float64(delta)) }
+
+// Upstream records one upstream call.
+func (m *Metrics) Upstream(op string, took time.Duration) {
+	m.upstream.WithLabelValues(op).Observe(took.Seconds())
+}
+
+// UpstreamUp records whether the upstream answers.
+func (m *Metrics) UpstreamUp(up bool) {
+	if up {
+		m.upstreamUp.Set(1)
+	} else {
+		m.upstreamUp.Set(0)
+	}
+}
