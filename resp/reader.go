@@ -32,13 +32,13 @@ func (e *ProtocolError) Error() string { return "Protocol error: " + e.Msg }
 // ErrBufferFull: Fill was called while MaxQueryBytes are already buffered.
 var ErrBufferFull = errors.New("resp: query buffer full")
 
-var errBadRead = errors.New("resp: Read returned an impossible count")
+var errReadCount = errors.New("resp: Read returned an impossible count")
 
 const (
-	defaultMaxArgs        = 1024 * 1024
-	defaultMaxBulkBytes   = 512 << 20
-	defaultMaxInlineBytes = 64 << 10
-	defaultMaxQueryBytes  = 1 << 30
+	redisMaxArgs        = 1024 * 1024
+	redisMaxBulkBytes   = 512 << 20
+	redisMaxInlineBytes = 64 << 10
+	redisMaxQueryBytes  = 1 << 30
 
 	// maxHeaderLine bounds a "*<n>" or "$<n>" line before its CR. Every valid
 	// count fits in 21 bytes, so waiting any longer only lets a client make
@@ -50,31 +50,31 @@ const (
 	// arrive.
 	minArgBytes = 6
 
-	// initialBufSize is small because most connections send small commands
+	// readBufInitial is small because most connections send small commands
 	// and idle connections should cost little.
-	initialBufSize = 512
+	readBufInitial = 512
 
-	// shrinkAbove: an empty buffer larger than this is dropped so that one
+	// readBufShrinkAbove: an empty buffer larger than this is dropped so that one
 	// big request does not pin memory for the rest of the connection.
-	shrinkAbove = 64 << 10
+	readBufShrinkAbove = 64 << 10
 
 	// maxEmptyReads guards ReadCommand against an io.Reader that keeps
 	// returning 0, nil, as bufio does.
 	maxEmptyReads = 100
 
 	// maxKeptSpans: span storage above this many ints is released after the
-	// command that needed it, for the same reason as shrinkAbove.
+	// command that needed it, for the same reason as readBufShrinkAbove.
 	maxKeptSpans = 2048
 )
 
 // parse states; each is resumable so that bytes already examined are not
 // examined again when more arrive.
 const (
-	stStart      = iota // at the first byte of a request
-	stInline            // inside an inline line; scanned bytes hold no '\n'
-	stCount             // inside "*<n>\r\n"
-	stBulkHeader        // expecting "$<len>\r\n" at pos
-	stBulkData          // expecting bulkLen bytes and CRLF at pos
+	reqStart      = iota // at the first byte of a request
+	reqInline            // inside an inline line; scanned bytes hold no '\n'
+	reqCount             // inside "*<n>\r\n"
+	reqBulkHeader        // expecting "$<len>\r\n" at pos
+	reqBulkData          // expecting bulkLen bytes and CRLF at pos
 )
 
 // Reader parses RESP requests incrementally. It is not safe for concurrent
@@ -97,9 +97,9 @@ type Reader struct {
 	// so that compacting the buffer does not invalidate them.
 	st       int
 	pos      int   // bytes of the request parsed so far
-	scanned  int   // stInline: bytes after r known to hold no '\n'
+	scanned  int   // reqInline: bytes after r known to hold no '\n'
 	nargs    int   // declared argument count
-	bulkLen  int   // stBulkData: declared length of the current argument
+	bulkLen  int   // reqBulkData: declared length of the current argument
 	argBytes int   // total length of the arguments in spans
 	spans    []int // start, end pairs of the arguments parsed so far
 }
@@ -107,16 +107,16 @@ type Reader struct {
 // NewReader returns a Reader that reads requests from rd within lim.
 func NewReader(rd io.Reader, lim Limits) *Reader {
 	if lim.MaxArgs <= 0 {
-		lim.MaxArgs = defaultMaxArgs
+		lim.MaxArgs = redisMaxArgs
 	}
 	if lim.MaxBulkBytes <= 0 {
-		lim.MaxBulkBytes = defaultMaxBulkBytes
+		lim.MaxBulkBytes = redisMaxBulkBytes
 	}
 	if lim.MaxInlineBytes <= 0 {
-		lim.MaxInlineBytes = defaultMaxInlineBytes
+		lim.MaxInlineBytes = redisMaxInlineBytes
 	}
 	if lim.MaxQueryBytes <= 0 {
-		lim.MaxQueryBytes = defaultMaxQueryBytes
+		lim.MaxQueryBytes = redisMaxQueryBytes
 	}
 	return &Reader{rd: rd, lim: lim, inlineMax: min(lim.MaxInlineBytes, lim.MaxQueryBytes)}
 }
@@ -157,12 +157,12 @@ func (r *Reader) Fill() error {
 	}
 	if r.r == r.w {
 		r.r, r.w = 0, 0
-		if cap(r.buf) > shrinkAbove {
+		if cap(r.buf) > readBufShrinkAbove {
 			r.buf = nil
 		}
 	}
 	if r.buf == nil {
-		r.buf = make([]byte, min(initialBufSize, r.lim.MaxQueryBytes))
+		r.buf = make([]byte, min(readBufInitial, r.lim.MaxQueryBytes))
 	}
 	if r.w == len(r.buf) {
 		// Sliding is cheap when it reclaims at least half the buffer, and is
@@ -181,7 +181,7 @@ func (r *Reader) Fill() error {
 	}
 	n, err := r.rd.Read(r.buf[r.w:])
 	if n < 0 || n > len(r.buf)-r.w {
-		return errBadRead
+		return errReadCount
 	}
 	r.w += n
 	if n > 0 {
@@ -209,17 +209,17 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 	for {
 		b := r.buf[r.r:r.w]
 		switch r.st {
-		case stStart:
+		case reqStart:
 			if len(b) == 0 {
 				return Command{}, false, nil
 			}
 			if b[0] == '*' {
-				r.st = stCount
+				r.st = reqCount
 			} else {
-				r.st = stInline
+				r.st = reqInline
 			}
 
-		case stInline:
+		case reqInline:
 			end := min(len(b), r.inlineMax)
 			i := bytes.IndexByte(b[r.scanned:end], '\n')
 			if i < 0 {
@@ -243,7 +243,7 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 				return Command{Args: args}, true, nil
 			}
 
-		case stCount:
+		case reqCount:
 			cr, tooBig := headerLine(b)
 			if tooBig {
 				return r.fail("too big mbulk count string")
@@ -251,7 +251,7 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 			if cr < 0 {
 				return r.needMore()
 			}
-			n, ok := parseInt(b[1:cr])
+			n, ok := parseStrictInt(b[1:cr])
 			if !ok || b[cr+1] != '\n' || n > int64(r.lim.MaxArgs) {
 				return r.fail("invalid multibulk length")
 			}
@@ -264,9 +264,9 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 				return r.fail("too big request")
 			}
 			r.nargs = int(n)
-			r.st = stBulkHeader
+			r.st = reqBulkHeader
 
-		case stBulkHeader:
+		case reqBulkHeader:
 			h := b[r.pos:]
 			cr, tooBig := headerLine(h)
 			if tooBig {
@@ -282,21 +282,21 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 				}
 				return r.fail("expected '$', got '" + string([]byte{got}) + "'")
 			}
-			n, ok := parseInt(h[1:cr])
+			n, ok := parseStrictInt(h[1:cr])
 			if !ok || h[cr+1] != '\n' || n < 0 || n > int64(r.lim.MaxBulkBytes) {
 				return r.fail("invalid bulk length")
 			}
 			r.pos += cr + 2
 			// Reject now rather than buffer a payload that can never fit.
-			// nargs passed the same test at stCount, so this cannot overflow.
+			// nargs passed the same test at reqCount, so this cannot overflow.
 			rest := (r.nargs - len(r.spans)/2 - 1) * minArgBytes
 			if n+2 > int64(r.lim.MaxQueryBytes-r.pos-rest) {
 				return r.fail("too big request")
 			}
 			r.bulkLen = int(n)
-			r.st = stBulkData
+			r.st = reqBulkData
 
-		case stBulkData:
+		case reqBulkData:
 			end := r.pos + r.bulkLen + 2
 			if len(b) < end {
 				return r.needMore()
@@ -308,7 +308,7 @@ func (r *Reader) Next() (cmd Command, ok bool, err error) {
 			r.argBytes += r.bulkLen
 			r.pos = end
 			if len(r.spans)/2 < r.nargs {
-				r.st = stBulkHeader
+				r.st = reqBulkHeader
 				continue
 			}
 			cmd := Command{Args: r.copyArgs(b)}
@@ -337,7 +337,7 @@ func (r *Reader) fail(msg string) (Command, bool, error) {
 // consume ends the current request after n bytes and resets the parse state.
 func (r *Reader) consume(n int) {
 	r.r += n
-	r.st = stStart
+	r.st = reqStart
 	r.pos, r.scanned, r.nargs, r.bulkLen, r.argBytes = 0, 0, 0, 0, 0
 	if cap(r.spans) > maxKeptSpans {
 		r.spans = nil
@@ -377,9 +377,9 @@ func headerLine(b []byte) (cr int, tooBig bool) {
 	return cr, false
 }
 
-// parseInt parses a strict decimal int64 as Redis's string2ll does: an
+// parseStrictInt parses a strict decimal int64 as Redis's string2ll does: an
 // optional '-', no '+', no spaces, no leading zeros, "-0" rejected.
-func parseInt(b []byte) (int64, bool) {
+func parseStrictInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
@@ -419,13 +419,13 @@ func parseInt(b []byte) (int64, bool) {
 	return int64(v), true
 }
 
-// isSpace is C's isspace in the C locale, which sdssplitargs uses to skip
+// isCSpace is C's isspace in the C locale, which sdssplitargs uses to skip
 // blanks between arguments and after a closing quote.
-func isSpace(c byte) bool {
+func isCSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
-func unhex(c byte) (byte, bool) {
+func hexVal(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
@@ -448,7 +448,7 @@ func (r *Reader) splitInline(line []byte) (args [][]byte, ok bool) {
 	spans := r.spans[:0]
 	i, n := 0, len(line)
 	for {
-		for i < n && isSpace(line[i]) {
+		for i < n && isCSpace(line[i]) {
 			i++
 		}
 		if i == n {
@@ -469,8 +469,8 @@ func (r *Reader) splitInline(line []byte) (args [][]byte, ok bool) {
 				}
 				c := line[i]
 				if c == '\\' && i+3 < n && line[i+1] == 'x' {
-					hi, ok1 := unhex(line[i+2])
-					lo, ok2 := unhex(line[i+3])
+					hi, ok1 := hexVal(line[i+2])
+					lo, ok2 := hexVal(line[i+3])
 					if ok1 && ok2 {
 						data = append(data, hi<<4|lo)
 						i += 4
@@ -495,7 +495,7 @@ func (r *Reader) splitInline(line []byte) (args [][]byte, ok bool) {
 					data = append(data, e)
 					i += 2
 				case c == '"':
-					if i+1 < n && !isSpace(line[i+1]) {
+					if i+1 < n && !isCSpace(line[i+1]) {
 						return nil, false
 					}
 					i++
@@ -514,7 +514,7 @@ func (r *Reader) splitInline(line []byte) (args [][]byte, ok bool) {
 					data = append(data, '\'')
 					i += 2
 				case c == '\'':
-					if i+1 < n && !isSpace(line[i+1]) {
+					if i+1 < n && !isCSpace(line[i+1]) {
 						return nil, false
 					}
 					i++

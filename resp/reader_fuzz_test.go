@@ -143,7 +143,7 @@ func rdrReferenceOne(b []byte, lim Limits, inlineMax int) (args [][]byte, n int,
 	if s != "" {
 		return nil, 0, s
 	}
-	count, ok := parseInt(b[1:cr])
+	count, ok := parseStrictInt(b[1:cr])
 	if !ok || b[cr+1] != '\n' || count > int64(lim.MaxArgs) {
 		return nil, 0, perr("invalid multibulk length")
 	}
@@ -165,7 +165,7 @@ func rdrReferenceOne(b []byte, lim Limits, inlineMax int) (args [][]byte, n int,
 			}
 			return nil, 0, perr("expected '$', got '" + string([]byte{c}) + "'")
 		}
-		l, ok := parseInt(b[pos+1 : pos+cr])
+		l, ok := parseStrictInt(b[pos+1 : pos+cr])
 		if !ok || b[pos+cr+1] != '\n' || l < 0 || l > int64(lim.MaxBulkBytes) {
 			return nil, 0, perr("invalid bulk length")
 		}

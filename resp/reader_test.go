@@ -331,7 +331,7 @@ func TestReaderTable(t *testing.T) {
 	}
 }
 
-func TestParseInt(t *testing.T) {
+func TestReaderParseStrictInt(t *testing.T) {
 	for _, tt := range []struct {
 		in   string
 		want int64
@@ -345,13 +345,13 @@ func TestParseInt(t *testing.T) {
 		{"+1", 0, false}, {" 1", 0, false}, {"1 ", 0, false}, {"1a", 0, false}, {"0x1", 0, false},
 		{"--1", 0, false}, {"1-", 0, false}, {"000000000000000000001", 0, false},
 	} {
-		got, ok := parseInt([]byte(tt.in))
+		got, ok := parseStrictInt([]byte(tt.in))
 		if got != tt.want || ok != tt.ok {
-			t.Errorf("parseInt(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+			t.Errorf("parseStrictInt(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 		if ok {
 			if s := strconv.FormatInt(got, 10); s != tt.in {
-				t.Errorf("parseInt(%q) accepted a non-canonical number", tt.in)
+				t.Errorf("parseStrictInt(%q) accepted a non-canonical number", tt.in)
 			}
 		}
 	}
@@ -521,6 +521,31 @@ func TestReaderDrip(t *testing.T) {
 	}
 }
 
+// An inline line dripped byte by byte must be searched for its newline
+// once, not from its start after every Read.
+func TestReaderInlineScanResumes(t *testing.T) {
+	line := append(bytes.Repeat([]byte("a"), 5000), '\n')
+	rd := NewReader(iotest.OneByteReader(bytes.NewReader(line)), Limits{})
+	for {
+		cmd, ok, err := rd.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if len(cmd.Args) != 1 || len(cmd.Args[0]) != 5000 {
+				t.Fatalf("got %d args", len(cmd.Args))
+			}
+			return
+		}
+		if rd.scanned != rd.Buffered() {
+			t.Fatalf("scanned %d of %d buffered bytes", rd.scanned, rd.Buffered())
+		}
+		if err := rd.Fill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // rdrFragments are pieces of valid and invalid requests that
 // TestReaderChunkingInvariance strings together.
 var rdrFragments = []string{
@@ -679,8 +704,8 @@ func TestReaderBufferShrinks(t *testing.T) {
 	if cmd, err := rd.ReadCommand(); err != nil || string(cmd.Args[0]) != "PING" {
 		t.Fatalf("got %q, %v", cmd.Args, err)
 	}
-	if len(rd.buf) != initialBufSize {
-		t.Fatalf("buffer is %d bytes when idle, want %d", len(rd.buf), initialBufSize)
+	if len(rd.buf) != readBufInitial {
+		t.Fatalf("buffer is %d bytes when idle, want %d", len(rd.buf), readBufInitial)
 	}
 }
 

@@ -32,7 +32,7 @@ func (f HandlerFunc) ServeRESP(c *Conn, cmd Command) { f(c, cmd) }
 
 // Options tune a Server. Zero fields take the defaults in parentheses.
 type Options struct {
-	Limits Limits // request size bounds (DefaultLimits)
+	Limits Limits // request size bounds; zero fields take DefaultLimits'
 	// MaxClients bounds open connections; a connection over it is told
 	// "-ERR max number of clients reached" and closed, as Redis does (0: none).
 	MaxClients int
@@ -83,8 +83,16 @@ func Listen(network, addr string, h Handler, opt Options) (*Server, error) {
 
 // Serve serves ln in the background until Close. The Server owns ln.
 func Serve(ln net.Listener, h Handler, opt Options) *Server {
-	if opt.Limits == (Limits{}) {
-		opt.Limits = DefaultLimits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&opt.Limits.MaxArgs, DefaultLimits.MaxArgs}, {&opt.Limits.MaxBulkBytes, DefaultLimits.MaxBulkBytes},
+		{&opt.Limits.MaxInlineBytes, DefaultLimits.MaxInlineBytes}, {&opt.Limits.MaxQueryBytes, DefaultLimits.MaxQueryBytes},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
 	}
 	if opt.WriteTimeout <= 0 {
 		opt.WriteTimeout = 10 * time.Second

@@ -1,0 +1,34 @@
+# lockproxy: `make run` starts it on the embedded store; `make test` runs
+# every test, installing redis-server first when it is missing.
+
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: run test deps check bench fuzz
+
+run:
+	$(GO) run ./cmd/lockproxy
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# The tests start their own redis-server processes; they never use one
+# already running.
+deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server not found: installing it with apt-get"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; \
+	}
+
+check:
+	test -z "$$(gofmt -l .)"
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: deps
+	$(GO) test -run='^$$' -bench=. -benchtime=3s ./cmd/lockproxy/
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=60s ./resp/

@@ -1,0 +1,350 @@
+package lockcore_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
+)
+
+// faulty wraps a real store and injects failures into it.
+type faulty struct {
+	lockcore.Store
+	mu sync.Mutex
+	// renewErr, when set, makes Renew fail without reaching the store.
+	renewErr error
+	// acquireErr, when set, makes Acquire fail after the store ran it: a
+	// lost reply.
+	acquireErr error
+	// acquireDelay holds Acquire's reply back after the store ran it.
+	acquireDelay time.Duration
+	renews       int
+}
+
+func (f *faulty) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (lockcore.Grant, error) {
+	g, err := f.Store.Acquire(ctx, name, nonce, ttl)
+	f.mu.Lock()
+	aerr, delay := f.acquireErr, f.acquireDelay
+	f.mu.Unlock()
+	time.Sleep(delay)
+	if aerr != nil {
+		return lockcore.Grant{}, aerr
+	}
+	return g, err
+}
+
+func (f *faulty) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+	f.mu.Lock()
+	f.renews++
+	err := f.renewErr
+	f.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	return f.Store.Renew(ctx, name, token, ttl)
+}
+
+func (f *faulty) set(fn func(f *faulty)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func newLocks(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *faulty) {
+	t.Helper()
+	mem := memstore.New(memstore.Options{})
+	f := &faulty{Store: mem}
+	l := lockcore.New(f, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		mem.Close()
+	})
+	return l, f
+}
+
+// lostEvents records onLost calls.
+type lostEvents struct {
+	mu    sync.Mutex
+	names []string
+	at    []time.Time
+	ch    chan struct{}
+}
+
+func newLostEvents() *lostEvents { return &lostEvents{ch: make(chan struct{}, 100)} }
+
+func (e *lostEvents) onLost(name, _ string) {
+	e.mu.Lock()
+	e.names = append(e.names, name)
+	e.at = append(e.at, time.Now())
+	e.mu.Unlock()
+	e.ch <- struct{}{}
+}
+
+func (e *lostEvents) wait(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case <-e.ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lock.lost within 10s")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.at[len(e.at)-1]
+}
+
+func acquire(t *testing.T, s *lockcore.Session, name string, o lockcore.AcquireOptions) string {
+	t.Helper()
+	tok, err := s.Acquire(context.Background(), name, o)
+	if err != nil || tok == "" {
+		t.Fatalf("Acquire(%q) = %q, %v", name, tok, err)
+	}
+	return tok
+}
+
+// With renewals failing, the lease is lost when its validity ends, not
+// later, and Held never lists it past that moment.
+func TestLostAtValidityDeadline(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	ev := newLostEvents()
+	s := l.NewSession(ev.onLost)
+	const ttl = 300 * time.Millisecond
+	sent := time.Now()
+	acquire(t, s, "a", lockcore.AcquireOptions{TTL: ttl})
+	f.set(func(f *faulty) { f.renewErr = errors.New("injected: upstream down") })
+	deadline := sent.Add(ttl) // the store's expiry is no earlier than this
+	for {
+		asked := time.Now()
+		if !slices.Contains(s.Held(), "a") {
+			break
+		}
+		if asked.After(deadline) {
+			t.Fatalf("Held lists the lease %v after its ttl ran out", asked.Sub(deadline))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	lostAt := ev.wait(t)
+	if lostAt.After(deadline.Add(50 * time.Millisecond)) {
+		t.Errorf("lock.lost came %v after the deadline", lostAt.Sub(deadline))
+	}
+	f.mu.Lock()
+	renews := f.renews
+	f.mu.Unlock()
+	if renews < 2 {
+		t.Errorf("%d renewal attempts before giving up, want retries", renews)
+	}
+	if st := l.Stats(); st.Held != 0 || st.Lost != 1 {
+		t.Errorf("Stats = %+v, want 0 held, 1 lost", st)
+	}
+}
+
+// A renewal that finds the lock gone (released elsewhere, or expired)
+// declares it lost at once.
+func TestLostWhenStoreForgets(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	ev := newLostEvents()
+	s := l.NewSession(ev.onLost)
+	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: 100 * time.Millisecond})
+	if ok, _ := f.Store.Release(context.Background(), "a", tok); !ok {
+		t.Fatal("direct release failed")
+	}
+	ev.wait(t)
+	if ok, err := s.Renew(context.Background(), "a", time.Second, ""); ok || err != nil {
+		t.Errorf("Renew after loss = %v, %v; want false", ok, err)
+	}
+}
+
+// An acquire whose reply is lost is given back: the lock is not left held
+// by a grant nobody knows of.
+func TestAmbiguousAcquireIsReleased(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	f.set(func(f *faulty) { f.acquireErr = errors.New("injected: connection reset after the script ran") })
+	if tok, err := s.Acquire(context.Background(), "a", lockcore.AcquireOptions{TTL: time.Minute}); err == nil || tok != "" {
+		t.Fatalf("Acquire = %q, %v; want the error", tok, err)
+	}
+	if st, _ := f.Store.Inspect(context.Background(), "a"); st.Held {
+		t.Errorf("the lost grant is still held: %+v", st)
+	}
+}
+
+// A grant whose reply came after its validity is useless: given back, and
+// the caller gets ErrTooSlow, never a token.
+func TestGrantTooLate(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	f.set(func(f *faulty) { f.acquireDelay = 60 * time.Millisecond })
+	tok, err := s.Acquire(context.Background(), "a", lockcore.AcquireOptions{TTL: 50 * time.Millisecond})
+	if !errors.Is(err, lockcore.ErrTooSlow) || tok != "" {
+		t.Fatalf("Acquire = %q, %v; want ErrTooSlow", tok, err)
+	}
+	if st, _ := f.Store.Inspect(context.Background(), "a"); st.Held {
+		t.Errorf("the late grant is still held: %+v", st)
+	}
+}
+
+// A failed renewal with a shorter ttl may have been applied, so the
+// lease's validity shrinks to what that ttl allows.
+func TestFailedShorterRenewShrinksValidity(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	f.set(func(f *faulty) { f.renewErr = errors.New("injected: timeout") })
+	if _, err := s.Renew(context.Background(), "a", 20*time.Millisecond, ""); err == nil {
+		t.Fatal("Renew did not fail")
+	}
+	time.Sleep(30 * time.Millisecond)
+	if got := s.Held(); len(got) != 0 {
+		t.Errorf("Held = %v: the 20ms ttl may have been applied, so the lease can't be vouched for", got)
+	}
+}
+
+func TestCloseReleasesOwnedOnly(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	acquire(t, s, "owned", lockcore.AcquireOptions{TTL: time.Minute})
+	acquire(t, s, "detached", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if st, _ := f.Store.Inspect(ctx, "owned"); st.Held {
+		t.Error("owned lock still held after Close")
+	}
+	if st, _ := f.Store.Inspect(ctx, "detached"); !st.Held {
+		t.Error("detached lock released by Close")
+	}
+	if tok, err := s.Acquire(ctx, "x", lockcore.AcquireOptions{}); err == nil || tok != "" {
+		t.Errorf("Acquire on a closed session = %q, %v", tok, err)
+	}
+}
+
+// A waiter whose context ends (its client hung up) never acquires, even
+// when the lock frees at that moment.
+func TestCancelledWaiterNeverAcquires(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	holder, waiter := l.NewSession(nil), l.NewSession(nil)
+	acquire(t, holder, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		tok, err := waiter.Acquire(ctx, "a", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		if tok != "" {
+			err = errors.New("acquired: " + tok)
+		}
+		done <- err
+	}()
+	for l.Waiters("a") != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.Store.Inspect(context.Background(), "a"); st.Held {
+		t.Error("the departed waiter took the lock")
+	}
+}
+
+// A local release wakes a local waiter at once, without waiting for its
+// next poll.
+func TestReleaseWakesWaiter(t *testing.T) {
+	l, _ := newLocks(t, lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}})
+	holder, waiter := l.NewSession(nil), l.NewSession(nil)
+	acquire(t, holder, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	got := make(chan string, 1)
+	go func() {
+		tok, _ := waiter.Acquire(context.Background(), "a", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		got <- tok
+	}()
+	for l.Waiters("a") != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if ok, err := holder.Release(context.Background(), "a", ""); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	select {
+	case tok := <-got:
+		if tok == "" {
+			t.Error("waiter did not acquire")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter still asleep: with a 1h poll, only the release could wake it")
+	}
+}
+
+func TestShutdownEndsWaitsAndReleases(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	defer mem.Close()
+	l := lockcore.New(mem, lockcore.Config{})
+	holder, waiter := l.NewSession(nil), l.NewSession(nil)
+	acquire(t, holder, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	acquire(t, holder, "d", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(context.Background(), "a", lockcore.AcquireOptions{Wait: time.Minute})
+		done <- err
+	}()
+	for l.Waiters("a") != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, lockcore.ErrShuttingDown) {
+		t.Errorf("waiter got %v, want ErrShuttingDown", err)
+	}
+	if st, _ := mem.Inspect(ctx, "a"); st.Held {
+		t.Error("owned lock still held after Shutdown")
+	}
+	if st, _ := mem.Inspect(ctx, "d"); !st.Held {
+		t.Error("Shutdown released a detached lock, which belongs to no connection")
+	}
+	if _, err := l.NewSession(nil).Acquire(ctx, "b", lockcore.AcquireOptions{}); !errors.Is(err, lockcore.ErrShuttingDown) {
+		t.Errorf("Acquire after Shutdown: %v", err)
+	}
+}
+
+func TestMaxLocksPerSession(t *testing.T) {
+	l, _ := newLocks(t, lockcore.Config{MaxLocksPerSession: 2})
+	s := l.NewSession(nil)
+	acquire(t, s, "a", lockcore.AcquireOptions{})
+	acquire(t, s, "b", lockcore.AcquireOptions{TTL: 20 * time.Millisecond, Detached: true})
+	if _, err := s.Acquire(context.Background(), "c", lockcore.AcquireOptions{}); !errors.Is(err, lockcore.ErrTooManyLocks) {
+		t.Fatalf("third lock: %v, want ErrTooManyLocks", err)
+	}
+	acquire(t, s, "a", lockcore.AcquireOptions{}) // re-acquiring a held one is fine
+	time.Sleep(30 * time.Millisecond)             // the detached lease's ttl runs out
+	acquire(t, s, "c", lockcore.AcquireOptions{})
+}
+
+func TestTokens(t *testing.T) {
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{
+		{"1:a", true}, {"1795738583898379:4996f7a0e63318c46cb1f0a70bb9fd4e", true},
+		{"0:a", false}, {"-1:a", false}, {"+1:a", false}, {"1:", false}, {":a", false}, {"a:b", false},
+		{"99999999999999999999:a", false}, {"1", false}, {"", false},
+	} {
+		if _, _, ok := lockcore.ParseToken(tc.token); ok != tc.ok {
+			t.Errorf("ParseToken(%q) ok = %v, want %v", tc.token, ok, tc.ok)
+		}
+	}
+	if !lockcore.TokenMatches("5:abc", ":abc") || lockcore.TokenMatches("5:xabc", ":abc") || lockcore.TokenMatches("5:abc", "6:abc") {
+		t.Error("TokenMatches")
+	}
+}
