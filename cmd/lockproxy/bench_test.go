@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/lockcore/redisstore"
+)
+
+// childEnv marks the test binary re-executed as a lockproxy process, so
+// benchmarks measure the sidecar in a process of its own (its RSS, its
+// scheduling) rather than inside the benchmark.
+const childEnv = "LOCKPROXY_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// child is a lockproxy running as a separate process.
+type child struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+// startChild runs lockproxy in its own process and waits until it answers.
+func startChild(b testing.TB, settings map[string]string) *child {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"=1", "LOCKPROXY_LISTEN="+addr, "LOCKPROXY_LOG_LEVEL=warn")
+	for k, v := range settings {
+		cmd.Env = append(cmd.Env, "LOCKPROXY_"+k+"="+v)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c := &child{addr: addr, cmd: cmd}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			b.Fatal("child lockproxy did not answer PING within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c
+}
+
+// rss is the child's resident set size in bytes.
+func (c *child) rss(b testing.TB) int64 {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+const benchConns = 32
+
+// BenchmarkAcquireRelease measures uncontended acquire+release pairs per
+// second with 32 connections: straight EVALSHA of the same scripts to
+// redis-server (the baseline), through the sidecar on that redis-server,
+// and through the sidecar on its embedded store. Each connection has its
+// own lock name.
+func BenchmarkAcquireRelease(b *testing.B) {
+	srv := redistest.Start(b)
+
+	b.Run("direct-evalsha", func(b *testing.B) {
+		rdb, err := redisstore.NewClient(srv.URL() + "?pool_size=" + strconv.Itoa(benchConns))
+		if err != nil {
+			b.Fatal(err)
+		}
+		store, _ := redisstore.New(rdb, redisstore.Options{Prefix: "bench:"})
+		defer store.Close()
+		var next atomic.Int64
+		runPairs(b, func() func() error {
+			name := "direct-" + strconv.FormatInt(next.Add(1), 10)
+			ctx := context.Background()
+			return func() error {
+				g, err := store.Acquire(ctx, name, "nonce-"+name, 30*time.Second)
+				if err != nil || !g.Acquired {
+					return fmt.Errorf("acquire: %v %v", g, err)
+				}
+				_, err = store.Release(ctx, name, g.Token)
+				return err
+			}
+		})
+	})
+	for _, tc := range []struct {
+		name     string
+		settings map[string]string
+	}{
+		{"sidecar-redis", map[string]string{"UPSTREAM": srv.URL() + "?pool_size=" + strconv.Itoa(benchConns)}},
+		{"sidecar-embedded", map[string]string{}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := startChild(b, tc.settings)
+			rdb := redis.NewClient(&redis.Options{Addr: c.addr, Protocol: 2, PoolSize: benchConns})
+			defer rdb.Close()
+			var next atomic.Int64
+			runPairs(b, func() func() error {
+				conn := rdb.Conn()
+				name := tc.name + "-" + strconv.FormatInt(next.Add(1), 10)
+				ctx := context.Background()
+				return func() error {
+					if err := conn.Do(ctx, "LOCK.ACQUIRE", name).Err(); err != nil {
+						return err
+					}
+					n, err := conn.Do(ctx, "LOCK.RELEASE", name).Int()
+					if n != 1 {
+						return fmt.Errorf("release = %d, %v", n, err)
+					}
+					return err
+				}
+			})
+		})
+	}
+}
+
+// runPairs runs b.N pairs spread over benchConns workers, each made by
+// newWorker, and reports pairs/s.
+func runPairs(b *testing.B, newWorker func() func() error) {
+	workers := make([]func() error, benchConns)
+	for i := range workers {
+		workers[i] = newWorker()
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for _, w := range workers {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if err := w(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pairs/s")
+}
+
+// BenchmarkRSSHeldLocks reports the sidecar's resident memory while it
+// holds 10,000 owned locks (each renewed in the background), against the
+// same process idle, spread as 100 connections × 100 locks and as 10,000
+// connections × 1 lock. The timed loop is a LOCK.INFO, for scale.
+func BenchmarkRSSHeldLocks(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, shape := range []struct{ conns, perConn int }{{100, 100}, {10000, 1}} {
+		b.Run(fmt.Sprintf("%dx%d", shape.conns, shape.perConn), func(b *testing.B) {
+			c := startChild(b, map[string]string{"UPSTREAM": srv.URL(), "MAX_CLIENTS": "20000"})
+			idle := c.rss(b)
+			ctx := context.Background()
+			conns := make([]net.Conn, shape.conns)
+			for i := range conns {
+				nc, err := net.Dial("tcp", c.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer nc.Close()
+				conns[i] = nc
+			}
+			// Pipeline each connection's acquires, then read the replies.
+			var wg sync.WaitGroup
+			for i, nc := range conns {
+				wg.Go(func() {
+					var req strings.Builder
+					for j := range shape.perConn {
+						name := "rss-" + strconv.Itoa(i) + "-" + strconv.Itoa(j)
+						fmt.Fprintf(&req, "*3\r\n$12\r\nLOCK.ACQUIRE\r\n$%d\r\n%s\r\n$5\r\n30000\r\n", len(name), name)
+					}
+					if _, err := nc.Write([]byte(req.String())); err != nil {
+						b.Error(err)
+						return
+					}
+					buf := make([]byte, 64<<10)
+					lines := 0
+					for lines < 2*shape.perConn {
+						n, err := nc.Read(buf)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						lines += strings.Count(string(buf[:n]), "\n")
+					}
+				})
+			}
+			wg.Wait()
+			direct := srv.Client(b)
+			if n := len(direct.Keys(ctx, "lock:{rss-*}").Val()); n != shape.conns*shape.perConn {
+				b.Fatalf("%d lock keys in Redis, want %d", n, shape.conns*shape.perConn)
+			}
+			held := c.rss(b)
+
+			rdb := redis.NewClient(&redis.Options{Addr: c.addr, Protocol: 2})
+			defer rdb.Close()
+			for b.Loop() {
+				if err := rdb.Do(ctx, "LOCK.INFO", "rss-0-0").Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(idle)/(1<<20), "idle-MiB")
+			b.ReportMetric(float64(held)/(1<<20), "held-MiB")
+			b.ReportMetric(float64(held-idle)/float64(shape.conns*shape.perConn), "bytes/lock")
+			for _, nc := range conns {
+				nc.Close()
+			}
+			// Give the keys back before the next shape runs on the same Redis.
+			deadline := time.Now().Add(30 * time.Second)
+			for len(direct.Keys(ctx, "lock:{rss-*}").Val()) > 0 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}

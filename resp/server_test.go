@@ -1,0 +1,189 @@
+package resp_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/resp"
+)
+
+// testServer serves h on 127.0.0.1:0 and closes at cleanup.
+func testServer(t *testing.T, h resp.HandlerFunc, opt resp.Options) *resp.Server {
+	t.Helper()
+	s, err := resp.Listen("tcp", "127.0.0.1:0", h, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+type client struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, s *resp.Server) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{c, bufio.NewReader(c)}
+}
+
+func (c *client) read(t *testing.T, n int) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	for range n {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v after %q", err, b.String()+l)
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// A push made while a reply is being built waits for it, so it never
+// splits a reply and lands after the replies ahead of it.
+func TestPushFollowsReply(t *testing.T) {
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		switch strings.ToUpper(string(cmd.Args[0])) {
+		case "HELLO3":
+			c.SetProto(3)
+			c.WriteSimple("OK")
+		case "PUSHME":
+			done := make(chan struct{})
+			go func() {
+				c.Push("note", "x")
+				close(done)
+			}()
+			<-done // the push is queued while this reply is still unwritten
+			c.WriteArray(2)
+			c.WriteBulkString("reply")
+			c.WriteBulkString("done")
+		}
+	}, resp.Options{})
+	c := dial(t, s)
+	io.WriteString(c, "HELLO3\r\nPUSHME\r\n")
+	want := "+OK\r\n*2\r\n$5\r\nreply\r\n$4\r\ndone\r\n>2\r\n$4\r\nnote\r\n$1\r\nx\r\n"
+	if got := c.read(t, 11); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// RESP2 has no pushes: nothing is sent.
+func TestNoPushOnRESP2(t *testing.T) {
+	var pushed atomic.Bool
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		pushed.Store(c.Push("note"))
+		c.WriteSimple("OK")
+	}, resp.Options{})
+	c := dial(t, s)
+	io.WriteString(c, "X\r\nX\r\n")
+	if got := c.read(t, 2); got != "+OK\r\n+OK\r\n" || pushed.Load() {
+		t.Errorf("got %q, pushed %v", got, pushed.Load())
+	}
+}
+
+// Block's context ends the moment the client hangs up, and OnClose runs.
+func TestBlockSeesHangUp(t *testing.T) {
+	ended := make(chan error, 1)
+	closed := make(chan struct{})
+	inside := make(chan struct{})
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		c.Block(func(ctx context.Context) {
+			close(inside)
+			<-ctx.Done()
+			ended <- ctx.Err()
+		})
+		c.WriteSimple("OK")
+	}, resp.Options{OnClose: func(*resp.Conn) { close(closed) }})
+	c := dial(t, s)
+	io.WriteString(c, "BLOCK\r\n")
+	<-inside
+	c.Close()
+	select {
+	case err := <-ended:
+		if err != context.Canceled {
+			t.Errorf("ctx ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked command never saw the hang-up")
+	}
+	<-closed
+}
+
+// Requests pipelined behind a blocking one are kept and served after it.
+func TestBlockKeepsPipeline(t *testing.T) {
+	release := make(chan struct{})
+	inside := make(chan struct{}, 1)
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		if string(cmd.Args[0]) == "BLOCK" {
+			c.Block(func(ctx context.Context) {
+				inside <- struct{}{}
+				<-release
+			})
+		}
+		c.WriteBulk(cmd.Args[0])
+	}, resp.Options{})
+	c := dial(t, s)
+	io.WriteString(c, "BLOCK\r\n")
+	<-inside
+	// Sent while BLOCK runs, when the background read is what takes it in.
+	io.WriteString(c, "A\r\n*1\r\n$1\r\nB\r\n")
+	close(release)
+	if got := c.read(t, 6); got != "$5\r\nBLOCK\r\n$1\r\nA\r\n$1\r\nB\r\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// Close ends every connection and waits for their OnClose.
+func TestCloseRunsOnClose(t *testing.T) {
+	var open atomic.Int32
+	s, err := resp.Listen("tcp", "127.0.0.1:0", resp.HandlerFunc(func(c *resp.Conn, cmd resp.Command) {
+		c.WriteSimple("OK")
+	}), resp.Options{
+		OnOpen:  func(*resp.Conn) { open.Add(1) },
+		OnClose: func(*resp.Conn) { open.Add(-1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		c := dial(t, s)
+		io.WriteString(c, "PING\r\n")
+		c.read(t, 1)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d connections without OnClose after Close", n)
+	}
+	if _, err := net.Dial("tcp", s.Addr().String()); err == nil {
+		t.Error("still accepting after Close")
+	}
+}
+
+// A protocol error is answered, then the connection is closed.
+func TestProtocolErrorCloses(t *testing.T) {
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) { c.WriteSimple("OK") }, resp.Options{})
+	c := dial(t, s)
+	io.WriteString(c, "*1\r\n$-5\r\n")
+	if got := c.read(t, 1); got != "-ERR Protocol error: invalid bulk length\r\n" {
+		t.Errorf("got %q", got)
+	}
+	if _, err := c.r.ReadByte(); err != io.EOF {
+		t.Errorf("after a protocol error: %v, want EOF", err)
+	}
+}
