@@ -122,7 +122,7 @@ func TestWrongTokenNeverTouchesHolder(t *testing.T) {
 		fence, nonce, _ := lockcore.ParseToken(tok)
 		for _, wrong := range []string{
 			strconv.FormatInt(fence, 10) + ":0123456789abcdef0123456789abcdef", // right fence
-			strconv.FormatInt(fence+1, 10) + ":" + nonce,                      // right random part
+			strconv.FormatInt(fence+1, 10) + ":" + nonce,                       // right random part
 			strconv.FormatInt(fence-1, 10) + ":" + nonce,
 		} {
 			mustInt(t, 0, b, "LOCK.RENEW", name, 1, wrong)
