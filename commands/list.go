@@ -30,7 +30,7 @@ func (h *Handler) commands() []*command {
 		{name: "lock.acquire", arity: -2, flags: []string{"write"}, run: h.acquire, doc: doc{
 			summary: "Acquires a lock and returns its token, or null when someone else holds it.", since: since, group: "lock",
 			complexity: "O(1), plus the wait", args: []arg{name, opt(ttl),
-				opt(arg{name: "wait", typ: "integer", token: "WAIT"}),
+				opt(arg{name: "ms", typ: "integer", token: "WAIT"}),
 				opt(arg{name: "detached", typ: "pure-token", token: "DETACHED"}),
 			}}},
 		{name: "lock.renew", arity: -3, flags: []string{"write", "fast"}, run: h.renew, doc: doc{

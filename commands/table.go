@@ -177,8 +177,9 @@ func unknownCommand(args [][]byte) string {
 		if b.Len() >= 128 {
 			break
 		}
+		n := 128 - b.Len()
 		b.WriteString("'")
-		b.WriteString(clipTo(string(a), 128-b.Len()))
+		b.WriteString(clipTo(string(a), n))
 		b.WriteString("' ")
 	}
 	return "ERR unknown command '" + clip(string(args[0])) + "', with args beginning with: " + b.String()

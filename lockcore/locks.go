@@ -426,7 +426,7 @@ func (l *Locks) releasedByToken(name, token string) {
 	h, ok := l.holders[name]
 	l.mu.Unlock()
 	if ok && h.ls.token == token {
-		h.s.lose(h.ls, "another connection released it by its token", false)
+		h.s.lapse(h.ls, "another connection released it by its token", false)
 	}
 }
 

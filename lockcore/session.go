@@ -180,7 +180,7 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 	}
 	sent := time.Now()
 	if !sent.Before(until) {
-		s.lose(ls, "its validity ran out before it could be renewed", true)
+		s.lapse(ls, "its validity ran out before it could be renewed", true)
 		return false, nil
 	}
 	ctx, cancel := context.WithDeadline(ctx, earliest(sent.Add(s.l.cfg.UpstreamTimeout), until))
@@ -195,7 +195,7 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		return false, fmt.Errorf("renew %q: %w", ls.name, err)
 	}
 	if !renewed {
-		s.lose(ls, "the upstream no longer has it", false)
+		s.lapse(ls, "the upstream no longer has it", false)
 		return false, nil
 	}
 	s.mu.Lock()
@@ -264,7 +264,7 @@ func (s *Session) Release(ctx context.Context, name, token string) (bool, error)
 	if !ok || !valid {
 		// Gone from the store, or past the validity we could vouch for: the
 		// caller did not hold it up to now.
-		s.lose(ls, "it was no longer held when released", false)
+		s.lapse(ls, "it was no longer held when released", false)
 		return false, nil
 	}
 	s.end(ls, false)
@@ -292,7 +292,11 @@ func (s *Session) Info(ctx context.Context, name string) (Info, error) {
 	}
 	s.mu.Unlock()
 	if ls != nil && !mine {
-		s.lapse(ls, st.Held && st.Token == ls.token)
+		if st.Held && st.Token == ls.token {
+			s.lapse(ls, "its validity ran out", true)
+		} else {
+			s.lapse(ls, "the upstream no longer has it", false)
+		}
 	}
 	return info, nil
 }
@@ -313,7 +317,7 @@ func (s *Session) Held() []string {
 	}
 	s.mu.Unlock()
 	for _, ls := range lapsed {
-		s.lapse(ls, true)
+		s.lapse(ls, "its validity ran out", true)
 	}
 	slices.Sort(names)
 	return names
@@ -327,16 +331,16 @@ func (s *Session) current(name string) *lease {
 	valid := ls != nil && time.Now().Before(ls.validUntil)
 	s.mu.Unlock()
 	if ls != nil && !valid {
-		s.lapse(ls, true)
+		s.lapse(ls, "its validity ran out", true)
 		return nil
 	}
 	return ls
 }
 
 // lapse drops a lease that can no longer be vouched for: an owned one is
-// lost; a detached one simply reached the end of the ttl it was given.
+// lost; a detached one simply ended, as leases without renewal do.
 // giveBack says the store may still hold it under our token.
-func (s *Session) lapse(ls *lease, giveBack bool) {
+func (s *Session) lapse(ls *lease, why string, giveBack bool) {
 	s.mu.Lock()
 	detached := ls.detached
 	s.mu.Unlock()
@@ -344,7 +348,7 @@ func (s *Session) lapse(ls *lease, giveBack bool) {
 		s.end(ls, false)
 		return
 	}
-	s.lose(ls, "its validity ran out", giveBack)
+	s.lose(ls, why, giveBack)
 }
 
 // end drops ls from the session if it is still there, and reports whether

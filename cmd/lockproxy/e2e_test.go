@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -693,5 +694,34 @@ func TestLostWhenUpstreamFreezes(t *testing.T) {
 	in, _ := do(t, owner, "INFO", "locks").Text()
 	if !strings.Contains(in, "locks_lost_total:2") {
 		t.Errorf("INFO locks does not count both lost locks:\n%s", in)
+	}
+}
+
+// The README's configuration table lists every variable with its default.
+func TestReadmeConfigTable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`LOCKPROXY_") {
+			continue
+		}
+		rows[strings.Trim(strings.TrimSpace(cells[1]), "`")] = strings.Trim(strings.TrimSpace(cells[2]), "`")
+	}
+	for _, f := range configFields() {
+		want := f.def
+		if want == "" {
+			want = "empty"
+		}
+		if got, ok := rows[f.name]; !ok || got != want {
+			t.Errorf("README row for %s: default %q (present %v), want %q", f.name, got, ok, want)
+		}
+		delete(rows, f.name)
+	}
+	for name := range rows {
+		t.Errorf("README lists %s, which the configuration does not have", name)
 	}
 }

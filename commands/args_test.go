@@ -1,0 +1,106 @@
+package commands
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+)
+
+func argv(s string) [][]byte {
+	var out [][]byte
+	for _, f := range strings.Fields(s) {
+		out = append(out, []byte(f))
+	}
+	return out
+}
+
+func testHandler() *Handler {
+	return &Handler{cfg: Config{MaxTTL: time.Hour, MaxWait: time.Minute, MaxNameBytes: 8}}
+}
+
+func TestParseAcquire(t *testing.T) {
+	h := testHandler()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		in      string
+		want    acquireArgs
+		wantErr string
+	}{
+		{in: "LOCK.ACQUIRE a", want: acquireArgs{name: "a"}},
+		{in: "LOCK.ACQUIRE a 5000", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: 5000 * ms}}},
+		{in: "LOCK.ACQUIRE a 5000 WAIT 100", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: 5000 * ms, Wait: 100 * ms}}},
+		{in: "LOCK.ACQUIRE a wait 0 detached", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{Detached: true}}},
+		{in: "LOCK.ACQUIRE a DETACHED 7", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a DETACHED WAIT 60000", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{Wait: time.Minute, Detached: true}}},
+		{in: "LOCK.ACQUIRE a 3600000", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: time.Hour}}},
+		{in: "LOCK.ACQUIRE a 3600001", wantErr: "ERR invalid ttl"},
+		{in: "LOCK.ACQUIRE a 1", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: ms}}},
+		{in: "LOCK.ACQUIRE a 0", wantErr: "ERR invalid ttl"},
+		{in: "LOCK.ACQUIRE a -1", wantErr: "ERR invalid ttl"},
+		{in: "LOCK.ACQUIRE a 01", wantErr: "ERR value is not an integer"},
+		{in: "LOCK.ACQUIRE a +1", wantErr: "ERR value is not an integer"},
+		{in: "LOCK.ACQUIRE a 9223372036854775808", wantErr: "ERR value is not an integer"},
+		{in: "LOCK.ACQUIRE a 9223372036854775807", wantErr: "ERR invalid ttl"},
+		{in: "LOCK.ACQUIRE a WAIT 60001", wantErr: "ERR timeout is out of range"},
+		{in: "LOCK.ACQUIRE a WAIT -1", wantErr: "ERR timeout is negative"},
+		{in: "LOCK.ACQUIRE a WAIT", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a WAIT 1 WAIT 2", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a 5 5", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE 123456789", wantErr: "ERR invalid lock name"},
+	} {
+		got, err := h.parseAcquire(argv(tc.in))
+		if tc.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseRenewRelease(t *testing.T) {
+	h := testHandler()
+	r, err := h.parseRenew(argv("LOCK.RENEW a 100 5:abc"))
+	if err != nil || r != (renewArgs{name: "a", ttl: 100 * time.Millisecond, token: "5:abc"}) {
+		t.Errorf("parseRenew = %+v, %v", r, err)
+	}
+	if r, err := h.parseRenew(argv("LOCK.RENEW a 100")); err != nil || r.token != "" {
+		t.Errorf("parseRenew without token = %+v, %v", r, err)
+	}
+	for _, in := range []string{"LOCK.RENEW a 0", "LOCK.RENEW a x", "LOCK.RENEW a 1 bad", "LOCK.RENEW a 1 5:x extra"} {
+		if _, err := h.parseRenew(argv(in)); err == nil {
+			t.Errorf("%s: no error", in)
+		}
+	}
+	rel, err := h.parseRelease(argv("LOCK.RELEASE a 5:abc"))
+	if err != nil || rel != (releaseArgs{name: "a", token: "5:abc"}) {
+		t.Errorf("parseRelease = %+v, %v", rel, err)
+	}
+	for _, in := range []string{"LOCK.RELEASE a :abc", "LOCK.RELEASE a 5:x 6:y"} {
+		if _, err := h.parseRelease(argv(in)); err == nil {
+			t.Errorf("%s: no error", in)
+		}
+	}
+}
+
+func TestUnknownCommandText(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	for _, tc := range []struct {
+		in   [][]byte
+		want string
+	}{
+		{[][]byte{[]byte("FOO")}, "ERR unknown command 'FOO', with args beginning with: "},
+		{[][]byte{[]byte("FOO"), []byte("a"), []byte("b")}, "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "},
+		{[][]byte{[]byte(long)}, "ERR unknown command '" + long[:128] + "', with args beginning with: "},
+		{[][]byte{[]byte("FOO"), []byte(long), []byte("next")}, "ERR unknown command 'FOO', with args beginning with: '" + long[:128] + "' "},
+	} {
+		if got := unknownCommand(tc.in); got != tc.want {
+			t.Errorf("got %q\nwant %q", got, tc.want)
+		}
+	}
+}
