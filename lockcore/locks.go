@@ -125,9 +125,6 @@ func New(store Store, cfg Config) *Locks {
 // Config returns the effective configuration, defaults filled in.
 func (l *Locks) Config() Config { return l.cfg }
 
-// Store returns the store the leases live in.
-func (l *Locks) Store() Store { return l.store }
-
 // NewSession starts a session: the leases of one client connection. onLost,
 // if not nil, is called (from another goroutine) when a lease is lost.
 func (l *Locks) NewSession(onLost func(name, token string)) *Session {
@@ -250,8 +247,9 @@ func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duratio
 		g, err := l.store.Acquire(actx, name, nonce, ttl)
 		cancel()
 		if err != nil {
-			// The call may have taken the lock before failing: fail closed.
-			l.releaseNow(name, ":"+nonce)
+			// The call may have taken the lock before failing: fail closed,
+			// in the background so the error reply does not wait on it.
+			l.releaseLater(name, ":"+nonce)
 			if ctx.Err() != nil {
 				return grant{}, ctx.Err()
 			}
@@ -260,7 +258,7 @@ func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duratio
 		now := time.Now()
 		if g.Acquired {
 			if !now.Before(until) {
-				l.releaseNow(name, g.Token)
+				l.releaseLater(name, g.Token)
 				return grant{}, ErrTooSlow
 			}
 			return grant{token: g.Token, sent: sent, until: until}, nil
@@ -308,7 +306,7 @@ func (l *Locks) releaseNow(name, token string) {
 }
 
 // releaseLater is releaseNow in the background, for callers that must not
-// block (renewal timers).
+// wait on it (renewal timers, error replies).
 func (l *Locks) releaseLater(name, token string) {
 	if !l.track() {
 		l.releaseNow(name, token)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,29 @@ type faulty struct {
 	// acquireDelay holds Acquire's reply back after the store ran it.
 	acquireDelay time.Duration
 	renews       int
+	// released receives each token Release was called with, after the call.
+	released chan string
+}
+
+func (f *faulty) Release(ctx context.Context, name, token string) (bool, error) {
+	ok, err := f.Store.Release(ctx, name, token)
+	select {
+	case f.released <- token:
+	default:
+	}
+	return ok, err
+}
+
+// waitRelease waits for the next Release call to complete.
+func (f *faulty) waitRelease(t *testing.T) string {
+	t.Helper()
+	select {
+	case tok := <-f.released:
+		return tok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no release within 10s")
+		return ""
+	}
 }
 
 func (f *faulty) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (lockcore.Grant, error) {
@@ -58,7 +82,7 @@ func (f *faulty) set(fn func(f *faulty)) {
 func newLocks(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *faulty) {
 	t.Helper()
 	mem := memstore.New(memstore.Options{})
-	f := &faulty{Store: mem}
+	f := &faulty{Store: mem, released: make(chan string, 100)}
 	l := lockcore.New(f, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -171,6 +195,9 @@ func TestAmbiguousAcquireIsReleased(t *testing.T) {
 	if tok, err := s.Acquire(context.Background(), "a", lockcore.AcquireOptions{TTL: time.Minute}); err == nil || tok != "" {
 		t.Fatalf("Acquire = %q, %v; want the error", tok, err)
 	}
+	if tok := f.waitRelease(t); !strings.HasPrefix(tok, ":") {
+		t.Errorf("released %q, want the nonce-only token: the fence was never learned", tok)
+	}
 	if st, _ := f.Store.Inspect(context.Background(), "a"); st.Held {
 		t.Errorf("the lost grant is still held: %+v", st)
 	}
@@ -186,6 +213,7 @@ func TestGrantTooLate(t *testing.T) {
 	if !errors.Is(err, lockcore.ErrTooSlow) || tok != "" {
 		t.Fatalf("Acquire = %q, %v; want ErrTooSlow", tok, err)
 	}
+	f.waitRelease(t)
 	if st, _ := f.Store.Inspect(context.Background(), "a"); st.Held {
 		t.Errorf("the late grant is still held: %+v", st)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,6 +109,13 @@ func (c *Conn) serve() {
 	defer c.srv.conns.Done()
 	defer c.srv.forget(c)
 	defer c.closeNet()
+	// A bug in one command must not take every client's locks down with the
+	// process: log it, and end only this connection (OnClose still runs).
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.log.Error("panic serving a connection; closing it", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
 	if c.srv.opt.OnOpen != nil {
 		c.srv.opt.OnOpen(c)
 	}

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -75,10 +77,30 @@ type Server struct {
 // serves it in the background until Close.
 func Listen(network, addr string, h Handler, opt Options) (*Server, error) {
 	ln, err := net.Listen(network, addr)
+	if err != nil && network == "unix" && errors.Is(err, syscall.EADDRINUSE) && staleSocket(addr) {
+		// Left behind by a process that was killed: nobody answers on it.
+		if rmErr := os.Remove(addr); rmErr == nil {
+			ln, err = net.Listen(network, addr)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return Serve(ln, h, opt), nil
+}
+
+// staleSocket reports whether path is a unix socket nobody listens on.
+func staleSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // Serve serves ln in the background until Close. The Server owns ln.

@@ -187,3 +187,44 @@ func TestProtocolErrorCloses(t *testing.T) {
 		t.Errorf("after a protocol error: %v, want EOF", err)
 	}
 }
+
+// A panic in a handler ends that connection only; the server serves on.
+func TestPanicEndsOneConnection(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		if string(cmd.Args[0]) == "BOOM" {
+			panic("boom")
+		}
+		c.WriteSimple("OK")
+	}, resp.Options{OnClose: func(*resp.Conn) { closed <- struct{}{} }})
+	c := dial(t, s)
+	io.WriteString(c, "BOOM\r\n")
+	if _, err := c.r.ReadByte(); err != io.EOF {
+		t.Errorf("after a panic: %v, want EOF", err)
+	}
+	<-closed
+	c2 := dial(t, s)
+	io.WriteString(c2, "PING\r\n")
+	if got := c2.read(t, 1); got != "+OK\r\n" {
+		t.Errorf("server after a panic: %q", got)
+	}
+}
+
+// A socket file left by a killed process does not stop a restart.
+func TestStaleUnixSocket(t *testing.T) {
+	path := t.TempDir() + "/lp.sock"
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // the file stays, as after SIGKILL
+	s, err := resp.Listen("unix", path, resp.HandlerFunc(func(c *resp.Conn, cmd resp.Command) { c.WriteSimple("OK") }), resp.Options{})
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	defer s.Close(context.Background())
+	if _, err := resp.Listen("unix", path, nil, resp.Options{}); err == nil {
+		t.Error("a second server took over a live socket")
+	}
+}
