@@ -70,6 +70,7 @@ type app struct {
 
 	stopping   atomic.Bool // shutdown began: not ready
 	upstreamUp atomic.Bool
+	checked    bool // the first check ran; written by start, then only by watchUpstream
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 	closeOnce  sync.Once
@@ -180,6 +181,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 
 	hctx, cancel := context.WithCancel(context.Background())
 	a.stopHealth = cancel
+	a.checkUpstream(hctx) // so /readyz is right from the first request
 	go a.watchUpstream(hctx)
 
 	a.log.Info("lockproxy started", "version", version(), "listen", a.srv.Addr().String(),
@@ -213,36 +215,40 @@ func (a *app) ready() error {
 	return nil
 }
 
-// watchUpstream pings the store every second, for /readyz, the
-// lockproxy_upstream_up gauge and a log line at each change.
+// watchUpstream checks the upstream every second until ctx ends.
 func (a *app) watchUpstream(ctx context.Context) {
 	defer close(a.healthDone)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	first := true
 	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := a.store.Ping(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		up := err == nil
-		if was := a.upstreamUp.Swap(up); was != up || first {
-			if up {
-				a.log.Info("upstream is up")
-			} else {
-				a.log.Error("upstream is down", "err", err)
-			}
-		}
-		first = false
-		a.metrics.UpstreamUp(up)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			a.checkUpstream(ctx)
 		}
 	}
+}
+
+// checkUpstream pings the store, for /readyz, the lockproxy_upstream_up
+// gauge, and a log line at start and at each change.
+func (a *app) checkUpstream(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := a.store.Ping(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	up := err == nil
+	if was := a.upstreamUp.Swap(up); was != up || !a.checked {
+		if up {
+			a.log.Info("upstream is up")
+		} else {
+			a.log.Error("upstream is down", "err", err)
+		}
+	}
+	a.checked = true
+	a.metrics.UpstreamUp(up)
 }
 
 // shutdown stops in order, within the shutdown timeout: not ready, stop
