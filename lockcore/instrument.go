@@ -6,7 +6,8 @@ import (
 )
 
 // Instrument wraps store so that observe sees the latency of every call,
-// by operation: acquire, renew, release, release_all, inspect or ping.
+// by operation: acquire, renew, release, release_all, leave, keepalive,
+// inspect or ping.
 func Instrument(store Store, observe func(op string, took time.Duration)) Store {
 	return &instrumented{Store: store, observe: observe}
 }
@@ -18,9 +19,9 @@ type instrumented struct {
 
 func (s *instrumented) since(op string, start time.Time) { s.observe(op, time.Since(start)) }
 
-func (s *instrumented) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (Grant, error) {
+func (s *instrumented) Acquire(ctx context.Context, req AcquireRequest) (Grant, error) {
 	defer s.since("acquire", time.Now())
-	return s.Store.Acquire(ctx, name, nonce, ttl)
+	return s.Store.Acquire(ctx, req)
 }
 
 func (s *instrumented) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
@@ -28,14 +29,24 @@ func (s *instrumented) Renew(ctx context.Context, name, token string, ttl time.D
 	return s.Store.Renew(ctx, name, token, ttl)
 }
 
-func (s *instrumented) Release(ctx context.Context, name, token string) (bool, error) {
+func (s *instrumented) Release(ctx context.Context, req ReleaseRequest) (Released, error) {
 	defer s.since("release", time.Now())
-	return s.Store.Release(ctx, name, token)
+	return s.Store.Release(ctx, req)
 }
 
-func (s *instrumented) ReleaseAll(ctx context.Context, locks []Held) error {
+func (s *instrumented) ReleaseAll(ctx context.Context, reqs []ReleaseRequest) ([]Released, error) {
 	defer s.since("release_all", time.Now())
-	return s.Store.ReleaseAll(ctx, locks)
+	return s.Store.ReleaseAll(ctx, reqs)
+}
+
+func (s *instrumented) Leave(ctx context.Context, name, waiter string) error {
+	defer s.since("leave", time.Now())
+	return s.Store.Leave(ctx, name, waiter)
+}
+
+func (s *instrumented) KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error {
+	defer s.since("keepalive", time.Now())
+	return s.Store.KeepAlive(ctx, name, waiters, ttl)
 }
 
 func (s *instrumented) Inspect(ctx context.Context, name string) (State, error) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,10 @@ type Config struct {
 	MaxLocksPerSession int
 	// UpstreamTimeout bounds each store call made for a client command (2s).
 	UpstreamTimeout time.Duration
+	// WaiterTTL is how long a waiter keeps its place in the store's queue
+	// without word from this sidecar, which renews it every third of that.
+	// A crashed sidecar's waiters stop blocking others after it (3s).
+	WaiterTTL time.Duration
 	Observer        Observer     // (none)
 	Logger          *slog.Logger // (discard)
 }
@@ -52,6 +55,9 @@ func (c *Config) setDefaults() {
 	c.Retry.Jitter = min(max(c.Retry.Jitter, 0), 1)
 	if c.UpstreamTimeout <= 0 {
 		c.UpstreamTimeout = 2 * time.Second
+	}
+	if c.WaiterTTL <= 0 {
+		c.WaiterTTL = 3 * time.Second
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
@@ -92,16 +98,12 @@ type Locks struct {
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
 	queues   map[string]*queue     // guarded by mu; names with blocked acquires
+	flights  map[string]*flight    // guarded by mu; try-once acquires in flight
 	holders  map[string]holder     // guarded by mu; the local session holding each name
 	closing  bool                  // guarded by mu
-}
 
-// queue is the set of sessions blocked on one name.
-type queue struct {
-	waiters int
-	// wake is closed, and replaced, when this sidecar releases the name, so
-	// local waiters retry at once instead of at their next poll.
-	wake chan struct{}
+	id         string        // this sidecar's part of waiter ids
+	nextWaiter atomic.Uint64 // the other part
 }
 
 // New returns Locks over store. Shutdown releases what it granted; the
@@ -118,7 +120,9 @@ func New(store Store, cfg Config) *Locks {
 		cancel:   cancel,
 		sessions: make(map[*Session]struct{}),
 		queues:   make(map[string]*queue),
+		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
+		id:       newNonce()[:16],
 	}
 }
 
@@ -145,6 +149,11 @@ func (l *Locks) NewSession(onLost func(name, token string)) *Session {
 func (l *Locks) track() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.trackLocked()
+}
+
+// trackLocked is track with l.mu held.
+func (l *Locks) trackLocked() bool {
 	if l.closing {
 		return false
 	}
@@ -152,59 +161,16 @@ func (l *Locks) track() bool {
 	return true
 }
 
-// Waiters reports how many acquires are blocked on name on this sidecar.
-func (l *Locks) Waiters(name string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if q := l.queues[name]; q != nil {
-		return q.waiters
+// goTracked runs f as background work, or at once if Shutdown has begun.
+func (l *Locks) goTracked(f func()) {
+	if !l.track() {
+		f()
+		return
 	}
-	return 0
-}
-
-func (l *Locks) enqueue(name string) {
-	l.mu.Lock()
-	q := l.queues[name]
-	if q == nil {
-		q = &queue{wake: make(chan struct{})}
-		l.queues[name] = q
-	}
-	q.waiters++
-	l.mu.Unlock()
-	l.waiters.Add(1)
-	l.obs.WaitersChanged(1)
-}
-
-func (l *Locks) dequeue(name string) {
-	l.mu.Lock()
-	if q := l.queues[name]; q != nil {
-		if q.waiters--; q.waiters == 0 {
-			delete(l.queues, name)
-		}
-	}
-	l.mu.Unlock()
-	l.waiters.Add(-1)
-	l.obs.WaitersChanged(-1)
-}
-
-// wakeChan returns the channel closed at the next local release of name.
-func (l *Locks) wakeChan(name string) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if q := l.queues[name]; q != nil {
-		return q.wake
-	}
-	return nil
-}
-
-// released tells local waiters that name was freed.
-func (l *Locks) released(name string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if q := l.queues[name]; q != nil {
-		close(q.wake)
-		q.wake = make(chan struct{})
-	}
+	go func() {
+		defer l.work.Done()
+		f()
+	}()
 }
 
 // shuttingDown reports whether Shutdown has begun.
@@ -215,107 +181,6 @@ func (l *Locks) shuttingDown() bool {
 // callCtx bounds one store call made for a client command.
 func (l *Locks) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, l.cfg.UpstreamTimeout)
-}
-
-// grant is a lock the store gave: its token and the end of its validity.
-type grant struct {
-	token string
-	sent  time.Time
-	until time.Time
-}
-
-// acquire asks the store for name until it is granted, wait runs out, ctx
-// ends or Shutdown begins. Contention returns a zero grant and no error.
-func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duration) (grant, error) {
-	nonce := newNonce()
-	deadline := time.Now().Add(wait)
-	if wait > 0 {
-		l.enqueue(name)
-		defer l.dequeue(name)
-	}
-	backoff := l.cfg.Retry.Base
-	for {
-		if l.shuttingDown() {
-			return grant{}, ErrShuttingDown
-		}
-		// Taken before the attempt, so a release that lands between a failed
-		// attempt and the sleep still wakes us.
-		wake := l.wakeChan(name)
-		sent := time.Now()
-		until := validity(sent, ttl)
-		actx, cancel := context.WithDeadline(ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
-		g, err := l.store.Acquire(actx, name, nonce, ttl)
-		cancel()
-		if err != nil {
-			// The call may have taken the lock before failing: fail closed,
-			// in the background so the error reply does not wait on it.
-			l.releaseLater(name, ":"+nonce)
-			if ctx.Err() != nil {
-				return grant{}, ctx.Err()
-			}
-			return grant{}, fmt.Errorf("acquire %q: %w", name, err)
-		}
-		now := time.Now()
-		if g.Acquired {
-			if !now.Before(until) {
-				l.releaseLater(name, g.Token)
-				return grant{}, ErrTooSlow
-			}
-			return grant{token: g.Token, sent: sent, until: until}, nil
-		}
-		if wait <= 0 || !now.Before(deadline) {
-			return grant{}, nil
-		}
-		// Never sleep past the holder's expiry: expiry publishes nothing.
-		sleep := min(jitter(backoff, l.cfg.Retry.Jitter), max(g.HolderTTL, time.Millisecond), deadline.Sub(now))
-		backoff = min(time.Duration(float64(backoff)*l.cfg.Retry.Multiplier), l.cfg.Retry.Max)
-		t := time.NewTimer(sleep)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return grant{}, ctx.Err()
-		case <-l.ctx.Done():
-			t.Stop()
-			return grant{}, ErrShuttingDown
-		case <-wake:
-			t.Stop()
-		case <-t.C:
-		}
-	}
-}
-
-func jitter(d time.Duration, j float64) time.Duration {
-	if j == 0 {
-		return d
-	}
-	return time.Duration(float64(d) * (1 + j*(2*rand.Float64()-1)))
-}
-
-// releaseNow gives back a lock whose grant cannot be used, on a context of
-// its own because the caller's may be what ended.
-func (l *Locks) releaseNow(name, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.UpstreamTimeout)
-	defer cancel()
-	ok, err := l.store.Release(ctx, name, token)
-	if err != nil {
-		l.log.Warn("could not give back a lock; it will expire by its ttl", "lock", name, "err", err)
-	}
-	if ok {
-		l.released(name)
-	}
-}
-
-// releaseLater is releaseNow in the background, for callers that must not
-// wait on it (renewal timers, error replies).
-func (l *Locks) releaseLater(name, token string) {
-	if !l.track() {
-		l.releaseNow(name, token)
-		return
-	}
-	go func() {
-		defer l.work.Done()
-		l.releaseNow(name, token)
-	}()
 }
 
 // Shutdown stops granting, ends every blocked acquire with ErrShuttingDown,
@@ -330,6 +195,9 @@ func (l *Locks) Shutdown(ctx context.Context) error {
 		sessions = append(sessions, s)
 	}
 	clear(l.sessions)
+	for _, q := range l.queues {
+		l.stopQueueTimersLocked(q)
+	}
 	l.mu.Unlock()
 	l.cancel()
 
@@ -348,26 +216,6 @@ func (l *Locks) Shutdown(ctx context.Context) error {
 	case <-joined:
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("waiting for background work: %w", ctx.Err()))
-	}
-	return err
-}
-
-// releaseAll releases owned leases in one store call and ends them.
-func (l *Locks) releaseAll(ctx context.Context, leases []*lease) error {
-	if len(leases) == 0 {
-		return nil
-	}
-	held := make([]Held, len(leases))
-	for i, ls := range leases {
-		held[i] = Held{Name: ls.name, Token: ls.token}
-	}
-	err := l.store.ReleaseAll(ctx, held)
-	if err != nil {
-		l.log.Warn("could not release locks; they will expire by their ttl", "locks", len(held), "err", err)
-	}
-	for _, ls := range leases {
-		l.leaseEnded(ls, false)
-		l.released(ls.name)
 	}
 	return err
 }

@@ -245,12 +245,9 @@ func (s *Session) Release(ctx context.Context, name, token string) (bool, error)
 	}
 	cctx, cancel := s.l.callCtx(ctx)
 	defer cancel()
-	ok, err := s.l.store.Release(cctx, name, token)
+	ok, err := s.l.release(cctx, name, token)
 	if err != nil {
 		return false, fmt.Errorf("release %q: %w", name, err)
-	}
-	if ok {
-		s.l.released(name)
 	}
 	if ls == nil {
 		if ok {

@@ -29,13 +29,13 @@ type faulty struct {
 	released chan string
 }
 
-func (f *faulty) Release(ctx context.Context, name, token string) (bool, error) {
-	ok, err := f.Store.Release(ctx, name, token)
+func (f *faulty) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
+	r, err := f.Store.Release(ctx, req)
 	select {
-	case f.released <- token:
+	case f.released <- req.Token:
 	default:
 	}
-	return ok, err
+	return r, err
 }
 
 // waitRelease waits for the next Release call to complete.
@@ -50,8 +50,8 @@ func (f *faulty) waitRelease(t *testing.T) string {
 	}
 }
 
-func (f *faulty) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (lockcore.Grant, error) {
-	g, err := f.Store.Acquire(ctx, name, nonce, ttl)
+func (f *faulty) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
+	g, err := f.Store.Acquire(ctx, req)
 	f.mu.Lock()
 	aerr, delay := f.acquireErr, f.acquireDelay
 	f.mu.Unlock()
@@ -177,7 +177,7 @@ func TestLostWhenStoreForgets(t *testing.T) {
 	ev := newLostEvents()
 	s := l.NewSession(ev.onLost)
 	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: 100 * time.Millisecond})
-	if ok, _ := f.Store.Release(context.Background(), "a", tok); !ok {
+	if r, _ := f.Store.Release(context.Background(), lockcore.ReleaseRequest{Name: "a", Token: tok}); !r.Released {
 		t.Fatal("direct release failed")
 	}
 	ev.wait(t)

@@ -5,26 +5,47 @@ import (
 	"time"
 )
 
-// Store keeps lock records. Every method must be atomic, and idempotent per
-// token: a call repeated after a lost reply has the same effect as one call.
+// Store keeps lock records and, for each name, a queue of waiters in
+// arrival order, shared by every sidecar on the store. Every method must be
+// atomic, and idempotent per token: a call repeated after a lost reply has
+// the same effect as one call.
 //
 // A token is "<fence>:<nonce>". Renew and Release also accept a nonce-only
 // token ":<nonce>", which matches whatever fence the store assigned to that
 // nonce; the session uses it to clean up after an acquire whose reply was
 // lost and whose fence it therefore never learned.
+//
+// A waiter is an id unique among all sidecars. While a waiter is queued for
+// a name, a free lock goes only to the first live waiter; a waiter stays
+// live while its sidecar keeps it alive (KeepAlive), so a crashed sidecar's
+// waiters drop out of every queue within their waiter ttl.
 type Store interface {
-	// Acquire takes name for ttl when it is free. When name is already held
-	// under nonce (a retried call), it resets the ttl and returns the same
-	// token. When someone else holds it, Grant.Acquired is false and
-	// Grant.HolderTTL says how long their lease has left.
-	Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (Grant, error)
+	// Acquire takes req.Name for req.TTL when it is free and no earlier
+	// waiter is queued. When the name is already held under req.Nonce (a
+	// retried call), it resets the ttl and returns the same token. Otherwise
+	// a request with a Waiter joins the queue (or keeps its place).
+	Acquire(ctx context.Context, req AcquireRequest) (Grant, error)
 	// Renew sets the ttl of name to ttl from now if token holds it.
 	Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
-	// Release frees name if token holds it.
-	Release(ctx context.Context, name, token string) (bool, error)
-	// ReleaseAll frees each named lock that its token holds, in as few round
-	// trips as the store allows. It is used when a connection closes.
-	ReleaseAll(ctx context.Context, locks []Held) error
+	// Release frees req.Name if req.Token holds it, and hands it on: to
+	// req.Next in the same step when Next is the first live waiter, else by
+	// waking the first live waiter's sidecar (see Watch).
+	Release(ctx context.Context, req ReleaseRequest) (Released, error)
+	// ReleaseAll is Release for several locks, in as few round trips as the
+	// store allows. It is used when a connection closes. Results are in
+	// request order; a request that failed has a zero Released and err is set.
+	ReleaseAll(ctx context.Context, reqs []ReleaseRequest) ([]Released, error)
+	// Leave takes waiter out of name's queue, waking the next waiter if it
+	// was first and the lock is free.
+	Leave(ctx context.Context, name, waiter string) error
+	// KeepAlive extends the life of this sidecar's waiters on name by ttl.
+	KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error
+	// Watch calls wake(waiter) whenever the store wakes a waiter of name:
+	// after a release on any sidecar, or when a try finds the lock free but
+	// reserved. wake("") means wakes may have been missed (a reconnect), so
+	// every waiter should try again. Watch returns once wakes flow; stop ends
+	// them. wake must not block.
+	Watch(ctx context.Context, name string, wake func(waiter string)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
 	// Ping checks that the store answers.
@@ -33,17 +54,52 @@ type Store interface {
 	Close() error
 }
 
-// Held names a lease by its lock name and token.
-type Held struct {
+// AcquireRequest is one try for a lock.
+type AcquireRequest struct {
 	Name  string
-	Token string
+	Nonce string
+	TTL   time.Duration
+	// Waiter, when set, queues the request if it cannot have the lock now,
+	// and lets it take a lock reserved for it.
+	Waiter    string
+	WaiterTTL time.Duration // how long the queue entry lives without KeepAlive
 }
 
 // Grant is the outcome of Store.Acquire.
 type Grant struct {
-	Acquired  bool
-	Token     string        // set when Acquired
-	HolderTTL time.Duration // when not Acquired: the current holder's time left
+	Acquired bool
+	Token    string // set when Acquired
+	// HolderTTL is the current holder's time left, when someone holds it.
+	HolderTTL time.Duration
+	// Head is set when the lock is free but reserved for the first live
+	// waiter, Head, whose sidecar has been woken.
+	Head string
+}
+
+// ReleaseRequest is one release, with the waiter to hand the lock to.
+type ReleaseRequest struct {
+	Name  string
+	Token string
+	Next  *Candidate // nil: none waits here
+}
+
+// Candidate is a local waiter that may take a lock in the same step as its
+// release, if it is first in the store's queue.
+type Candidate struct {
+	Waiter string
+	Nonce  string
+	TTL    time.Duration
+}
+
+// Released is the outcome of Store.Release.
+type Released struct {
+	Released bool
+	// Next is the token granted to the candidate, if it took the lock.
+	Next string
+	// Repeated says the call was sent again after a lost reply, so an
+	// earlier send may have granted the candidate a lock whose token this
+	// reply does not carry; the candidate's own acquire (same nonce) finds it.
+	Repeated bool
 }
 
 // State is what Store.Inspect sees of one name.
@@ -52,6 +108,7 @@ type State struct {
 	Token string // the holder's token, when Held; never shown to clients
 	// Fence is the holder's fence when Held, otherwise the last fence issued
 	// for the name while the store still remembers it, or 0.
-	Fence int64
-	TTL   time.Duration // time left when Held
+	Fence  int64
+	TTL    time.Duration // time left when Held
+	Queued int           // waiters queued for it, on every sidecar
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/lockcore"
 	"github.com/lockproxy/lockproxy/lockcore/redisstore"
 )
 
@@ -112,11 +113,11 @@ func BenchmarkAcquireRelease(b *testing.B) {
 			name := "direct-" + strconv.FormatInt(next.Add(1), 10)
 			ctx := context.Background()
 			return func() error {
-				g, err := store.Acquire(ctx, name, "nonce-"+name, 30*time.Second)
+				g, err := store.Acquire(ctx, lockcore.AcquireRequest{Name: name, Nonce: "nonce-" + name, TTL: 30 * time.Second})
 				if err != nil || !g.Acquired {
 					return fmt.Errorf("acquire: %v %v", g, err)
 				}
-				_, err = store.Release(ctx, name, g.Token)
+				_, err = store.Release(ctx, lockcore.ReleaseRequest{Name: name, Token: g.Token})
 				return err
 			}
 		})

@@ -5,11 +5,13 @@
 // It follows the Redis store's semantics exactly (the conformance suite in
 // lockcore/storetest runs against both): fences come from the wall clock in
 // microseconds, or the last fence + 1 when the clock has not moved past it,
-// so they keep increasing across a restart of the process too.
+// so they keep increasing across a restart of the process too; waiters
+// queue in arrival order, and wakes go to watchers as Redis pub/sub would.
 package memstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,12 +35,14 @@ type Store struct {
 	retention time.Duration
 	now       func() time.Time
 
-	mu    sync.Mutex
-	names map[string]*record // guarded by mu
+	mu       sync.Mutex
+	names    map[string]*record             // guarded by mu
+	watchers map[string]map[*watch]struct{} // guarded by mu
+	wakes    chan func()                    // wake calls, run in order outside mu
 
-	stop      chan struct{}
-	stopOnce  sync.Once
-	sweepDone chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
 }
 
 // record is everything remembered about one name.
@@ -47,11 +51,19 @@ type record struct {
 	expires time.Time // when token lapses
 	fence   int64     // last fence issued
 	forget  time.Time // when the record may be dropped
+	queue   []queued  // waiters in arrival order
 }
+
+type queued struct {
+	waiter   string
+	deadline time.Time // presumed dead after this
+}
+
+type watch struct{ wake func(string) }
 
 var _ lockcore.Store = (*Store)(nil)
 
-// New starts a Store and its sweeper. Close stops the sweeper.
+// New starts a Store, its sweeper and its wake dispatcher. Close stops them.
 func New(opt Options) *Store {
 	if opt.Retention <= 0 {
 		opt.Retention = DefaultRetention
@@ -66,10 +78,13 @@ func New(opt Options) *Store {
 		retention: opt.Retention,
 		now:       opt.Now,
 		names:     make(map[string]*record),
+		watchers:  make(map[string]map[*watch]struct{}),
+		wakes:     make(chan func(), 1024),
 		stop:      make(chan struct{}),
-		sweepDone: make(chan struct{}),
 	}
+	s.done.Add(2)
 	go s.sweep(opt.SweepInterval)
+	go s.dispatch()
 	return s
 }
 
@@ -81,26 +96,61 @@ func (r *record) held(now time.Time) string {
 	return r.token
 }
 
-// Acquire implements lockcore.Store.
-func (s *Store) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (lockcore.Grant, error) {
-	if err := ctx.Err(); err != nil {
-		return lockcore.Grant{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	r := s.names[name]
-	if cur := r.held(now); cur != "" {
-		if !lockcore.TokenMatches(cur, ":"+nonce) {
-			return lockcore.Grant{HolderTTL: r.expires.Sub(now)}, nil
+// liveHead drops dead waiters from the front and returns the first live one.
+func (r *record) liveHead(now time.Time) string {
+	for len(r.queue) > 0 {
+		if !now.After(r.queue[0].deadline) {
+			return r.queue[0].waiter
 		}
-		s.extend(r, now, ttl)
-		return lockcore.Grant{Acquired: true, Token: cur}, nil
+		r.queue = r.queue[1:]
 	}
+	return ""
+}
+
+func (r *record) enqueue(waiter string, now time.Time, ttl time.Duration) {
+	if waiter == "" {
+		return
+	}
+	deadline := now.Add(ttl)
+	for i := range r.queue {
+		if r.queue[i].waiter == waiter {
+			r.queue[i].deadline = deadline
+			return
+		}
+	}
+	r.queue = append(r.queue, queued{waiter, deadline})
+	r.forget = maxTime(r.forget, deadline)
+}
+
+func (r *record) dequeue(waiter string) (wasFirst bool) {
+	for i := range r.queue {
+		if r.queue[i].waiter == waiter {
+			r.queue = slices.Delete(r.queue, i, i+1)
+			return i == 0
+		}
+	}
+	return false
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// record returns name's record, creating it.
+func (s *Store) record(name string) *record {
+	r := s.names[name]
 	if r == nil {
 		r = &record{}
 		s.names[name] = r
 	}
+	return r
+}
+
+// grant gives r to nonce with a fresh fence.
+func (s *Store) grant(r *record, now time.Time, nonce string, ttl time.Duration) string {
 	fence := now.UnixMicro()
 	if r.fence >= fence {
 		fence = r.fence + 1
@@ -108,12 +158,51 @@ func (s *Store) Acquire(ctx context.Context, name, nonce string, ttl time.Durati
 	r.fence = fence
 	r.token = lockcore.FormatToken(fence, nonce)
 	s.extend(r, now, ttl)
-	return lockcore.Grant{Acquired: true, Token: r.token}, nil
+	return r.token
 }
 
 func (s *Store) extend(r *record, now time.Time, ttl time.Duration) {
 	r.expires = now.Add(ttl)
-	r.forget = r.expires.Add(s.retention)
+	r.forget = maxTime(r.forget, r.expires.Add(s.retention))
+}
+
+// wakeLocked queues a wake of waiter for name's watchers. s.mu must be held.
+func (s *Store) wakeLocked(name, waiter string) {
+	for w := range s.watchers[name] {
+		select {
+		case s.wakes <- func() { w.wake(waiter) }:
+		default:
+			// The dispatcher is far behind; as with a lost pub/sub message,
+			// the waiters' polling covers it.
+		}
+	}
+}
+
+// Acquire implements lockcore.Store.
+func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
+	if err := ctx.Err(); err != nil {
+		return lockcore.Grant{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	r := s.record(req.Name)
+	if cur := r.held(now); cur != "" {
+		if lockcore.TokenMatches(cur, ":"+req.Nonce) {
+			s.extend(r, now, req.TTL)
+			r.dequeue(req.Waiter)
+			return lockcore.Grant{Acquired: true, Token: cur}, nil
+		}
+		r.enqueue(req.Waiter, now, req.WaiterTTL)
+		return lockcore.Grant{HolderTTL: r.expires.Sub(now)}, nil
+	}
+	if head := r.liveHead(now); head != "" && head != req.Waiter {
+		r.enqueue(req.Waiter, now, req.WaiterTTL)
+		s.wakeLocked(req.Name, head)
+		return lockcore.Grant{Head: head}, nil
+	}
+	r.dequeue(req.Waiter)
+	return lockcore.Grant{Acquired: true, Token: s.grant(r, now, req.Nonce, req.TTL)}, nil
 }
 
 // Renew implements lockcore.Store.
@@ -134,39 +223,116 @@ func (s *Store) Renew(ctx context.Context, name, token string, ttl time.Duration
 }
 
 // Release implements lockcore.Store. An in-process call cannot lose its
-// reply, so unlike the Redis store it never needs to recognise a retry.
-func (s *Store) Release(ctx context.Context, name, token string) (bool, error) {
+// reply, so unlike the Redis store it never repeats one.
+func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return lockcore.Released{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.release(name, token), nil
+	return s.release(req), nil
 }
 
-func (s *Store) release(name, token string) bool {
+func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 	now := s.now()
-	r := s.names[name]
+	r := s.names[req.Name]
 	cur := r.held(now)
-	if cur == "" || !lockcore.TokenMatches(cur, token) {
-		return false
+	if cur == "" || !lockcore.TokenMatches(cur, req.Token) {
+		return lockcore.Released{}
 	}
 	r.token = ""
-	r.forget = now.Add(s.retention)
-	return true
+	r.forget = maxTime(r.forget, now.Add(s.retention))
+	head := r.liveHead(now)
+	switch {
+	case head == "":
+		return lockcore.Released{Released: true}
+	case req.Next != nil && head == req.Next.Waiter:
+		r.dequeue(head)
+		return lockcore.Released{Released: true, Next: s.grant(r, now, req.Next.Nonce, req.Next.TTL)}
+	default:
+		s.wakeLocked(req.Name, head)
+		return lockcore.Released{Released: true}
+	}
 }
 
 // ReleaseAll implements lockcore.Store.
-func (s *Store) ReleaseAll(ctx context.Context, locks []lockcore.Held) error {
+func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
+	if err := ctx.Err(); err != nil {
+		return make([]lockcore.Released, len(reqs)), err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]lockcore.Released, len(reqs))
+	for i, req := range reqs {
+		out[i] = s.release(req)
+	}
+	return out, nil
+}
+
+// Leave implements lockcore.Store.
+func (s *Store) Leave(ctx context.Context, name, waiter string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, l := range locks {
-		s.release(l.Name, l.Token)
+	r := s.names[name]
+	if r == nil || !r.dequeue(waiter) {
+		return nil
+	}
+	now := s.now()
+	if r.held(now) == "" {
+		if head := r.liveHead(now); head != "" {
+			s.wakeLocked(name, head)
+		}
 	}
 	return nil
+}
+
+// KeepAlive implements lockcore.Store.
+func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.names[name]
+	if r == nil {
+		return nil
+	}
+	deadline := s.now().Add(ttl)
+	for i := range r.queue {
+		if slices.Contains(waiters, r.queue[i].waiter) {
+			r.queue[i].deadline = deadline
+			r.forget = maxTime(r.forget, deadline)
+		}
+	}
+	return nil
+}
+
+// Watch implements lockcore.Store.
+func (s *Store) Watch(ctx context.Context, name string, wake func(string)) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	w := &watch{wake: wake}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watchers[name] == nil {
+		s.watchers[name] = make(map[*watch]struct{})
+	}
+	s.watchers[name][w] = struct{}{}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			delete(s.watchers[name], w)
+			if len(s.watchers[name]) == 0 {
+				delete(s.watchers, name)
+			}
+		})
+	}, nil
 }
 
 // Inspect implements lockcore.Store.
@@ -181,7 +347,7 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	if r == nil || !now.Before(r.forget) {
 		return lockcore.State{}, nil
 	}
-	st := lockcore.State{Fence: r.fence}
+	st := lockcore.State{Fence: r.fence, Queued: len(r.queue)}
 	if cur := r.held(now); cur != "" {
 		st.Held, st.Token, st.TTL = true, cur, r.expires.Sub(now)
 		st.Fence, _, _ = lockcore.ParseToken(cur)
@@ -192,10 +358,10 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 // Ping implements lockcore.Store; the embedded store is always up.
 func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
-// Close stops the sweeper. It is safe to call more than once.
+// Close stops the sweeper and the dispatcher. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
-	<-s.sweepDone
+	s.done.Wait()
 	return nil
 }
 
@@ -207,20 +373,21 @@ func (s *Store) Len() int {
 	return len(s.names)
 }
 
-// Sweep drops every record that has outlived its lock and its retention.
+// Sweep drops every record that has outlived its lock, its waiters and its
+// retention.
 func (s *Store) Sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	for name, r := range s.names {
-		if r.held(now) == "" && !now.Before(r.forget) {
+		if r.held(now) == "" && r.liveHead(now) == "" && !now.Before(r.forget) {
 			delete(s.names, name)
 		}
 	}
 }
 
 func (s *Store) sweep(every time.Duration) {
-	defer close(s.sweepDone)
+	defer s.done.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -229,6 +396,20 @@ func (s *Store) sweep(every time.Duration) {
 			return
 		case <-t.C:
 			s.Sweep()
+		}
+	}
+}
+
+// dispatch runs wakes in order outside the store's lock, as a subscriber
+// connection would deliver them.
+func (s *Store) dispatch() {
+	defer s.done.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case fn := <-s.wakes:
+			fn()
 		}
 	}
 }

@@ -26,12 +26,12 @@ func TestForgetsUnusedNames(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for _, n := range []string{"a", "b", "c"} {
-		g, err := s.Acquire(ctx, n, "x", time.Second)
+		g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: n, Nonce: "x", TTL: time.Second})
 		if err != nil || !g.Acquired {
 			t.Fatal(g, err)
 		}
 		if n == "a" {
-			s.Release(ctx, n, g.Token)
+			s.Release(ctx, lockcore.ReleaseRequest{Name: n, Token: g.Token})
 		}
 	}
 	s.Sweep()
@@ -52,10 +52,10 @@ func TestFenceSurvivesClockStepBack(t *testing.T) {
 	s := memstore.New(memstore.Options{Now: func() time.Time { return now }})
 	defer s.Close()
 	ctx := context.Background()
-	g1, _ := s.Acquire(ctx, "n", "a", time.Second)
-	s.Release(ctx, "n", g1.Token)
+	g1, _ := s.Acquire(ctx, lockcore.AcquireRequest{Name: "n", Nonce: "a", TTL: time.Second})
+	s.Release(ctx, lockcore.ReleaseRequest{Name: "n", Token: g1.Token})
 	now = now.Add(-10 * time.Second)
-	g2, _ := s.Acquire(ctx, "n", "b", time.Second)
+	g2, _ := s.Acquire(ctx, lockcore.AcquireRequest{Name: "n", Nonce: "b", TTL: time.Second})
 	f1, _, _ := lockcore.ParseToken(g1.Token)
 	f2, _, _ := lockcore.ParseToken(g2.Token)
 	if f1 != now.Add(10*time.Second).UnixMicro() {

@@ -2,10 +2,13 @@
 // script per operation. It works through go-redis's UniversalClient, so a
 // single Redis, Sentinel or Cluster can back it.
 //
-// Each lock name uses two keys that share one hash slot: the lock key, whose
-// value is the holder's token and whose TTL is the lease, and a fence key that
-// remembers the last fence for a retention period. Both expire on their own,
-// so the keyspace does not grow with the number of names ever used.
+// Each lock name uses keys that share one hash slot: the lock key, whose
+// value is the holder's token and whose TTL is the lease; a fence key that
+// remembers the last fence for a retention period; and, while anyone waits,
+// a queue of waiters with their liveness deadlines. Releases wake the next
+// waiter's sidecar on a per-name channel in the same slot (sharded pub/sub
+// on a Cluster). Every key expires on its own, so the keyspace does not grow
+// with the number of names ever used.
 package redisstore
 
 import (
@@ -38,6 +41,10 @@ var (
 	renewSrc string
 	//go:embed scripts/release.lua
 	releaseSrc string
+	//go:embed scripts/leave.lua
+	leaveSrc string
+	//go:embed scripts/keepalive.lua
+	keepaliveSrc string
 	//go:embed scripts/inspect.lua
 	inspectSrc string
 )
@@ -50,6 +57,8 @@ type Options struct {
 	// under it (the reply is lost). The scripts are idempotent, so repeating
 	// is safe. Default 3.
 	Attempts int
+	// Logger receives the watcher's connection trouble (default: discard).
+	Logger interface{ Warn(msg string, args ...any) }
 }
 
 // Store is a lockcore.Store on Redis.
@@ -58,8 +67,10 @@ type Store struct {
 	prefix    string
 	retention int64 // ms
 	attempts  int
+	sharded   string // "1" when wakes use sharded pub/sub (Cluster)
+	watcher   *watcher
 
-	acquire, renew, release, inspect *redis.Script
+	acquire, renew, release, leave, keepalive, inspect *redis.Script
 }
 
 var _ lockcore.Store = (*Store)(nil)
@@ -77,47 +88,72 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	if opt.Attempts <= 0 {
 		opt.Attempts = 3
 	}
-	return &Store{
+	_, cluster := rdb.(*redis.ClusterClient)
+	s := &Store{
 		rdb:       rdb,
 		prefix:    opt.Prefix,
 		retention: opt.Retention.Milliseconds(),
 		attempts:  opt.Attempts,
+		sharded:   flag(cluster),
 		acquire:   redis.NewScript(acquireSrc),
 		renew:     redis.NewScript(renewSrc),
 		release:   redis.NewScript(releaseSrc),
+		leave:     redis.NewScript(leaveSrc),
+		keepalive: redis.NewScript(keepaliveSrc),
 		inspect:   redis.NewScript(inspectSrc),
-	}, nil
+	}
+	s.watcher = newWatcher(rdb, cluster, opt.Logger)
+	return s, nil
 }
 
-// Keys returns the lock key and the fence key of name. Both carry the same
-// hash tag, so Cluster puts them in one slot. A name containing '}' would end
-// the tag early (and "}…" would make it empty, hashing each whole key apart),
-// so such names are tagged with a digest of the name instead.
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// keys are the keys of one lock name, all in one hash slot.
+type keys struct {
+	lock, fence, queue, alive, wake string
+}
+
+func (k keys) list() []string { return []string{k.lock, k.fence, k.queue, k.alive} }
+
+// Keys returns the lock key and the fence key of name. Every key of a name
+// carries the same hash tag, so Cluster puts them in one slot. A name
+// containing '}' would end the tag early (and "}…" would make it empty,
+// hashing each whole key apart), so such names are tagged with a digest of
+// the name instead.
 func (s *Store) Keys(name string) (lock, fence string) {
-	if strings.IndexByte(name, '}') < 0 {
+	k := s.keys(name)
+	return k.lock, k.fence
+}
+
+func (s *Store) keys(name string) keys {
+	var lock string
+	if name != "" && strings.IndexByte(name, '}') < 0 {
 		lock = s.prefix + "{" + name + "}"
 	} else {
 		sum := sha256.Sum256([]byte(name))
 		lock = s.prefix + "{" + hex.EncodeToString(sum[:8]) + "}" + name
 	}
-	return lock, lock + ":fence"
+	return keys{lock: lock, fence: lock + ":fence", queue: lock + ":q", alive: lock + ":qa", wake: lock + ":wake"}
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
 // run sends a script, sending it again while the connection fails under it
-// and ctx allows. repeat tells the caller whether the reply it got is from a
-// repeat of a call that may already have run.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args func(repeat bool) []any) (any, error) {
-	var err error
+// and ctx allows. args learns whether the call is a repeat of one that may
+// already have run; so does the caller, from repeated.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args func(repeat bool) []any) (v any, repeated bool, err error) {
 	for i := 0; i < s.attempts; i++ {
-		var v any
 		v, err = sc.Run(ctx, s.rdb, keys, args(i > 0)...).Result()
 		if err == nil || !lostReply(err) || ctx.Err() != nil {
-			return v, err
+			return v, i > 0, err
 		}
 	}
-	return nil, err
+	return nil, true, err
 }
 
 // lostReply reports whether err means the connection failed, so the command
@@ -136,16 +172,16 @@ func lostReply(err error) bool {
 }
 
 // Acquire implements lockcore.Store.
-func (s *Store) Acquire(ctx context.Context, name, nonce string, ttl time.Duration) (lockcore.Grant, error) {
-	lk, fk := s.Keys(name)
-	v, err := s.run(ctx, s.acquire, []string{lk, fk}, func(bool) []any {
-		return []any{nonce, ms(ttl), s.retention}
+func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
+	k := s.keys(req.Name)
+	v, _, err := s.run(ctx, s.acquire, k.list(), func(bool) []any {
+		return []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded}
 	})
 	if err != nil {
 		return lockcore.Grant{}, fmt.Errorf("acquire: %w", err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
+	if !ok || len(arr) < 2 {
 		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
 	}
 	switch arr[0] {
@@ -157,15 +193,19 @@ func (s *Store) Acquire(ctx context.Context, name, nonce string, ttl time.Durati
 		return lockcore.Grant{Acquired: true, Token: token}, nil
 	case int64(0):
 		pttl, _ := arr[1].(int64)
-		return lockcore.Grant{HolderTTL: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
+		g := lockcore.Grant{HolderTTL: time.Duration(max(pttl, 0)) * time.Millisecond}
+		if len(arr) > 2 {
+			g.Head, _ = arr[2].(string)
+		}
+		return g, nil
 	}
 	return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
 }
 
 // Renew implements lockcore.Store.
 func (s *Store) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	lk, fk := s.Keys(name)
-	v, err := s.run(ctx, s.renew, []string{lk, fk}, func(bool) []any {
+	k := s.keys(name)
+	v, _, err := s.run(ctx, s.renew, k.list(), func(bool) []any {
 		return []any{token, ms(ttl), s.retention}
 	})
 	if err != nil {
@@ -174,69 +214,123 @@ func (s *Store) Renew(ctx context.Context, name, token string, ttl time.Duration
 	return v == int64(1), nil
 }
 
-// Release implements lockcore.Store.
-func (s *Store) Release(ctx context.Context, name, token string) (bool, error) {
-	lk, fk := s.Keys(name)
-	v, err := s.run(ctx, s.release, []string{lk, fk}, func(repeat bool) []any {
-		return []any{token, s.retention, repeatFlag(repeat)}
-	})
-	if err != nil {
-		return false, fmt.Errorf("release: %w", err)
+func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []any {
+	var waiter, nonce string
+	var ttl int64
+	if req.Next != nil {
+		waiter, nonce, ttl = req.Next.Waiter, req.Next.Nonce, ms(req.Next.TTL)
 	}
-	return v == int64(1), nil
+	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded}
 }
 
-func repeatFlag(repeat bool) string {
-	if repeat {
-		return "1"
+func parseReleased(v any) (lockcore.Released, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return lockcore.Released{}, fmt.Errorf("release: unexpected reply %v", v)
 	}
-	return "0"
+	r := lockcore.Released{Released: arr[0] == int64(1)}
+	r.Next, _ = arr[1].(string)
+	return r, nil
+}
+
+// Release implements lockcore.Store.
+func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
+	k := s.keys(req.Name)
+	v, repeated, err := s.run(ctx, s.release, k.list(), func(repeat bool) []any {
+		return s.releaseArgs(req, k, repeat)
+	})
+	if err != nil {
+		return lockcore.Released{}, fmt.Errorf("release: %w", err)
+	}
+	r, err := parseReleased(v)
+	r.Repeated = repeated
+	return r, err
 }
 
 // ReleaseAll implements lockcore.Store with one pipeline, which go-redis
 // splits by node on a Cluster.
-func (s *Store) ReleaseAll(ctx context.Context, locks []lockcore.Held) error {
-	if len(locks) == 0 {
-		return nil
+func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
+	out := make([]lockcore.Released, len(reqs))
+	if len(reqs) == 0 {
+		return out, nil
 	}
-	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, l := range locks {
-			lk, fk := s.Keys(l.Name)
-			s.release.EvalSha(ctx, p, []string{lk, fk}, l.Token, s.retention, "0")
+	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, req := range reqs {
+			k := s.keys(req.Name)
+			s.release.EvalSha(ctx, p, k.list(), s.releaseArgs(req, k, false)...)
 		}
 		return nil
 	})
-	if err == nil {
-		return nil
-	}
 	// The script cache may have been flushed, or the pipeline cut: send each
 	// failed one on its own, which reloads the script and repeats lost replies.
 	var errs []error
 	for i, c := range cmds {
+		var err error
 		if c.Err() == nil {
-			continue
+			out[i], err = parseReleased(c.(*redis.Cmd).Val())
+		} else {
+			out[i], err = s.Release(ctx, reqs[i])
 		}
-		if _, err := s.Release(ctx, locks[i].Name, locks[i].Token); err != nil {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return out, errors.Join(errs...)
+}
+
+// Leave implements lockcore.Store.
+func (s *Store) Leave(ctx context.Context, name, waiter string) error {
+	k := s.keys(name)
+	_, _, err := s.run(ctx, s.leave, k.list(), func(bool) []any { return []any{waiter, k.wake, s.sharded} })
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	return nil
+}
+
+// KeepAlive implements lockcore.Store.
+func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error {
+	if len(waiters) == 0 {
+		return nil
+	}
+	k := s.keys(name)
+	_, _, err := s.run(ctx, s.keepalive, k.list(), func(bool) []any {
+		args := make([]any, 0, len(waiters)+1)
+		args = append(args, ms(ttl))
+		for _, w := range waiters {
+			args = append(args, w)
+		}
+		return args
+	})
+	if err != nil {
+		return fmt.Errorf("keepalive: %w", err)
+	}
+	return nil
+}
+
+// Watch implements lockcore.Store with one subscriber connection for the
+// whole store, subscribed to a name's channel only while it is watched.
+func (s *Store) Watch(ctx context.Context, name string, wake func(string)) (func(), error) {
+	return s.watcher.watch(ctx, s.keys(name).wake, wake)
 }
 
 // Inspect implements lockcore.Store.
 func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error) {
-	lk, fk := s.Keys(name)
-	v, err := s.run(ctx, s.inspect, []string{lk, fk}, func(bool) []any { return nil })
+	k := s.keys(name)
+	v, _, err := s.run(ctx, s.inspect, k.list(), func(bool) []any { return nil })
 	if err != nil {
 		return lockcore.State{}, fmt.Errorf("inspect: %w", err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 3 {
+	if !ok || len(arr) != 4 {
 		return lockcore.State{}, fmt.Errorf("inspect: unexpected reply %v", v)
 	}
 	var st lockcore.State
 	if f, ok := arr[2].(string); ok {
 		st.Fence, _ = strconv.ParseInt(f, 10, 64)
+	}
+	if n, ok := arr[3].(int64); ok {
+		st.Queued = int(n)
 	}
 	if token, ok := arr[0].(string); ok {
 		pttl, _ := arr[1].(int64)
@@ -265,5 +359,8 @@ func NewClient(url string) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-// Close closes the Redis client.
-func (s *Store) Close() error { return s.rdb.Close() }
+// Close stops the watcher and closes the Redis client.
+func (s *Store) Close() error {
+	s.watcher.close()
+	return s.rdb.Close()
+}

@@ -94,15 +94,15 @@ func TestScriptFlush(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
 	ctx := context.Background()
-	g, err := s.Acquire(ctx, "a", "n1", time.Minute)
+	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
 	if err != nil || !g.Acquired {
 		t.Fatal(g, err)
 	}
 	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ReleaseAll(ctx, []lockcore.Held{{Name: "a", Token: g.Token}}); err != nil {
-		t.Fatalf("ReleaseAll after SCRIPT FLUSH: %v", err)
+	if res, err := s.ReleaseAll(ctx, []lockcore.ReleaseRequest{{Name: "a", Token: g.Token}}); err != nil || !res[0].Released {
+		t.Fatalf("ReleaseAll after SCRIPT FLUSH: %v, %v", res, err)
 	}
 	if st, _ := s.Inspect(ctx, "a"); st.Held {
 		t.Error("still held after ReleaseAll")
@@ -110,7 +110,7 @@ func TestScriptFlush(t *testing.T) {
 	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if g, err := s.Acquire(ctx, "a", "n2", time.Minute); err != nil || !g.Acquired {
+	if g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n2", TTL: time.Minute}); err != nil || !g.Acquired {
 		t.Fatalf("Acquire after SCRIPT FLUSH = %+v, %v", g, err)
 	}
 }
@@ -123,13 +123,15 @@ func TestKeysExpire(t *testing.T) {
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	for _, n := range []string{"a", "b", "c"} {
-		g, err := s.Acquire(ctx, n, "x", 20*time.Millisecond)
+		g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: n, Nonce: "x", TTL: 20 * time.Millisecond})
 		if err != nil || !g.Acquired {
 			t.Fatal(g, err)
 		}
 		if n == "a" {
-			s.Release(ctx, n, g.Token)
+			s.Release(ctx, lockcore.ReleaseRequest{Name: n, Token: g.Token})
 		}
+		// A waiter's queue entry expires too.
+		s.Acquire(ctx, lockcore.AcquireRequest{Name: n, Nonce: "y", TTL: time.Second, Waiter: "w", WaiterTTL: 30 * time.Millisecond})
 	}
 	keys, _ := rdb.Keys(ctx, "*").Result()
 	for _, k := range keys {
@@ -154,12 +156,12 @@ func TestReleaseReplyLost(t *testing.T) {
 	r := relay.Start(t, srv.Addr())
 	s := newStore(t, "redis://"+r.Addr()+"/0", redisstore.Options{Prefix: "lock:"})
 	ctx := context.Background()
-	g, err := s.Acquire(ctx, "a", "n1", time.Minute)
+	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
 	if err != nil || !g.Acquired {
 		t.Fatal(g, err)
 	}
 	// Load the release script first: a NOSCRIPT reply must not be the one lost.
-	if _, err := s.Release(ctx, "warm-up", "1:x"); err != nil {
+	if _, err := s.Release(ctx, lockcore.ReleaseRequest{Name: "warm-up", Token: "1:x"}); err != nil {
 		t.Fatal(err)
 	}
 	// The release runs in Redis, its reply is swallowed, and the relay then
@@ -168,9 +170,9 @@ func TestReleaseReplyLost(t *testing.T) {
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		ok, err := s.Release(ctx, "a", g.Token)
-		if err != nil || !ok {
-			t.Errorf("Release with a lost reply = %v, %v; want true", ok, err)
+		r, err := s.Release(ctx, lockcore.ReleaseRequest{Name: "a", Token: g.Token})
+		if err != nil || !r.Released || !r.Repeated {
+			t.Errorf("Release with a lost reply = %+v, %v; want released, repeated", r, err)
 		}
 	}()
 	waitGone(t, srv.Client(t), "lock:{a}")
@@ -179,8 +181,8 @@ func TestReleaseReplyLost(t *testing.T) {
 	<-released
 
 	// A second, deliberate release is not a repeat: it says not held.
-	if ok, err := s.Release(ctx, "a", g.Token); err != nil || ok {
-		t.Errorf("second Release = %v, %v; want false", ok, err)
+	if r, err := s.Release(ctx, lockcore.ReleaseRequest{Name: "a", Token: g.Token}); err != nil || r.Released {
+		t.Errorf("second Release = %+v, %v; want not released", r, err)
 	}
 }
 
@@ -202,14 +204,15 @@ func TestFenceAfterFlush(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
 	ctx := context.Background()
-	g1, _ := s.Acquire(ctx, "a", "n1", time.Minute)
+	g1, _ := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
 	srv.Kill(t)
 	srv.Restart(t)
 	var g2 lockcore.Grant
 	var err error
 	deadline := time.Now().Add(5 * time.Second)
-	for g2, err = s.Acquire(ctx, "a", "n2", time.Minute); err != nil && time.Now().Before(deadline); {
-		g2, err = s.Acquire(ctx, "a", "n2", time.Minute)
+	req := lockcore.AcquireRequest{Name: "a", Nonce: "n2", TTL: time.Minute}
+	for g2, err = s.Acquire(ctx, req); err != nil && time.Now().Before(deadline); {
+		g2, err = s.Acquire(ctx, req)
 	}
 	if err != nil || !g2.Acquired {
 		t.Fatalf("Acquire after restart = %+v, %v", g2, err)

@@ -33,6 +33,13 @@ func Run(t *testing.T, newStore func(t *testing.T) lockcore.Store) {
 		{"AwkwardNames", testAwkwardNames},
 		{"MutualExclusion", testMutualExclusion},
 		{"CancelledContext", testCancelled},
+		{"QueueFIFO", testQueueFIFO},
+		{"TryOnceRespectsQueue", testTryOnceRespectsQueue},
+		{"DeadWaiterSkipped", testDeadWaiterSkipped},
+		{"KeepAlive", testKeepAlive},
+		{"LeaveWakesNext", testLeaveWakesNext},
+		{"CandidateNotFirst", testCandidateNotFirst},
+		{"WatchStops", testWatchStops},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +59,7 @@ func name(t *testing.T) string { return "storetest/" + t.Name() }
 
 func mustAcquire(t *testing.T, s lockcore.Store, name, nonce string, ttl time.Duration) string {
 	t.Helper()
-	g, err := s.Acquire(ctx(t), name, nonce, ttl)
+	g, err := s.Acquire(ctx(t), lockcore.AcquireRequest{Name: name, Nonce: nonce, TTL: ttl})
 	if err != nil {
 		t.Fatalf("Acquire(%q): %v", name, err)
 	}
@@ -60,6 +67,37 @@ func mustAcquire(t *testing.T, s lockcore.Store, name, nonce string, ttl time.Du
 		t.Fatalf("Acquire(%q) = not acquired (holder ttl %v), want acquired", name, g.HolderTTL)
 	}
 	return g.Token
+}
+
+// try is one Acquire that must not fail.
+func try(t *testing.T, s lockcore.Store, req lockcore.AcquireRequest) lockcore.Grant {
+	t.Helper()
+	if req.TTL == 0 {
+		req.TTL = time.Minute
+	}
+	if req.Waiter != "" && req.WaiterTTL == 0 {
+		req.WaiterTTL = time.Minute
+	}
+	g, err := s.Acquire(ctx(t), req)
+	if err != nil {
+		t.Fatalf("Acquire(%+v): %v", req, err)
+	}
+	return g
+}
+
+// release is one Release that must not fail.
+func release(t *testing.T, s lockcore.Store, req lockcore.ReleaseRequest) lockcore.Released {
+	t.Helper()
+	r, err := s.Release(ctx(t), req)
+	if err != nil {
+		t.Fatalf("Release(%+v): %v", req, err)
+	}
+	return r
+}
+
+func released(t *testing.T, s lockcore.Store, name, token string) bool {
+	t.Helper()
+	return release(t, s, lockcore.ReleaseRequest{Name: name, Token: token}).Released
 }
 
 func fenceOf(t *testing.T, token string) int64 {
@@ -90,10 +128,7 @@ func testAcquireFree(t *testing.T, s lockcore.Store) {
 
 func testAcquireHeld(t *testing.T, s lockcore.Store) {
 	mustAcquire(t, s, name(t), "n1", time.Minute)
-	g, err := s.Acquire(ctx(t), name(t), "n2", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := try(t, s, lockcore.AcquireRequest{Name: name(t), Nonce: "n2", TTL: time.Second})
 	if g.Acquired {
 		t.Fatalf("second holder acquired %q", g.Token)
 	}
@@ -142,24 +177,21 @@ func testRenew(t *testing.T, s lockcore.Store) {
 func testRelease(t *testing.T, s lockcore.Store) {
 	tok := mustAcquire(t, s, name(t), "n1", time.Minute)
 	for _, w := range []string{strconv.FormatInt(fenceOf(t, tok), 10) + ":other", ":other"} {
-		ok, err := s.Release(ctx(t), name(t), w)
-		if err != nil || ok {
-			t.Errorf("Release(%q) = %v, %v; want false", w, ok, err)
+		if released(t, s, name(t), w) {
+			t.Errorf("Release(%q) = true; want false", w)
 		}
 	}
 	if st, _ := s.Inspect(ctx(t), name(t)); !st.Held || st.Token != tok {
 		t.Fatalf("a wrong token released the holder: %+v", st)
 	}
-	ok, err := s.Release(ctx(t), name(t), tok)
-	if err != nil || !ok {
-		t.Fatalf("Release(right token) = %v, %v; want true", ok, err)
+	if !released(t, s, name(t), tok) {
+		t.Fatal("Release(right token) = false; want true")
 	}
 	if st, _ := s.Inspect(ctx(t), name(t)); st.Held {
 		t.Errorf("still held after release: %+v", st)
 	}
-	ok, err = s.Release(ctx(t), name(t), tok)
-	if err != nil || ok {
-		t.Errorf("second Release = %v, %v; want false: the caller no longer holds it", ok, err)
+	if released(t, s, name(t), tok) {
+		t.Error("second Release = true; want false: the caller no longer holds it")
 	}
 	mustAcquire(t, s, name(t), "n2", time.Minute)
 }
@@ -170,9 +202,8 @@ func testNonceOnly(t *testing.T, s lockcore.Store) {
 	if err != nil || !ok {
 		t.Fatalf("Renew(:nonce) = %v, %v; want true", ok, err)
 	}
-	ok, err = s.Release(ctx(t), name(t), ":n1")
-	if err != nil || !ok {
-		t.Fatalf("Release(:nonce) = %v, %v; want true", ok, err)
+	if !released(t, s, name(t), ":n1") {
+		t.Fatal("Release(:nonce) = false; want true")
 	}
 }
 
@@ -186,8 +217,8 @@ func testFencesIncrease(t *testing.T, s lockcore.Store) {
 			t.Fatalf("fence %d after %d: not increasing", f, last)
 		}
 		last = f
-		if ok, err := s.Release(ctx(t), name(t), tok); err != nil || !ok {
-			t.Fatalf("Release = %v, %v", ok, err)
+		if !released(t, s, name(t), tok) {
+			t.Fatal("Release = false")
 		}
 	}
 	// Across an expiry too, which goes through no release.
@@ -222,23 +253,29 @@ func testExpiry(t *testing.T, s lockcore.Store) {
 	if ok, _ := s.Renew(ctx(t), name(t), tok, time.Minute); ok {
 		t.Error("renewed an expired lease")
 	}
-	if ok, _ := s.Release(ctx(t), name(t), tok); ok {
+	if released(t, s, name(t), tok) {
 		t.Error("released an expired lease")
 	}
 	mustAcquire(t, s, name(t), "n2", time.Minute)
 }
 
 func testReleaseAll(t *testing.T, s lockcore.Store) {
-	var held []lockcore.Held
+	var held []lockcore.ReleaseRequest
 	for i := range 5 {
 		n := name(t) + "/" + strconv.Itoa(i)
-		held = append(held, lockcore.Held{Name: n, Token: mustAcquire(t, s, n, "n", time.Minute)})
+		held = append(held, lockcore.ReleaseRequest{Name: n, Token: mustAcquire(t, s, n, "n", time.Minute)})
 	}
 	other := name(t) + "/other"
 	otherTok := mustAcquire(t, s, other, "n", time.Minute)
-	held = append(held, lockcore.Held{Name: other, Token: "1:wrong"})
-	if err := s.ReleaseAll(ctx(t), held); err != nil {
+	held = append(held, lockcore.ReleaseRequest{Name: other, Token: "1:wrong"})
+	res, err := s.ReleaseAll(ctx(t), held)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Released != (i < 5) {
+			t.Errorf("ReleaseAll result %d = %+v", i, r)
+		}
 	}
 	for _, h := range held[:5] {
 		if st, _ := s.Inspect(ctx(t), h.Name); st.Held {
@@ -259,9 +296,7 @@ func testInspectFree(t *testing.T, s lockcore.Store) {
 		t.Errorf("Inspect(never used) = %+v, want zero", st)
 	}
 	tok := mustAcquire(t, s, name(t), "n1", time.Minute)
-	if _, err := s.Release(ctx(t), name(t), tok); err != nil {
-		t.Fatal(err)
-	}
+	released(t, s, name(t), tok)
 	st, _ = s.Inspect(ctx(t), name(t))
 	if st.Held || st.Fence != fenceOf(t, tok) {
 		t.Errorf("Inspect(released) = %+v, want free with the last fence %d", st, fenceOf(t, tok))
@@ -272,11 +307,11 @@ func testAwkwardNames(t *testing.T, s lockcore.Store) {
 	for _, n := range []string{"}", "}x", "{", "{}", "a{b}c", "a}b{c", "\x00\r\n", "with space", "ü", strings.Repeat("x", 1024)} {
 		n := name(t) + n
 		tok := mustAcquire(t, s, n, "n1", time.Minute)
-		if g, _ := s.Acquire(ctx(t), n, "n2", time.Minute); g.Acquired {
+		if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "w"}); g.Acquired {
 			t.Errorf("%q: second holder acquired", n)
 		}
-		if ok, err := s.Release(ctx(t), n, tok); err != nil || !ok {
-			t.Errorf("%q: Release = %v, %v", n, ok, err)
+		if r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: tok, Next: &lockcore.Candidate{Waiter: "w", Nonce: "n2", TTL: time.Minute}}); !r.Released || r.Next == "" {
+			t.Errorf("%q: Release with the waiter as candidate = %+v", n, r)
 		}
 	}
 }
@@ -288,7 +323,7 @@ func testMutualExclusion(t *testing.T, s lockcore.Store) {
 	var winners []string
 	for i := range racers {
 		wg.Go(func() {
-			g, err := s.Acquire(ctx(t), name(t), "n"+strconv.Itoa(i), time.Minute)
+			g, err := s.Acquire(ctx(t), lockcore.AcquireRequest{Name: name(t), Nonce: "n" + strconv.Itoa(i), TTL: time.Minute})
 			if err != nil {
 				t.Error(err)
 				return
@@ -309,10 +344,189 @@ func testMutualExclusion(t *testing.T, s lockcore.Store) {
 func testCancelled(t *testing.T, s lockcore.Store) {
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Acquire(c, name(t), "n1", time.Minute); err == nil {
+	if _, err := s.Acquire(c, lockcore.AcquireRequest{Name: name(t), Nonce: "n1", TTL: time.Minute}); err == nil {
 		t.Error("Acquire with a cancelled context succeeded")
 	}
 	if st, _ := s.Inspect(ctx(t), name(t)); st.Held {
 		t.Error("a cancelled Acquire took the lock")
+	}
+}
+
+// wakes records the waiters a Watch is woken for.
+func watch(t *testing.T, s lockcore.Store, name string) (<-chan string, func()) {
+	t.Helper()
+	ch := make(chan string, 100)
+	stop, err := s.Watch(ctx(t), name, func(w string) { ch <- w })
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	t.Cleanup(stop)
+	return ch, stop
+}
+
+func expectWake(t *testing.T, ch <-chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("woken for %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no wake for %q within 5s", want)
+	}
+}
+
+func queued(t *testing.T, s lockcore.Store, name string) int {
+	t.Helper()
+	st, err := s.Inspect(ctx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Queued
+}
+
+// Waiters get a free lock in arrival order; a release hands it to the
+// candidate in the same step when the candidate is first.
+func testQueueFIFO(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watch(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	for _, w := range []string{"w1", "w2", "w3"} {
+		if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-" + w, Waiter: w}); g.Acquired || g.HolderTTL <= 0 {
+			t.Fatalf("%s while held: %+v", w, g)
+		}
+	}
+	if q := queued(t, s, n); q != 3 {
+		t.Fatalf("Queued = %d, want 3", q)
+	}
+	// A release with no candidate wakes the first waiter's sidecar.
+	if r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: holder}); !r.Released || r.Next != "" {
+		t.Fatalf("release = %+v", r)
+	}
+	expectWake(t, wakes, "w1")
+	// The lock is free but reserved: later waiters, and newcomers, are refused.
+	for _, w := range []string{"w3", "w2", "w4"} {
+		if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-" + w, Waiter: w}); g.Acquired || g.Head != "w1" {
+			t.Fatalf("%s while w1 is first: %+v, want refused with Head w1", w, g)
+		}
+		expectWake(t, wakes, "w1") // each refusal nudges the first waiter again
+	}
+	g1 := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-w1", Waiter: "w1"})
+	if !g1.Acquired {
+		t.Fatalf("w1, first, refused: %+v", g1)
+	}
+	// Releasing with w2 as candidate grants w2 in the same step.
+	r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: g1.Token,
+		Next: &lockcore.Candidate{Waiter: "w2", Nonce: "n-w2", TTL: time.Minute}})
+	if !r.Released || !strings.HasSuffix(r.Next, ":n-w2") || fenceOf(t, r.Next) <= fenceOf(t, g1.Token) {
+		t.Fatalf("release with candidate w2 = %+v", r)
+	}
+	if st, _ := s.Inspect(ctx(t), n); st.Token != r.Next || st.Queued != 2 {
+		t.Fatalf("after the hand-off: %+v, want held by %q with w3, w4 queued", st, r.Next)
+	}
+	// w2's own try, repeated, finds its grant (same nonce): idempotent.
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-w2", Waiter: "w2"}); !g.Acquired || g.Token != r.Next {
+		t.Fatalf("w2's try after the hand-off = %+v, want its token %q", g, r.Next)
+	}
+}
+
+func testTryOnceRespectsQueue(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "w1"})
+	released(t, s, n, holder)
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "x"}); g.Acquired || g.Head != "w1" {
+		t.Fatalf("try-once while w1 waits = %+v, want refused", g)
+	}
+	if q := queued(t, s, n); q != 1 {
+		t.Errorf("a try-once joined the queue: Queued = %d", q)
+	}
+}
+
+// A waiter whose sidecar stopped keeping it alive no longer blocks the queue.
+func testDeadWaiterSkipped(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watch(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "dead", WaiterTTL: 20 * time.Millisecond})
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "live"})
+	time.Sleep(40 * time.Millisecond) // the dead waiter's ttl passes
+	released(t, s, n, holder)
+	expectWake(t, wakes, "live")
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "live"}); !g.Acquired {
+		t.Fatalf("live waiter behind a dead one: %+v", g)
+	}
+}
+
+func testKeepAlive(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "w1", WaiterTTL: 30 * time.Millisecond})
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "w2"})
+	if err := s.KeepAlive(ctx(t), n, []string{"w1", "absent"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // past w1's first ttl
+	released(t, s, n, holder)
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "w2"}); g.Acquired || g.Head != "w1" {
+		t.Fatalf("w2 = %+v, want refused: w1 was kept alive and is first", g)
+	}
+	if q := queued(t, s, n); q != 2 {
+		t.Errorf("KeepAlive of an absent waiter queued it: Queued = %d", q)
+	}
+}
+
+func testLeaveWakesNext(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watch(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "w1"})
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "w2"})
+	if err := s.Leave(ctx(t), n, "w2"); err != nil { // not first: no wake
+		t.Fatal(err)
+	}
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n3", Waiter: "w3"})
+	released(t, s, n, holder)
+	expectWake(t, wakes, "w1")
+	if err := s.Leave(ctx(t), n, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	expectWake(t, wakes, "w3")
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n3", Waiter: "w3"}); !g.Acquired {
+		t.Fatalf("w3 after the others left: %+v", g)
+	}
+	if q := queued(t, s, n); q != 0 {
+		t.Errorf("Queued = %d after every waiter left or acquired", q)
+	}
+}
+
+// A candidate that is not first gets nothing; the first is woken.
+func testCandidateNotFirst(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watch(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "remote"})
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "local"})
+	r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: holder,
+		Next: &lockcore.Candidate{Waiter: "local", Nonce: "n2", TTL: time.Minute}})
+	if !r.Released || r.Next != "" {
+		t.Fatalf("release = %+v, want released without a grant: local is second", r)
+	}
+	expectWake(t, wakes, "remote")
+}
+
+func testWatchStops(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, stop := watch(t, s, n)
+	other, _ := watch(t, s, n) // a second watch of the same name
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "w1"})
+	stop()
+	released(t, s, n, holder)
+	expectWake(t, other, "w1")
+	select {
+	case w := <-wakes:
+		t.Errorf("a stopped watch was woken for %q", w)
+	default:
 	}
 }

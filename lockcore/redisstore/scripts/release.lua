@@ -1,20 +1,56 @@
--- Free a lock if the token holds it.
--- KEYS[1] lock key, KEYS[2] fence key
+-- Free a lock if the token holds it, and hand it on: to the candidate in the
+-- same step when the candidate is the first live waiter, else by waking the
+-- first live waiter's sidecar.
+-- KEYS[1] lock key, KEYS[2] fence key, KEYS[3] queue, KEYS[4] waiter deadlines
 -- ARGV[1] token, or ":<nonce>" to match any fence; ARGV[2] fence retention ms;
--- ARGV[3] "1" when this call repeats one whose reply was lost
--- Returns 1 when released (by this call, or by the lost call it repeats), else 0.
+-- ARGV[3] "1" when this call repeats one whose reply was lost;
+-- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
+-- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster)
+-- Returns {released (1/0), token granted to the candidate or false}.
 local function matches(cur)
   return cur and (cur == ARGV[1] or (string.sub(ARGV[1], 1, 1) == ':' and string.sub(cur, -#ARGV[1]) == ARGV[1]))
 end
 local cur = redis.call('GET', KEYS[1])
-if matches(cur) then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'released', cur)
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
+if not matches(cur) then
+  -- Only a repeat may claim an earlier release; a client releasing twice gets 0.
+  if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released')) then
+    return {1, false}
+  end
+  return {0, false}
 end
--- Only a repeat may claim an earlier release; a client releasing twice gets 0.
-if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released')) then
-  return 1
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'released', cur)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local head
+while true do
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not head then return {1, false} end
+  local deadline = tonumber(redis.call('HGET', KEYS[4], head))
+  if deadline and deadline >= now_ms then break end
+  redis.call('ZREM', KEYS[3], head)
+  redis.call('HDEL', KEYS[4], head)
 end
-return 0
+if head ~= ARGV[4] then
+  redis.call(ARGV[8] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7], head)
+  return {1, false}
+end
+
+-- The candidate is next: grant it now, saving its sidecar a round trip.
+redis.call('ZREM', KEYS[3], head)
+redis.call('HDEL', KEYS[4], head)
+local ttl = tonumber(ARGV[6])
+local fence = now_us
+local last = tonumber(redis.call('HGET', KEYS[2], 'fence'))
+if last and last >= fence then
+  fence = last + 1
+end
+fence = string.format('%d', fence)
+local token = fence .. ':' .. ARGV[5]
+redis.call('SET', KEYS[1], token, 'PX', ttl)
+redis.call('HSET', KEYS[2], 'fence', fence)
+redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[2]))
+return {1, token}
