@@ -23,8 +23,8 @@ type Config struct {
 	// without word from this sidecar, which renews it every third of that.
 	// A crashed sidecar's waiters stop blocking others after it (3s).
 	WaiterTTL time.Duration
-	Observer        Observer     // (none)
-	Logger          *slog.Logger // (discard)
+	Observer  Observer     // (none)
+	Logger    *slog.Logger // (discard)
 }
 
 // Backoff is exponential backoff with jitter: Base, then × Multiplier up to
