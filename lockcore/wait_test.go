@@ -1,0 +1,352 @@
+package lockcore_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
+	"github.com/lockproxy/lockproxy/lockcore/redisstore"
+)
+
+// counting wraps a real store and counts calls, and the most Acquire calls
+// ever in flight at once for one name.
+type counting struct {
+	lockcore.Store
+	mu         sync.Mutex
+	acquires   int
+	releases   int
+	inFlight   map[string]int
+	maxFlight  int
+	acquireLog []string // waiter of each Acquire
+}
+
+func (c *counting) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
+	c.mu.Lock()
+	c.acquires++
+	c.acquireLog = append(c.acquireLog, req.Waiter)
+	c.inFlight[req.Name]++
+	c.maxFlight = max(c.maxFlight, c.inFlight[req.Name])
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inFlight[req.Name]--
+		c.mu.Unlock()
+	}()
+	return c.Store.Acquire(ctx, req)
+}
+
+func (c *counting) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
+	c.mu.Lock()
+	c.releases++
+	c.mu.Unlock()
+	return c.Store.Release(ctx, req)
+}
+
+func (c *counting) counts() (acquires, releases, maxFlight int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acquires, c.releases, c.maxFlight
+}
+
+// stores runs fn on the embedded store and on a real Redis. fn gets a
+// function making sidecars (Locks) that share the one store.
+func stores(t *testing.T, fn func(t *testing.T, sidecar func(cfg lockcore.Config) (*lockcore.Locks, *counting))) {
+	run := func(t *testing.T, newStore func() lockcore.Store) {
+		fn(t, func(cfg lockcore.Config) (*lockcore.Locks, *counting) {
+			c := &counting{Store: newStore(), inFlight: map[string]int{}}
+			l := lockcore.New(c, cfg)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := l.Shutdown(ctx); err != nil {
+					t.Errorf("Shutdown: %v", err)
+				}
+				c.Close()
+			})
+			return l, c
+		})
+	}
+	t.Run("embedded", func(t *testing.T) {
+		mem := memstore.New(memstore.Options{})
+		run(t, func() lockcore.Store { return sharedStore{mem} })
+		t.Cleanup(func() { mem.Close() })
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t)
+		run(t, func() lockcore.Store {
+			rdb, err := redisstore.NewClient(srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := redisstore.New(rdb, redisstore.Options{Prefix: "lock:"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+}
+
+// sharedStore lets several sidecars share one in-process store, which only
+// the test closes.
+type sharedStore struct{ lockcore.Store }
+
+func (sharedStore) Close() error { return nil }
+
+// waitUntil polls cond, for state only visible from outside.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// queued waits until the store has queued n waiters for name.
+func queuedIs(t *testing.T, s lockcore.Store, name string, n int) {
+	t.Helper()
+	waitUntil(t, func() bool {
+		st, err := s.Inspect(context.Background(), name)
+		return err == nil && st.Queued == n
+	})
+}
+
+// fifo makes waiters join in a known order, over the given sidecars in
+// turn, then releases the lock and checks that they got it in that order,
+// each releasing it to the next.
+func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiters int) {
+	name := "fifo"
+	holder := sidecars[0].NewSession(nil)
+	acquire(t, holder, name, lockcore.AcquireOptions{TTL: time.Minute})
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range waiters {
+		s := sidecars[i%len(sidecars)].NewSession(nil)
+		wg.Go(func() {
+			tok, err := s.Acquire(context.Background(), name, lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+			if err != nil || tok == "" {
+				t.Errorf("waiter %d: %q, %v", i, tok, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			if ok, err := s.Release(context.Background(), name, ""); !ok || err != nil {
+				t.Errorf("waiter %d release: %v %v", i, ok, err)
+			}
+		})
+		queuedIs(t, store, name, i+1) // its place in the store's queue is taken
+	}
+	if ok, err := holder.Release(context.Background(), name, ""); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	wg.Wait()
+	want := make([]int, waiters)
+	for i := range want {
+		want[i] = i
+	}
+	if !slices.Equal(order, want) {
+		t.Errorf("served in order %v, want arrival order %v", order, want)
+	}
+}
+
+func TestFIFOOneSidecar(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, c := sidecar(lockcore.Config{})
+		fifo(t, []*lockcore.Locks{l}, c, 8)
+		if _, _, maxFlight := c.counts(); maxFlight != 1 {
+			t.Errorf("up to %d acquire calls in flight for one name, want 1", maxFlight)
+		}
+	})
+}
+
+func TestFIFOTwoSidecars(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		a, c := sidecar(lockcore.Config{})
+		b, _ := sidecar(lockcore.Config{})
+		fifo(t, []*lockcore.Locks{a, b}, c, 8)
+	})
+}
+
+// A release on this sidecar gives the lock to the first local waiter in
+// the same store call: the waiter makes no acquire call of its own.
+func TestHandOffInOneCall(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, c := sidecar(lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}})
+		holder, waiter := l.NewSession(nil), l.NewSession(nil)
+		acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
+		got := make(chan string, 1)
+		go func() {
+			tok, _ := waiter.Acquire(context.Background(), "h", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+			got <- tok
+		}()
+		queuedIs(t, c, "h", 1)
+		acquiresBefore, releasesBefore, _ := c.counts()
+		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if tok := <-got; tok == "" {
+			t.Fatal("waiter did not get the lock")
+		}
+		acquires, releases, _ := c.counts()
+		if acquires != acquiresBefore || releases != releasesBefore+1 {
+			t.Errorf("hand-off took %d acquire and %d release calls, want 0 and 1", acquires-acquiresBefore, releases-releasesBefore)
+		}
+	})
+}
+
+// Expiry publishes nothing: the waiter's poll, capped by the holder's ttl,
+// finds the lock free even with an hour of backoff.
+func TestWakeAfterExpiry(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, _ := sidecar(lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}})
+		other, _ := sidecar(lockcore.Config{})
+		holder := other.NewSession(nil)
+		acquire(t, holder, "exp", lockcore.AcquireOptions{TTL: 200 * time.Millisecond, Detached: true})
+		start := time.Now()
+		tok, err := l.NewSession(nil).Acquire(context.Background(), "exp", lockcore.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+		if err != nil || tok == "" {
+			t.Fatalf("waiter after expiry: %q, %v", tok, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("acquired %v after the wait began; the holder's ttl was 200ms", d)
+		}
+	})
+}
+
+// WAIT ends with a null close to its deadline.
+func TestWaitTimeout(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, _ := sidecar(lockcore.Config{})
+		acquire(t, l.NewSession(nil), "busy", lockcore.AcquireOptions{TTL: time.Minute})
+		var late []time.Duration
+		for range 5 {
+			const wait = 100 * time.Millisecond
+			start := time.Now()
+			tok, err := l.NewSession(nil).Acquire(context.Background(), "busy", lockcore.AcquireOptions{Wait: wait})
+			if tok != "" || err != nil {
+				t.Fatalf("Acquire on a held lock = %q, %v", tok, err)
+			}
+			late = append(late, time.Since(start)-wait)
+		}
+		sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+		if late[0] < 0 {
+			t.Errorf("WAIT returned %v before its deadline", -late[0])
+		}
+		if late[2] > 10*time.Millisecond {
+			t.Errorf("WAIT returned a median %v after its deadline, want ≤ 10ms (all: %v)", late[2], late)
+		}
+	})
+}
+
+// Many try-once acquires of one name share one call at a time, and none
+// jumps ahead of a queued waiter.
+func TestTryOnceSingleFlight(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, c := sidecar(lockcore.Config{})
+		var wg sync.WaitGroup
+		var won atomic.Int32
+		for i := range 30 {
+			s := l.NewSession(nil)
+			wg.Go(func() {
+				tok, err := s.Acquire(context.Background(), "once", lockcore.AcquireOptions{TTL: time.Minute})
+				if err != nil {
+					t.Error(i, err)
+				}
+				if tok != "" {
+					won.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		acquires, _, maxFlight := c.counts()
+		if won.Load() != 1 || maxFlight != 1 {
+			t.Errorf("%d winners, %d calls in flight at most (%d calls); want 1 and 1", won.Load(), maxFlight, acquires)
+		}
+	})
+}
+
+// A waiter that leaves as the lock is handed to it never holds it; the
+// next waiter gets it.
+func TestLeavingWaiterNeverAcquires(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, c := sidecar(lockcore.Config{})
+		holder := l.NewSession(nil)
+		acquire(t, holder, "leave", lockcore.AcquireOptions{TTL: time.Minute})
+		for round := range 20 {
+			ctx, cancel := context.WithCancel(context.Background())
+			first, second := l.NewSession(nil), l.NewSession(nil)
+			firstDone := make(chan string, 1)
+			go func() {
+				tok, _ := first.Acquire(ctx, "leave", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+				firstDone <- tok
+			}()
+			queuedIs(t, c, "leave", 1)
+			secondDone := make(chan string, 1)
+			go func() {
+				tok, _ := second.Acquire(context.Background(), "leave", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+				secondDone <- tok
+			}()
+			queuedIs(t, c, "leave", 2)
+			// The first waiter's client hangs up just as the lock is released:
+			// whichever comes first, once its connection has closed it must not
+			// hold the lock, and the next waiter must get it.
+			go cancel()
+			if ok, err := holder.Release(context.Background(), "leave", ""); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+			<-firstDone
+			first.Close() // what the connection's close does
+			tok := <-secondDone
+			if tok == "" {
+				t.Fatalf("round %d: the next waiter did not get the lock", round)
+			}
+			if held := second.Held(); !slices.Equal(held, []string{"leave"}) {
+				t.Fatalf("round %d: second holds %v", round, held)
+			}
+			if st, _ := c.Inspect(context.Background(), "leave"); st.Token != tok {
+				t.Fatalf("round %d: the store's holder is %q, not the second waiter's %q", round, st.Token, tok)
+			}
+			holder = second
+		}
+	})
+}
+
+func TestNoGoroutineLeaks(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		l, c := sidecar(lockcore.Config{})
+		acquire(t, l.NewSession(nil), "leak", lockcore.AcquireOptions{TTL: time.Minute})
+		var wg sync.WaitGroup
+		for i := range 200 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+i%20)*time.Millisecond)
+			s := l.NewSession(nil)
+			wg.Go(func() {
+				defer cancel()
+				_, err := s.Acquire(ctx, "leak"+strconv.Itoa(i%3), lockcore.AcquireOptions{Wait: time.Minute})
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					t.Error(err)
+				}
+				s.Close()
+			})
+		}
+		wg.Wait()
+		waitUntil(t, func() bool { return l.Waiters("leak0")+l.Waiters("leak1")+l.Waiters("leak2") == 0 })
+		_ = c
+	})
+}
