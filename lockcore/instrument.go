@@ -6,7 +6,7 @@ import (
 )
 
 // Instrument wraps store so that observe sees the latency of every call,
-// by operation: acquire, renew, release, release_all, leave, keepalive,
+// by operation: acquire, renew, release, transfer, release_all, leave, keepalive,
 // inspect or ping.
 func Instrument(store Store, observe func(op string, took time.Duration)) Store {
 	return &instrumented{Store: store, observe: observe}
@@ -32,6 +32,11 @@ func (s *instrumented) Renew(ctx context.Context, name, token string, ttl time.D
 func (s *instrumented) Release(ctx context.Context, req ReleaseRequest) (Released, error) {
 	defer s.since("release", time.Now())
 	return s.Store.Release(ctx, req)
+}
+
+func (s *instrumented) Transfer(ctx context.Context, req TransferRequest) (Transferred, error) {
+	defer s.since("transfer", time.Now())
+	return s.Store.Transfer(ctx, req)
 }
 
 func (s *instrumented) ReleaseAll(ctx context.Context, reqs []ReleaseRequest) ([]Released, error) {

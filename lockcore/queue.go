@@ -32,6 +32,30 @@ type grant struct {
 	token string
 	sent  time.Time
 	until time.Time
+	// handover, when set, says the lock was handed over locally: the store
+	// still holds it under the previous holder's token until the transfer
+	// lands, and until is that token's validity.
+	handover *handover
+}
+
+// handover is a local hand-over's transfer in the store.
+type handover struct {
+	done chan struct{} // closed when the store has answered
+	ok   bool          // the new token holds the lock
+	sent time.Time     // when the transfer was sent
+}
+
+// wait waits for the transfer to land, or ctx to end.
+func (h *handover) wait(ctx context.Context) error {
+	if h == nil {
+		return nil
+	}
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // waiter is one blocked acquire.
@@ -65,6 +89,7 @@ type queue struct {
 	keep    *time.Timer
 	backoff time.Duration // next poll interval
 	cap     time.Duration // the holder's time left at the last try; 0: none known
+	first   string        // the store's first live waiter, as last heard; "": unknown
 	stop    func()        // ends the store watch; nil until it is active
 	closed  bool
 }
@@ -242,7 +267,7 @@ func (l *Locks) abandon(w *waiter, why error) (grant, error) {
 			return o.g, o.err
 		}
 		if o.err == nil {
-			l.releaseLater(q.name, o.g.token)
+			l.giveBack(q.name, o.g)
 		}
 		return grant{}, why
 	default:
@@ -315,6 +340,9 @@ func (l *Locks) tryWaiter(w *waiter) {
 	leave := false      // the store may have queued a waiter that is gone
 	l.mu.Lock()
 	q.trying = false
+	if err == nil {
+		q.first = g.First
+	}
 	switch {
 	case err != nil:
 		giveBack, leave = ":"+w.nonce, true
@@ -493,10 +521,14 @@ func (l *Locks) wake(q *queue, id string) {
 	}
 	if id == "" {
 		q.pollDue = true
-	} else if w := q.find(id); w != nil {
-		w.kicked = true
+		q.first = ""
 	} else {
-		return // another sidecar's waiter
+		q.first = id
+		w := q.find(id)
+		if w == nil {
+			return // another sidecar's waiter
+		}
+		w.kicked = true
 	}
 	l.pump(q)
 }
@@ -535,8 +567,82 @@ func (l *Locks) release(ctx context.Context, name, token string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	l.learnFirst(name, r)
 	l.handedOff(w, r, sent)
 	return r.Released, nil
+}
+
+// learnFirst records who a release left first in the store's queue.
+func (l *Locks) learnFirst(name string, r Released) {
+	if !r.Released || r.Repeated {
+		return
+	}
+	l.mu.Lock()
+	if q := l.queues[name]; q != nil {
+		q.first = r.First
+	}
+	l.mu.Unlock()
+}
+
+// handOver passes a valid lease's lock (token, valid until until) to the
+// store's first waiter when that waiter is on this sidecar: the waiter is
+// answered at once, with the next fence, and the store is told in the
+// background. Nobody else can take the lock meanwhile: until the transfer
+// lands the store holds it under the old token, which is still valid. It
+// reports whether it handed the lock over; if not, release it as usual.
+func (l *Locks) handOver(name, token string, until time.Time) bool {
+	fence, _, ok := ParseToken(token)
+	now := time.Now()
+	// Keep a margin, so the transfer lands well within the old validity.
+	if !ok || until.Sub(now) < handOverMargin {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.queues[name]
+	if q == nil || q.first == "" {
+		return false
+	}
+	w := q.find(q.first)
+	if w == nil || !w.registered || w.gone || w.done || !l.trackLocked() {
+		return false
+	}
+	ho := &handover{done: make(chan struct{})}
+	to := FormatToken(fence+1, w.nonce)
+	q.first = "" // unknown until the store answers
+	go l.transfer(q, TransferRequest{Name: name, From: token, To: to, Waiter: w.id, TTL: w.ttl}, until, ho)
+	// Readied last, the waiter runs next: the hand-off gap is the time until
+	// its reply goes out, so it goes before the transfer and the releaser's.
+	l.finish(w, outcome{g: grant{token: to, sent: now, until: earliest(until, validity(now, w.ttl)), handover: ho}})
+	return true
+}
+
+// handOverMargin is the least validity a lease must have left to be handed
+// over locally; the transfer takes one round trip.
+const handOverMargin = 10 * time.Millisecond
+
+// transfer tells the store of a local hand-over. If the store refuses, or
+// the call fails, the new holder's lease is lost (its session sees ho.ok
+// false) and whatever token may still hold the lock is given back.
+func (l *Locks) transfer(q *queue, req TransferRequest, until time.Time, ho *handover) {
+	defer l.work.Done()
+	ctx, cancel := context.WithDeadline(context.Background(), until)
+	ho.sent = time.Now()
+	t, err := l.store.Transfer(ctx, req)
+	cancel()
+	ho.ok = err == nil && t.OK
+	if err != nil {
+		l.log.Warn("a local hand-over may not have reached the upstream; the new holder's lock is lost", "lock", req.Name, "err", err)
+		l.releaseLater(req.Name, req.From)
+	}
+	if ho.ok {
+		l.mu.Lock()
+		if !q.closed {
+			q.first = t.First
+		}
+		l.mu.Unlock()
+	}
+	close(ho.done)
 }
 
 // handedOff delivers what a release gave the candidate w.
@@ -582,6 +688,21 @@ func (l *Locks) releaseNow(name, token string) {
 	}
 }
 
+// giveBack releases, in the background, a grant whose client is gone. A
+// handed-over grant's token is in the store only once its transfer lands,
+// so that is waited for first.
+func (l *Locks) giveBack(name string, g grant) {
+	l.goTracked(func() {
+		if h := g.handover; h != nil {
+			<-h.done // bounded: the transfer's deadline is the old token's validity
+			if !h.ok {
+				return // the transfer gave back the old token itself
+			}
+		}
+		l.releaseNow(name, g.token)
+	})
+}
+
 // releaseLater is releaseNow in the background, for callers that must not
 // wait on it (renewal timers, error replies).
 func (l *Locks) releaseLater(name, token string) {
@@ -610,6 +731,11 @@ func (l *Locks) releaseAll(ctx context.Context, leases []*lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
+	for _, ls := range leases {
+		// A handed-over lease's token is in the store only once the
+		// transfer lands; releasing it before would leave the lock stuck.
+		_ = ls.handover.wait(ctx)
+	}
 	reqs := make([]ReleaseRequest, len(leases))
 	cands := make([]*waiter, len(leases))
 	for i, ls := range leases {
@@ -625,6 +751,7 @@ func (l *Locks) releaseAll(ctx context.Context, leases []*lease) error {
 	for i, ls := range leases {
 		l.leaseEnded(ls, false)
 		if i < len(res) {
+			l.learnFirst(ls.name, res[i])
 			l.handedOff(cands[i], res[i], sent)
 		}
 	}

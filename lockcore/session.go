@@ -3,6 +3,7 @@ package lockcore
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,10 @@ type lease struct {
 	validUntil time.Time     // guarded by Session.mu
 	timer      *time.Timer   // guarded by Session.mu; the next renewal, owned leases only
 	failures   int           // guarded by renewMu; renewals failed in a row
+
+	// handover, when set, is the local hand-over that gave the lease; the
+	// store knows its token only once it has landed.
+	handover *handover
 }
 
 // AcquireOptions are the options of one acquire.
@@ -106,21 +111,48 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		// The client went away while the call was in flight: it must never
 		// hold the lock.
 		s.mu.Unlock()
-		s.l.releaseNow(name, g.token)
+		s.l.giveBack(name, g)
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
 		return "", ErrClosed
 	}
-	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until}
+	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
+		handover: g.handover}
 	s.leases[name] = ls
 	s.l.setHolder(s, ls)
-	if !o.Detached {
+	if g.handover != nil {
+		if s.l.track() {
+			go s.settle(ls)
+		}
+	} else if !o.Detached {
 		s.scheduleLocked(ls, s.renewDelay(g.sent, o.TTL))
 	}
 	s.mu.Unlock()
 	s.l.leaseStarted()
 	return g.token, nil
+}
+
+// settle waits for the transfer behind a handed-over lease: once the store
+// holds the new token, the lease's validity runs from the transfer and its
+// renewals begin; if the store refused, the lease is lost.
+func (s *Session) settle(ls *lease) {
+	defer s.l.work.Done()
+	ho := ls.handover
+	<-ho.done
+	if !ho.ok {
+		s.lapse(ls, "the upstream did not take its hand-over", true)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leases[ls.name] != ls {
+		return
+	}
+	ls.validUntil = validity(ho.sent, ls.ttl)
+	if !ls.detached && ls.timer == nil {
+		s.scheduleLocked(ls, s.renewDelay(ho.sent, ls.ttl))
+	}
 }
 
 // roomFor checks MaxLocksPerSession before a new lease on name.
@@ -169,6 +201,9 @@ func (s *Session) Renew(ctx context.Context, name string, ttl time.Duration, tok
 // renewLease renews one of the session's leases with ttl, which becomes its
 // ttl from then on. A false result means the lease was lost; it is dropped.
 func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) (bool, error) {
+	if err := ls.handover.wait(ctx); err != nil {
+		return false, err
+	}
 	ls.renewMu.Lock()
 	defer ls.renewMu.Unlock()
 	s.mu.Lock()
@@ -242,6 +277,20 @@ func (s *Session) Release(ctx context.Context, name, token string) (bool, error)
 	}
 	if ls != nil {
 		token = ls.token
+		if err := ls.handover.wait(ctx); err != nil {
+			return false, err
+		}
+		s.mu.Lock()
+		valid := s.leases[name] == ls && time.Now().Before(ls.validUntil)
+		until := ls.validUntil
+		s.mu.Unlock()
+		if valid && s.l.handOver(name, token, until) {
+			s.end(ls, false)
+			// Let the new holder's reply go out before this one: on a busy
+			// processor, that is what keeps the hand-off gap short.
+			runtime.Gosched()
+			return true, nil
+		}
 	}
 	cctx, cancel := s.l.callCtx(ctx)
 	defer cancel()
@@ -271,6 +320,15 @@ func (s *Session) Release(ctx context.Context, name, token string) (bool, error)
 // Info describes name as seen from this session. Seeing the store no
 // longer hold one of the session's leases declares that lease lost.
 func (s *Session) Info(ctx context.Context, name string) (Info, error) {
+	s.mu.Lock()
+	pending := s.leases[name]
+	s.mu.Unlock()
+	if pending != nil {
+		// A handed-over lease is in the store only once its transfer lands.
+		if err := pending.handover.wait(ctx); err != nil {
+			return Info{}, err
+		}
+	}
 	cctx, cancel := s.l.callCtx(ctx)
 	defer cancel()
 	st, err := s.l.store.Inspect(cctx, name)
@@ -409,6 +467,7 @@ func (s *Session) stopTimerLocked(ls *lease) {
 // retried soon, but only while the lease is still valid; past that the
 // lease is lost.
 func (s *Session) autoRenew(ls *lease) {
+	_ = ls.handover.wait(s.l.ctx)
 	ls.renewMu.Lock()
 	defer ls.renewMu.Unlock()
 	s.mu.Lock()

@@ -31,6 +31,10 @@ type Store interface {
 	// req.Next in the same step when Next is the first live waiter, else by
 	// waking the first live waiter's sidecar (see Watch).
 	Release(ctx context.Context, req ReleaseRequest) (Released, error)
+	// Transfer passes a lock held by req.From straight to a waiter as
+	// req.To, whose fence is From's + 1, and takes the waiter out of the
+	// queue. It fails (OK false) when From no longer holds the lock.
+	Transfer(ctx context.Context, req TransferRequest) (Transferred, error)
 	// ReleaseAll is Release for several locks, in as few round trips as the
 	// store allows. It is used when a connection closes. Results are in
 	// request order; a request that failed has a zero Released and err is set.
@@ -74,6 +78,8 @@ type Grant struct {
 	// Head is set when the lock is free but reserved for the first live
 	// waiter, Head, whose sidecar has been woken.
 	Head string
+	// First is the first live waiter in the queue after the call, if any.
+	First string
 }
 
 // ReleaseRequest is one release, with the waiter to hand the lock to.
@@ -100,6 +106,24 @@ type Released struct {
 	// earlier send may have granted the candidate a lock whose token this
 	// reply does not carry; the candidate's own acquire (same nonce) finds it.
 	Repeated bool
+	// First is the first live waiter in the queue after the call, if any.
+	First string
+}
+
+// TransferRequest passes a lock from one token to a waiter of the same
+// sidecar without it ever being free.
+type TransferRequest struct {
+	Name   string
+	From   string // the token that holds the lock
+	To     string // the waiter's token: From's fence + 1, and the waiter's nonce
+	Waiter string
+	TTL    time.Duration
+}
+
+// Transferred is the outcome of Store.Transfer.
+type Transferred struct {
+	OK    bool
+	First string // the first live waiter in the queue afterwards, if any
 }
 
 // State is what Store.Inspect sees of one name.

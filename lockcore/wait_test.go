@@ -26,6 +26,7 @@ type counting struct {
 	mu         sync.Mutex
 	acquires   int
 	releases   int
+	transfers  int
 	inFlight   map[string]int
 	maxFlight  int
 	acquireLog []string // waiter of each Acquire
@@ -51,6 +52,13 @@ func (c *counting) Release(ctx context.Context, req lockcore.ReleaseRequest) (lo
 	c.releases++
 	c.mu.Unlock()
 	return c.Store.Release(ctx, req)
+}
+
+func (c *counting) Transfer(ctx context.Context, req lockcore.TransferRequest) (lockcore.Transferred, error) {
+	c.mu.Lock()
+	c.transfers++
+	c.mu.Unlock()
+	return c.Store.Transfer(ctx, req)
 }
 
 func (c *counting) counts() (acquires, releases, maxFlight int) {
@@ -183,13 +191,14 @@ func TestFIFOTwoSidecars(t *testing.T) {
 	})
 }
 
-// A release on this sidecar gives the lock to the first local waiter in
-// the same store call: the waiter makes no acquire call of its own.
+// A release on this sidecar gives the lock to the first local waiter with
+// one store call, a transfer, which the waiter does not wait for: it makes
+// no acquire call of its own.
 func TestHandOffInOneCall(t *testing.T) {
 	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
 		l, c := sidecar(lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}})
 		holder, waiter := l.NewSession(nil), l.NewSession(nil)
-		acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
+		holderTok := acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
 		got := make(chan string, 1)
 		go func() {
 			tok, _ := waiter.Acquire(context.Background(), "h", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
@@ -200,12 +209,23 @@ func TestHandOffInOneCall(t *testing.T) {
 		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
-		if tok := <-got; tok == "" {
+		tok := <-got
+		if tok == "" {
 			t.Fatal("waiter did not get the lock")
 		}
+		// Its lease is confirmed once the transfer lands.
+		waitUntil(t, func() bool { st, _ := c.Inspect(context.Background(), "h"); return st.Token == tok })
 		acquires, releases, _ := c.counts()
-		if acquires != acquiresBefore || releases != releasesBefore+1 {
-			t.Errorf("hand-off took %d acquire and %d release calls, want 0 and 1", acquires-acquiresBefore, releases-releasesBefore)
+		c.mu.Lock()
+		transfers := c.transfers
+		c.mu.Unlock()
+		if acquires != acquiresBefore || releases != releasesBefore || transfers != 1 {
+			t.Errorf("hand-off took %d acquire, %d release and %d transfer calls; want 0, 0, 1",
+				acquires-acquiresBefore, releases-releasesBefore, transfers)
+		}
+		f0, _, _ := lockcore.ParseToken(holderTok)
+		if f1, _, _ := lockcore.ParseToken(tok); f1 != f0+1 {
+			t.Errorf("handed-over fence %d, want the holder's %d + 1", f1, f0)
 		}
 	})
 }

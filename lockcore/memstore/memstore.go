@@ -191,18 +191,42 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		if lockcore.TokenMatches(cur, ":"+req.Nonce) {
 			s.extend(r, now, req.TTL)
 			r.dequeue(req.Waiter)
-			return lockcore.Grant{Acquired: true, Token: cur}, nil
+			return lockcore.Grant{Acquired: true, Token: cur, First: r.liveHead(now)}, nil
 		}
 		r.enqueue(req.Waiter, now, req.WaiterTTL)
-		return lockcore.Grant{HolderTTL: r.expires.Sub(now)}, nil
+		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now)}, nil
 	}
 	if head := r.liveHead(now); head != "" && head != req.Waiter {
 		r.enqueue(req.Waiter, now, req.WaiterTTL)
 		s.wakeLocked(req.Name, head)
-		return lockcore.Grant{Head: head}, nil
+		return lockcore.Grant{Head: head, First: head}, nil
 	}
 	r.dequeue(req.Waiter)
-	return lockcore.Grant{Acquired: true, Token: s.grant(r, now, req.Nonce, req.TTL)}, nil
+	token := s.grant(r, now, req.Nonce, req.TTL)
+	return lockcore.Grant{Acquired: true, Token: token, First: r.liveHead(now)}, nil
+}
+
+// Transfer implements lockcore.Store.
+func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (lockcore.Transferred, error) {
+	if err := ctx.Err(); err != nil {
+		return lockcore.Transferred{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	r := s.names[req.Name]
+	cur := r.held(now)
+	if cur != "" && cur == req.To {
+		return lockcore.Transferred{OK: true, First: r.liveHead(now)}, nil // a repeat
+	}
+	fence, _, ok := lockcore.ParseToken(req.To)
+	if cur == "" || cur != req.From || !ok || r.fence >= fence {
+		return lockcore.Transferred{}, nil
+	}
+	r.fence, r.token = fence, req.To
+	s.extend(r, now, req.TTL)
+	r.dequeue(req.Waiter)
+	return lockcore.Transferred{OK: true, First: r.liveHead(now)}, nil
 }
 
 // Renew implements lockcore.Store.
@@ -248,10 +272,11 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		return lockcore.Released{Released: true}
 	case req.Next != nil && head == req.Next.Waiter:
 		r.dequeue(head)
-		return lockcore.Released{Released: true, Next: s.grant(r, now, req.Next.Nonce, req.Next.TTL)}
+		token := s.grant(r, now, req.Next.Nonce, req.Next.TTL)
+		return lockcore.Released{Released: true, Next: token, First: r.liveHead(now)}
 	default:
 		s.wakeLocked(req.Name, head)
-		return lockcore.Released{Released: true}
+		return lockcore.Released{Released: true, First: head}
 	}
 }
 

@@ -43,6 +43,8 @@ var (
 	releaseSrc string
 	//go:embed scripts/leave.lua
 	leaveSrc string
+	//go:embed scripts/transfer.lua
+	transferSrc string
 	//go:embed scripts/keepalive.lua
 	keepaliveSrc string
 	//go:embed scripts/inspect.lua
@@ -70,7 +72,7 @@ type Store struct {
 	sharded   string // "1" when wakes use sharded pub/sub (Cluster)
 	watcher   *watcher
 
-	acquire, renew, release, leave, keepalive, inspect *redis.Script
+	acquire, renew, release, transfer, leave, keepalive, inspect *redis.Script
 }
 
 var _ lockcore.Store = (*Store)(nil)
@@ -98,6 +100,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		acquire:   redis.NewScript(acquireSrc),
 		renew:     redis.NewScript(renewSrc),
 		release:   redis.NewScript(releaseSrc),
+		transfer:  redis.NewScript(transferSrc),
 		leave:     redis.NewScript(leaveSrc),
 		keepalive: redis.NewScript(keepaliveSrc),
 		inspect:   redis.NewScript(inspectSrc),
@@ -181,25 +184,48 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		return lockcore.Grant{}, fmt.Errorf("acquire: %w", err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) < 2 {
+	if !ok || len(arr) != 3 {
 		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
 	}
+	var g lockcore.Grant
+	g.First, _ = arr[2].(string)
 	switch arr[0] {
 	case int64(1):
-		token, ok := arr[1].(string)
-		if !ok {
+		if g.Token, ok = arr[1].(string); !ok {
 			return lockcore.Grant{}, fmt.Errorf("acquire: unexpected token %v", arr[1])
 		}
-		return lockcore.Grant{Acquired: true, Token: token}, nil
+		g.Acquired = true
 	case int64(0):
 		pttl, _ := arr[1].(int64)
-		g := lockcore.Grant{HolderTTL: time.Duration(max(pttl, 0)) * time.Millisecond}
-		if len(arr) > 2 {
-			g.Head, _ = arr[2].(string)
-		}
-		return g, nil
+		g.HolderTTL = time.Duration(max(pttl, 0)) * time.Millisecond
+	case int64(2):
+		g.Head = g.First
+	default:
+		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
 	}
-	return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
+	return g, nil
+}
+
+// Transfer implements lockcore.Store.
+func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (lockcore.Transferred, error) {
+	fence, _, ok := lockcore.ParseToken(req.To)
+	if !ok {
+		return lockcore.Transferred{}, fmt.Errorf("transfer: bad token %q", req.To)
+	}
+	k := s.keys(req.Name)
+	v, _, err := s.run(ctx, s.transfer, k.list(), func(bool) []any {
+		return []any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}
+	})
+	if err != nil {
+		return lockcore.Transferred{}, fmt.Errorf("transfer: %w", err)
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return lockcore.Transferred{}, fmt.Errorf("transfer: unexpected reply %v", v)
+	}
+	t := lockcore.Transferred{OK: arr[0] == int64(1)}
+	t.First, _ = arr[1].(string)
+	return t, nil
 }
 
 // Renew implements lockcore.Store.
@@ -225,11 +251,12 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 
 func parseReleased(v any) (lockcore.Released, error) {
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
+	if !ok || len(arr) != 3 {
 		return lockcore.Released{}, fmt.Errorf("release: unexpected reply %v", v)
 	}
 	r := lockcore.Released{Released: arr[0] == int64(1)}
 	r.Next, _ = arr[1].(string)
+	r.First, _ = arr[2].(string)
 	return r, nil
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) lockcore.Store) {
 		{"LeaveWakesNext", testLeaveWakesNext},
 		{"CandidateNotFirst", testCandidateNotFirst},
 		{"WatchStops", testWatchStops},
+		{"Transfer", testTransfer},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -528,5 +529,43 @@ func testWatchStops(t *testing.T, s lockcore.Store) {
 	case w := <-wakes:
 		t.Errorf("a stopped watch was woken for %q", w)
 	default:
+	}
+}
+
+// A lock passes from its holder to a waiter without ever being free, with
+// the next fence; a stale or repeated transfer does no harm.
+func testTransfer(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	from := mustAcquire(t, s, n, "h", time.Minute)
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n1", Waiter: "w1"}); g.Acquired || g.First != "w1" {
+		t.Fatalf("w1 while held = %+v, want queued and first", g)
+	}
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n2", Waiter: "w2"}); g.First != "w1" {
+		t.Fatalf("w2 while held = %+v, want w1 first", g)
+	}
+	to := strconv.FormatInt(fenceOf(t, from)+1, 10) + ":n1"
+	req := lockcore.TransferRequest{Name: n, From: from, To: to, Waiter: "w1", TTL: time.Minute}
+	tr, err := s.Transfer(ctx(t), req)
+	if err != nil || !tr.OK || tr.First != "w2" {
+		t.Fatalf("Transfer = %+v, %v; want OK with w2 first", tr, err)
+	}
+	if st, _ := s.Inspect(ctx(t), n); st.Token != to || st.Queued != 1 || st.TTL <= 30*time.Second {
+		t.Fatalf("after Transfer: %+v, want held by %q for about 1m, w2 queued", st, to)
+	}
+	if tr, err := s.Transfer(ctx(t), req); err != nil || !tr.OK {
+		t.Errorf("repeated Transfer = %+v, %v; want OK (already done)", tr, err)
+	}
+	stale := lockcore.TransferRequest{Name: n, From: from, To: strconv.FormatInt(fenceOf(t, to)+1, 10) + ":x", Waiter: "w2", TTL: time.Minute}
+	if tr, err := s.Transfer(ctx(t), stale); err != nil || tr.OK {
+		t.Errorf("Transfer from a token that no longer holds = %+v, %v; want refused", tr, err)
+	}
+	if st, _ := s.Inspect(ctx(t), n); st.Token != to {
+		t.Errorf("a refused Transfer changed the holder: %+v", st)
+	}
+	// The next fence after a transfer is still larger.
+	released(t, s, n, to)
+	s.Leave(ctx(t), n, "w2")
+	if f := fenceOf(t, mustAcquire(t, s, n, "z", time.Minute)); f <= fenceOf(t, to) {
+		t.Errorf("fence %d after a transferred fence %d", f, fenceOf(t, to))
 	}
 }

@@ -7,9 +7,10 @@
 -- ARGV[1] nonce, ARGV[2] ttl ms, ARGV[3] fence retention ms,
 -- ARGV[4] waiter id ("" to try once without queueing), ARGV[5] waiter ttl ms,
 -- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster)
--- Returns {1, token} when the nonce holds the lock now;
--- {0, pttl, false} when another token holds it;
--- {0, 0, head} when it is free but reserved for the first live waiter, head.
+-- Returns {1, token, first} when the nonce holds the lock now;
+-- {0, pttl, first} when another token holds it;
+-- {2, 0, first} when it is free but reserved for the first live waiter.
+-- first is the first live waiter after this call, or false.
 local ttl = tonumber(ARGV[2])
 local keep = ttl + tonumber(ARGV[3])
 local waiter = ARGV[4]
@@ -55,10 +56,10 @@ if cur then
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('PEXPIRE', KEYS[2], keep)
     dequeue()
-    return {1, cur}
+    return {1, cur, live_head()}
   end
   enqueue()
-  return {0, redis.call('PTTL', KEYS[1]), false}
+  return {0, redis.call('PTTL', KEYS[1]), live_head()}
 end
 
 local head = live_head()
@@ -67,7 +68,7 @@ if head and head ~= waiter then
   -- Free but reserved: nudge the head's sidecar, which may have missed the
   -- release (expiry publishes nothing).
   redis.call(ARGV[7] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[6], head)
-  return {0, 0, head}
+  return {2, 0, head}
 end
 dequeue()
 
@@ -84,4 +85,4 @@ local token = fence .. ':' .. ARGV[1]
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', fence)
 redis.call('PEXPIRE', KEYS[2], keep)
-return {1, token}
+return {1, token, live_head()}

@@ -6,7 +6,8 @@
 -- ARGV[3] "1" when this call repeats one whose reply was lost;
 -- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
 -- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster)
--- Returns {released (1/0), token granted to the candidate or false}.
+-- Returns {released (1/0), token granted to the candidate or false, first}:
+-- first is the first live waiter afterwards, or false.
 local function matches(cur)
   return cur and (cur == ARGV[1] or (string.sub(ARGV[1], 1, 1) == ':' and string.sub(cur, -#ARGV[1]) == ARGV[1]))
 end
@@ -14,9 +15,9 @@ local cur = redis.call('GET', KEYS[1])
 if not matches(cur) then
   -- Only a repeat may claim an earlier release; a client releasing twice gets 0.
   if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released')) then
-    return {1, false}
+    return {1, false, false}
   end
-  return {0, false}
+  return {0, false, false}
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'released', cur)
@@ -25,18 +26,21 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
-local head
-while true do
-  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if not head then return {1, false} end
-  local deadline = tonumber(redis.call('HGET', KEYS[4], head))
-  if deadline and deadline >= now_ms then break end
-  redis.call('ZREM', KEYS[3], head)
-  redis.call('HDEL', KEYS[4], head)
+local function live_head()
+  while true do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head then return false end
+    local deadline = tonumber(redis.call('HGET', KEYS[4], head))
+    if deadline and deadline >= now_ms then return head end
+    redis.call('ZREM', KEYS[3], head)
+    redis.call('HDEL', KEYS[4], head)
+  end
 end
+local head = live_head()
+if not head then return {1, false, false} end
 if head ~= ARGV[4] then
   redis.call(ARGV[8] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7], head)
-  return {1, false}
+  return {1, false, head}
 end
 
 -- The candidate is next: grant it now, saving its sidecar a round trip.
@@ -53,4 +57,4 @@ local token = fence .. ':' .. ARGV[5]
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', fence)
 redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[2]))
-return {1, token}
+return {1, token, live_head()}

@@ -1,0 +1,143 @@
+// Command lockbench is lockproxy's load tool. It runs N clients on M lock
+// names, each taking a lock, doing a read-modify-write of a counter in Redis
+// while it holds it, holding it for H, releasing it and thinking for T. It
+// runs that workload through lockproxy (one or more sidecars, which it can
+// start itself) and, in the same run, as a polling baseline straight to
+// Redis, and prints throughput, waits, hand-off gaps, self re-acquires and
+// fairness for both, with their ratios. It fails if any counter shows a lost
+// update or any two holds of one name overlap.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is lockbench's flags.
+type config struct {
+	clients    int
+	names      int
+	hold       time.Duration
+	think      time.Duration
+	duration   time.Duration
+	warmup     time.Duration
+	ttl        time.Duration
+	sidecars   int
+	store      string
+	redisURL   string
+	lockproxy  string
+	connect    string
+	sidecarCPU string
+	redisCPU   string
+	baseline   bool
+	retry      time.Duration
+	onlyBase   bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "lockbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.clients, "clients", 32, "clients (N), each on its own connection")
+	fs.IntVar(&c.names, "names", 1, "lock names (M); clients are spread over them in turn")
+	fs.DurationVar(&c.hold, "hold", time.Millisecond, "hold time (H) after the counter update")
+	fs.DurationVar(&c.think, "think", time.Millisecond, "think time (T) after each release")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long each workload runs")
+	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "start of each run left out of the figures")
+	fs.DurationVar(&c.ttl, "ttl", 30*time.Second, "lock ttl")
+	fs.IntVar(&c.sidecars, "sidecars", 1, "lockproxy sidecars to start; clients are spread over them")
+	fs.StringVar(&c.store, "store", "redis", "store of the sidecars it starts: redis or embedded (one sidecar only)")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis for the store, the counters and the baseline (default: start a redis-server)")
+	fs.StringVar(&c.lockproxy, "lockproxy", "lockproxy", "lockproxy binary used to start sidecars")
+	fs.StringVar(&c.connect, "connect", "", "comma-separated addresses of running sidecars, instead of starting them")
+	fs.StringVar(&c.sidecarCPU, "sidecar-cpu", "", "taskset CPU list for the sidecars it starts, e.g. 0")
+	fs.StringVar(&c.redisCPU, "redis-cpu", "", "taskset CPU list for the redis-server it starts, e.g. 1")
+	fs.BoolVar(&c.baseline, "baseline", true, "also run the polling baseline straight to Redis")
+	fs.DurationVar(&c.retry, "baseline-retry", 10*time.Millisecond, "the baseline's retry interval (redislock's LinearBackoff)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case c.clients < 1 || c.names < 1 || c.sidecars < 1:
+		return c, errors.New("-clients, -names and -sidecars must be at least 1")
+	case c.store != "redis" && c.store != "embedded":
+		return c, errors.New("-store must be redis or embedded")
+	case c.store == "embedded" && c.sidecars > 1:
+		return c, errors.New("-store embedded keeps locks inside one sidecar: use -sidecars 1")
+	case c.duration <= c.warmup:
+		return c, errors.New("-duration must exceed -warmup")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var procs processes
+	defer procs.stop()
+
+	redisAddr, err := procs.redis(cfg)
+	if err != nil {
+		return err
+	}
+	sidecars := splitList(cfg.connect)
+	if len(sidecars) == 0 {
+		if sidecars, err = procs.sidecars(cfg, redisAddr); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s), hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
+		cfg.clients, cfg.names, cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
+
+	proxy, err := measure(ctx, cfg, redisAddr, lockproxyWorkload(sidecars))
+	if err != nil {
+		return fmt.Errorf("lockproxy workload: %w", err)
+	}
+	results := []*result{proxy}
+	if cfg.baseline {
+		base, err := measure(ctx, cfg, redisAddr, pollingWorkload(redisAddr, cfg.retry))
+		if err != nil {
+			return fmt.Errorf("baseline workload: %w", err)
+		}
+		results = append(results, base)
+	}
+	report(stdout, cfg, results)
+	for _, r := range results {
+		if r.violations > 0 {
+			return fmt.Errorf("%s: %d mutual exclusion violations", r.name, r.violations)
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

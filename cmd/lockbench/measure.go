@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// locker takes and gives back locks for one client.
+type locker interface {
+	acquire(name string) error // blocks until the lock is held
+	release(name string) error
+	Close() error
+}
+
+// workload is one way of locking: through lockproxy, or polling Redis.
+type workload struct {
+	name string
+	// countCommands picks this workload's lock commands out of Redis's
+	// commandstats (calls by command), given how many counter updates ran.
+	countCommands func(calls map[string]int64, updates int64) int64
+	newLocker     func(client int) (locker, error)
+}
+
+// acquisition is one hold of a lock, in time since the run began.
+type acquisition struct {
+	client, name      int
+	asked, got, freed time.Duration
+}
+
+// result is one workload's figures.
+type result struct {
+	name          string
+	duration      time.Duration
+	acquisitions  int   // after the warm-up
+	all           int   // all, for the counter check
+	perClient     []int // after the warm-up
+	wait          []time.Duration
+	gap           []time.Duration // hand-offs to another client
+	selfShare     float64
+	meanHold      time.Duration
+	cycle         time.Duration // time per acquisition of one name
+	commands      float64       // upstream lock commands per acquisition
+	violations    int
+	counterErrors []string
+}
+
+// measure runs w for cfg.duration and computes its figures.
+func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*result, error) {
+	admin, err := dial(redisAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	counter := func(n int) string { return "lockbench:counter:" + w.name + ":" + strconv.Itoa(n) }
+	for n := range cfg.names {
+		if _, err := admin.do("DEL", counter(n)); err != nil {
+			return nil, err
+		}
+	}
+	before, err := commandstats(admin)
+	if err != nil {
+		return nil, err
+	}
+
+	lockers := make([]locker, cfg.clients)
+	updaters := make([]*client, cfg.clients)
+	for i := range lockers {
+		if lockers[i], err = w.newLocker(i); err != nil {
+			return nil, err
+		}
+		defer lockers[i].Close()
+		if updaters[i], err = dial(redisAddr); err != nil {
+			return nil, err
+		}
+		defer updaters[i].Close()
+	}
+
+	start := time.Now()
+	end := start.Add(cfg.duration)
+	records := make([][]acquisition, cfg.clients)
+	errs := make([]error, cfg.clients)
+	var wg sync.WaitGroup
+	for i := range cfg.clients {
+		wg.Go(func() {
+			records[i], errs[i] = loop(ctx, cfg, i, lockers[i], updaters[i], counter, start, end)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	after, err := commandstats(admin)
+	if err != nil {
+		return nil, err
+	}
+
+	r := &result{name: w.name, duration: elapsed - cfg.warmup, perClient: make([]int, cfg.clients)}
+	var acqs []acquisition
+	for _, rs := range records {
+		r.all += len(rs)
+		acqs = append(acqs, rs...)
+	}
+	calls := map[string]int64{}
+	for k, v := range after {
+		calls[k] = v - before[k]
+	}
+	r.commands = float64(w.countCommands(calls, int64(r.all))) / float64(max(r.all, 1))
+	r.stats(cfg, acqs)
+
+	// Mutual exclusion: every holder read, incremented and wrote back a plain
+	// counter; a second holder at the same time would have lost an update.
+	perName := make([]int, cfg.names)
+	for _, a := range acqs {
+		perName[a.name]++
+	}
+	for n := range cfg.names {
+		v, err := admin.do("GET", counter(n))
+		if err != nil {
+			return nil, err
+		}
+		if got, _ := strconv.Atoi(v.str); got != perName[n] {
+			r.counterErrors = append(r.counterErrors, fmt.Sprintf("name %d: counter %d, acquisitions %d", n, got, perName[n]))
+			r.violations++
+		}
+	}
+	return r, nil
+}
+
+// loop is one client: acquire, update the counter, hold, release, think,
+// until end.
+func loop(ctx context.Context, cfg config, id int, l locker, up *client, counter func(int) string,
+	start, end time.Time) ([]acquisition, error) {
+	name := id % cfg.names
+	lock := "lockbench-" + strconv.Itoa(name)
+	var out []acquisition
+	for time.Now().Before(end) && ctx.Err() == nil {
+		asked := time.Since(start)
+		if err := l.acquire(lock); err != nil {
+			return out, fmt.Errorf("client %d acquire: %w", id, err)
+		}
+		got := time.Since(start)
+		v, err := up.do("GET", counter(name))
+		if err != nil {
+			return out, err
+		}
+		n, _ := strconv.Atoi(v.str)
+		if _, err := up.do("SET", counter(name), strconv.Itoa(n+1)); err != nil {
+			return out, err
+		}
+		if rest := cfg.hold - (time.Since(start) - got); rest > 0 {
+			time.Sleep(rest)
+		}
+		freed := time.Since(start)
+		if err := l.release(lock); err != nil {
+			return out, fmt.Errorf("client %d release: %w", id, err)
+		}
+		out = append(out, acquisition{client: id, name: name, asked: asked, got: got, freed: freed})
+		time.Sleep(cfg.think)
+	}
+	return out, nil
+}
+
+// stats computes the figures from the acquisitions after the warm-up.
+func (r *result) stats(cfg config, acqs []acquisition) {
+	byName := make([][]acquisition, cfg.names)
+	for _, a := range acqs {
+		byName[a.name] = append(byName[a.name], a)
+	}
+	var holds time.Duration
+	var pairs, self int
+	for _, as := range byName {
+		sort.Slice(as, func(i, j int) bool { return as[i].got < as[j].got })
+		for i, a := range as {
+			if i > 0 && a.got < as[i-1].freed {
+				r.violations++ // held before the previous holder let go
+			}
+			if a.asked < cfg.warmup {
+				continue
+			}
+			r.acquisitions++
+			r.perClient[a.client]++
+			r.wait = append(r.wait, a.got-a.asked)
+			holds += a.freed - a.got
+			if i == 0 {
+				continue
+			}
+			pairs++
+			if prev := as[i-1]; prev.client == a.client {
+				self++
+			} else {
+				r.gap = append(r.gap, a.got-prev.freed)
+			}
+		}
+	}
+	if r.acquisitions > 0 {
+		r.meanHold = holds / time.Duration(r.acquisitions)
+		r.cycle = r.duration * time.Duration(cfg.names) / time.Duration(r.acquisitions)
+	}
+	if pairs > 0 {
+		r.selfShare = float64(self) / float64(pairs)
+	}
+	sortDurations(r.wait)
+	sortDurations(r.gap)
+}
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
+
+// pct is the p-th percentile (0..100) of sorted durations.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+// fairness is the most acquisitions of one client over the fewest.
+func (r *result) fairness() float64 {
+	lo, hi := r.perClient[0], r.perClient[0]
+	for _, n := range r.perClient {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	if lo == 0 {
+		return float64(hi) // someone starved: report it as large
+	}
+	return float64(hi) / float64(lo)
+}
+
+// commandstats reads Redis's per-command call counts.
+func commandstats(c *client) (map[string]int64, error) {
+	v, err := c.do("INFO", "commandstats")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(v.str, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		out[name] = n
+	}
+	return out, nil
+}
+
+// lockproxyWorkload locks through the sidecars: LOCK.ACQUIRE … WAIT, then
+// LOCK.RELEASE; clients are spread over the sidecars in turn.
+func lockproxyWorkload(sidecars []string) workload {
+	return workload{
+		name: "lockproxy",
+		countCommands: func(calls map[string]int64, _ int64) int64 {
+			// Each script is one EVALSHA (or EVAL when it is loaded); the
+			// wake subscription changes as names gain and lose waiters.
+			return calls["evalsha"] + calls["eval"] + calls["subscribe"] + calls["unsubscribe"] +
+				calls["ssubscribe"] + calls["sunsubscribe"]
+		},
+		newLocker: func(i int) (locker, error) {
+			c, err := dial(sidecars[i%len(sidecars)])
+			if err != nil {
+				return nil, err
+			}
+			return &proxyLocker{c}, nil
+		},
+	}
+}
+
+type proxyLocker struct{ *client }
+
+func (p *proxyLocker) acquire(name string) error {
+	for {
+		r, err := p.do("LOCK.ACQUIRE", name, "30000", "WAIT", "3600000")
+		if err != nil {
+			return err
+		}
+		if !r.null {
+			return nil
+		}
+	}
+}
+
+func (p *proxyLocker) release(name string) error {
+	r, err := p.do("LOCK.RELEASE", name)
+	if err == nil && r.n != 1 {
+		err = fmt.Errorf("LOCK.RELEASE %s = %d: the lock was lost", name, r.n)
+	}
+	return err
+}
+
+// releaseScript is redislock's release: delete only our own token.
+const releaseScript = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
+
+// pollingWorkload is the baseline: a client-side retry loop straight to
+// Redis, as bsm/redislock with LinearBackoff(retry) does: SET NX PX, and on
+// failure sleep retry and try again.
+func pollingWorkload(redisAddr string, retry time.Duration) workload {
+	return workload{
+		name: "polling",
+		countCommands: func(calls map[string]int64, updates int64) int64 {
+			// SETs are lock attempts plus one counter write per acquisition.
+			return calls["set"] - updates + calls["evalsha"] + calls["eval"]
+		},
+		newLocker: func(int) (locker, error) {
+			c, err := dial(redisAddr)
+			if err != nil {
+				return nil, err
+			}
+			r, err := c.do("SCRIPT", "LOAD", releaseScript)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			return &pollLocker{client: c, retry: retry, sha: r.str}, nil
+		},
+	}
+}
+
+type pollLocker struct {
+	*client
+	retry time.Duration
+	sha   string
+	token string
+}
+
+func (p *pollLocker) key(name string) string { return "lockbench:poll:{" + name + "}" }
+
+func (p *pollLocker) acquire(name string) error {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	p.token = hex.EncodeToString(b[:])
+	for {
+		r, err := p.do("SET", p.key(name), p.token, "NX", "PX", "30000")
+		if err != nil {
+			return err
+		}
+		if !r.null {
+			return nil
+		}
+		time.Sleep(p.retry)
+	}
+}
+
+func (p *pollLocker) release(name string) error {
+	r, err := p.do("EVALSHA", p.sha, "1", p.key(name), p.token)
+	if err == nil && r.n != 1 {
+		err = fmt.Errorf("release of %s found another token", name)
+	}
+	return err
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// report prints each workload's figures side by side, and the baseline's
+// over lockproxy's.
+func report(w io.Writer, cfg config, rs []*result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "\t"
+	for _, r := range rs {
+		header += r.name + "\t"
+	}
+	if len(rs) == 2 {
+		header += "polling ÷ lockproxy\t"
+	}
+	fmt.Fprintln(tw, header)
+	row := func(label string, f func(r *result) string, ratio func(a, b *result) string) {
+		line := label + "\t"
+		for _, r := range rs {
+			line += f(r) + "\t"
+		}
+		if len(rs) == 2 && ratio != nil {
+			line += ratio(rs[0], rs[1]) + "\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	durRatio := func(get func(*result) time.Duration) func(a, b *result) string {
+		return func(a, b *result) string {
+			if get(a) <= 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f×", float64(get(b))/float64(get(a)))
+		}
+	}
+	row("acquisitions", func(r *result) string { return fmt.Sprint(r.acquisitions) }, nil)
+	row("throughput /s", func(r *result) string {
+		return fmt.Sprintf("%.0f", float64(r.acquisitions)/r.duration.Seconds())
+	}, func(a, b *result) string {
+		return fmt.Sprintf("%.2f×", float64(b.acquisitions)/b.duration.Seconds()/(float64(a.acquisitions)/a.duration.Seconds()))
+	})
+	row("cycle (time per acquisition)", func(r *result) string { return us(r.cycle) }, nil)
+	row("mean hold", func(r *result) string { return us(r.meanHold) }, nil)
+	row("throughput ÷ (names / mean hold)", func(r *result) string {
+		if r.meanHold == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f%%", 100*float64(r.acquisitions)/r.duration.Seconds()*r.meanHold.Seconds()/float64(cfg.names))
+	}, nil)
+	row("wait p50", func(r *result) string { return us(pct(r.wait, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.wait, 50) }))
+	row("wait p99", func(r *result) string { return us(pct(r.wait, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.wait, 99) }))
+	row("wait p99 ÷ (clients/names × cycle)", func(r *result) string {
+		if r.cycle == 0 {
+			return "-"
+		}
+		per := float64(cfg.clients) / float64(cfg.names)
+		return fmt.Sprintf("%.2f", float64(pct(r.wait, 99))/(per*float64(r.cycle)))
+	}, nil)
+	row("hand-off gap p50", func(r *result) string { return us(pct(r.gap, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 50) }))
+	row("hand-off gap p99", func(r *result) string { return us(pct(r.gap, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 99) }))
+	row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
+	row("fairness (max/min per client)", func(r *result) string { return fmt.Sprintf("%.2f", r.fairness()) }, nil)
+	row("upstream commands / acquisition", func(r *result) string { return fmt.Sprintf("%.2f", r.commands) }, nil)
+	row("lost updates, overlaps", func(r *result) string { return fmt.Sprint(r.violations) }, nil)
+	tw.Flush()
+	for _, r := range rs {
+		for _, e := range r.counterErrors {
+			fmt.Fprintf(w, "%s: %s\n", r.name, e)
+		}
+	}
+}
+
+func us(d time.Duration) string {
+	switch {
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+}
