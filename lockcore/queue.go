@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -41,8 +42,36 @@ type grant struct {
 // handover is a local hand-over's transfer in the store.
 type handover struct {
 	done chan struct{} // closed when the store has answered
-	ok   bool          // the new token holds the lock
-	sent time.Time     // when the transfer was sent
+	ok   bool          // the new token holds the lock; set before done closes
+	sent time.Time     // when the transfer was sent; set before done closes
+
+	mu     sync.Mutex
+	landed bool   // guarded by mu
+	then   func() // guarded by mu; run once it has landed
+}
+
+// land records the store's answer and runs what waits on it.
+func (h *handover) land(ok bool, sent time.Time) {
+	h.mu.Lock()
+	h.ok, h.sent, h.landed = ok, sent, true
+	then := h.then
+	close(h.done)
+	h.mu.Unlock()
+	if then != nil {
+		then()
+	}
+}
+
+// whenLanded runs f once the store has answered: now, if it has.
+func (h *handover) whenLanded(f func()) {
+	h.mu.Lock()
+	if !h.landed {
+		h.then = f
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	f()
 }
 
 // wait waits for the transfer to land, or ctx to end.
@@ -627,22 +656,21 @@ const handOverMargin = 10 * time.Millisecond
 func (l *Locks) transfer(q *queue, req TransferRequest, until time.Time, ho *handover) {
 	defer l.work.Done()
 	ctx, cancel := context.WithDeadline(context.Background(), until)
-	ho.sent = time.Now()
+	sent := time.Now()
 	t, err := l.store.Transfer(ctx, req)
 	cancel()
-	ho.ok = err == nil && t.OK
 	if err != nil {
 		l.log.Warn("a local hand-over may not have reached the upstream; the new holder's lock is lost", "lock", req.Name, "err", err)
 		l.releaseLater(req.Name, req.From)
 	}
-	if ho.ok {
+	if err == nil && t.OK {
 		l.mu.Lock()
 		if !q.closed {
 			q.first = t.First
 		}
 		l.mu.Unlock()
 	}
-	close(ho.done)
+	ho.land(err == nil && t.OK, sent)
 }
 
 // handedOff delivers what a release gave the candidate w.

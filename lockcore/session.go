@@ -121,25 +121,22 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		handover: g.handover}
 	s.leases[name] = ls
 	s.l.setHolder(s, ls)
-	if g.handover != nil {
-		if s.l.track() {
-			go s.settle(ls)
-		}
-	} else if !o.Detached {
+	if g.handover == nil && !o.Detached {
 		s.scheduleLocked(ls, s.renewDelay(g.sent, o.TTL))
 	}
 	s.mu.Unlock()
 	s.l.leaseStarted()
+	if g.handover != nil {
+		g.handover.whenLanded(func() { s.settle(ls) })
+	}
 	return g.token, nil
 }
 
-// settle waits for the transfer behind a handed-over lease: once the store
-// holds the new token, the lease's validity runs from the transfer and its
-// renewals begin; if the store refused, the lease is lost.
+// settle runs when the transfer behind a handed-over lease has landed: once
+// the store holds the new token, the lease's validity runs from the
+// transfer and its renewals begin; if the store refused, the lease is lost.
 func (s *Session) settle(ls *lease) {
-	defer s.l.work.Done()
 	ho := ls.handover
-	<-ho.done
 	if !ho.ok {
 		s.lapse(ls, "the upstream did not take its hand-over", true)
 		return

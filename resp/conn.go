@@ -38,6 +38,7 @@ type Conn struct {
 	proto     atomic.Int32 // 2 or 3; read by Push from other goroutines
 	value     any
 	closeOnce sync.Once
+	bg        *backgroundRead // set by Block until the serve loop stops it
 
 	// wmu orders writes to nc: a pipeline's replies and pushes never
 	// interleave mid-frame.
@@ -143,6 +144,12 @@ func (c *Conn) serve() {
 		}
 		c.lastCmd = time.Now()
 		c.srv.h.ServeRESP(c, cmd)
+		if c.bg != nil {
+			// A blocking command: its reply goes out before the background
+			// read is stopped, so waiting for that goroutine delays nothing.
+			c.flush(false)
+			c.stopBackgroundRead()
+		}
 		if c.readErr != nil || c.ctx.Err() != nil {
 			return // the client went away while the command blocked
 		}
@@ -232,17 +239,15 @@ func (c *Conn) Block(fn func(ctx context.Context)) {
 		c.readErr = net.ErrClosed
 		return
 	}
-	defer c.setBusy()
 	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
-
+	bg := &backgroundRead{cancel: cancel, done: make(chan struct{})}
+	c.bg = bg
 	// A background read, as net/http does to notice a closed connection:
-	// only a read sees the peer's FIN. It is stopped by a read deadline in
-	// the past, which is told apart from a real error by stopping.
-	var stopping atomic.Bool
-	done := make(chan struct{})
+	// only a read sees the peer's FIN. The serve loop stops it once the
+	// reply is out, with a read deadline in the past, told apart from a
+	// real error by stopping.
 	go func() {
-		defer close(done)
+		defer close(bg.done)
 		for {
 			err := c.rd.Fill()
 			switch {
@@ -251,7 +256,7 @@ func (c *Conn) Block(fn func(ctx context.Context)) {
 			case errors.Is(err, ErrBufferFull):
 				<-ctx.Done() // stop reading; back-pressure on the client
 				return
-			case stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+			case bg.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 				return
 			default:
 				c.readErr = err
@@ -260,14 +265,26 @@ func (c *Conn) Block(fn func(ctx context.Context)) {
 			}
 		}
 	}()
-
 	fn(ctx)
+}
 
-	stopping.Store(true)
-	cancel()
+// backgroundRead is the read Block runs while a command blocks.
+type backgroundRead struct {
+	stopping atomic.Bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// stopBackgroundRead ends Block's read, so the serve loop may read again.
+func (c *Conn) stopBackgroundRead() {
+	bg := c.bg
+	c.bg = nil
+	bg.stopping.Store(true)
+	bg.cancel()
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-	<-done
+	<-bg.done
 	_ = c.nc.SetReadDeadline(time.Time{})
+	c.setBusy()
 }
 
 // appendPrefix appends a RESP header such as "*3\r\n".
