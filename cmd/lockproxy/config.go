@@ -25,10 +25,11 @@ type Config struct {
 	MaxTTL          time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
 	MaxWait         time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
 	RenewFraction   float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
-	RetryBase       time.Duration `env:"RETRY_BASE" envDefault:"10ms" help:"first poll interval while WAIT finds the lock held"`
-	RetryMultiplier float64       `env:"RETRY_MULTIPLIER" envDefault:"2" help:"growth of the poll interval; ≥ 1"`
-	RetryMax        time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest poll interval"`
+	RetryBase       time.Duration `env:"RETRY_BASE" envDefault:"10ms" help:"first fallback poll while WAIT waits (releases wake waiters without it)"`
+	RetryMultiplier float64       `env:"RETRY_MULTIPLIER" envDefault:"2" help:"growth of the fallback poll interval; ≥ 1"`
+	RetryMax        time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest fallback poll interval; never past the holder's ttl"`
 	RetryJitter     float64       `env:"RETRY_JITTER" envDefault:"0.2" help:"random spread of each poll interval, 0..1"`
+	WaiterTTL       time.Duration `env:"WAITER_TTL" envDefault:"3s" help:"how long a dead sidecar's waiters keep their place in a lock's queue"`
 	Password        string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
 	MaxClients      int           `env:"MAX_CLIENTS" envDefault:"10000" help:"most open client connections"`
 	MaxLocksPerConn int           `env:"MAX_LOCKS_PER_CONN" envDefault:"1000" help:"most locks one connection may hold"`
@@ -151,7 +152,7 @@ func (c Config) Validate() error {
 		bad("MaxQueryBytes", "%d is below LOCKPROXY_MAX_BULK_BYTES or LOCKPROXY_MAX_INLINE_BYTES", c.MaxQueryBytes)
 	}
 	for field, d := range map[string]time.Duration{"WriteTimeout": c.WriteTimeout,
-		"UpstreamTimeout": c.UpstreamTimeout, "ShutdownTimeout": c.ShutdownTimeout} {
+		"UpstreamTimeout": c.UpstreamTimeout, "ShutdownTimeout": c.ShutdownTimeout, "WaiterTTL": c.WaiterTTL} {
 		if d <= 0 {
 			bad(field, "%v must be positive", d)
 		}

@@ -725,3 +725,63 @@ func TestReadmeConfigTable(t *testing.T) {
 		t.Errorf("README lists %s, which the configuration does not have", name)
 	}
 }
+
+// Waiters on two sidecars are served in arrival order, and each hand-off
+// reaches the next waiter at once, through the wire.
+func TestFIFOAcrossSidecarsOnTheWire(t *testing.T) {
+	srv := redistest.Start(t)
+	settings := map[string]string{"UPSTREAM": srv.URL(), "RETRY_BASE": "1h", "RETRY_MAX": "1h"}
+	proxies := []*proxy{startProxy(t, settings), startProxy(t, settings)}
+	holder := proxies[0].conn(t, 2)
+	mustToken(t, holder, "fifo", 60000)
+	direct := srv.Client(t)
+	const n = 6
+	order := make(chan int, n)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range n {
+		c := proxies[i%2].conn(t, 2)
+		wg.Go(func() {
+			tok, err := do(t, c, "LOCK.ACQUIRE", "fifo", 60000, "WAIT", 30000).Text()
+			if err != nil || tok == "" {
+				t.Errorf("waiter %d: %q %v", i, tok, err)
+			}
+			order <- i
+			do(t, c, "LOCK.RELEASE", "fifo")
+		})
+		// Its place in the queue is taken before the next one arrives.
+		waitFor(t, func() bool { return direct.ZCard(bg(), "lock:{fifo}:q").Val() == int64(i+1) })
+	}
+	mustInt(t, 1, holder, "LOCK.RELEASE", "fifo")
+	for want := range n {
+		select {
+		case got := <-order:
+			if got != want {
+				t.Fatalf("waiter %d served in turn %d", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			// With the fallback poll an hour away, only wakes can serve them.
+			t.Fatalf("turn %d: nobody served within 10s", want)
+		}
+	}
+}
+
+// WAIT answers null close to its deadline.
+func TestWaitTimeoutOnTheWire(t *testing.T) {
+	p := startProxy(t, nil)
+	mustToken(t, p.conn(t, 2), "busy", 60000)
+	c := p.conn(t, 3)
+	var late []time.Duration
+	for range 5 {
+		start := time.Now()
+		mustNull(t, c, "busy", 1000, "WAIT", 100)
+		late = append(late, time.Since(start)-100*time.Millisecond)
+	}
+	slices.Sort(late)
+	if late[0] < 0 {
+		t.Errorf("WAIT 100 answered %v early", -late[0])
+	}
+	if late[2] > 10*time.Millisecond {
+		t.Errorf("WAIT 100 answered a median %v after its deadline, want ≤ 10ms (all: %v)", late[2], late)
+	}
+}

@@ -141,6 +141,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 			Max: cfg.RetryMax, Jitter: cfg.RetryJitter},
 		MaxLocksPerSession: cfg.MaxLocksPerConn,
 		UpstreamTimeout:    cfg.UpstreamTimeout,
+		WaiterTTL:          cfg.WaiterTTL,
 		Observer:           a.metrics,
 		Logger:             a.log,
 	})
