@@ -119,6 +119,7 @@ type queue struct {
 	backoff time.Duration // next poll interval
 	cap     time.Duration // the holder's time left at the last try; 0: none known
 	first   string        // the store's first live waiter, as last heard; "": unknown
+	firstAt int64         // the Seq of the reply that said so
 	stop    func()        // ends the store watch; nil until it is active
 	closed  bool
 }
@@ -370,7 +371,7 @@ func (l *Locks) tryWaiter(w *waiter) {
 	l.mu.Lock()
 	q.trying = false
 	if err == nil {
-		q.first = g.First
+		q.learn(g.First, g.Seq)
 	}
 	switch {
 	case err != nil:
@@ -550,9 +551,7 @@ func (l *Locks) wake(q *queue, id string) {
 	}
 	if id == "" {
 		q.pollDue = true
-		q.first = ""
 	} else {
-		q.first = id
 		w := q.find(id)
 		if w == nil {
 			return // another sidecar's waiter
@@ -603,14 +602,20 @@ func (l *Locks) release(ctx context.Context, name, token string) (bool, error) {
 
 // learnFirst records who a release left first in the store's queue.
 func (l *Locks) learnFirst(name string, r Released) {
-	if !r.Released || r.Repeated {
-		return
-	}
 	l.mu.Lock()
 	if q := l.queues[name]; q != nil {
-		q.first = r.First
+		q.learn(r.First, r.Seq)
 	}
 	l.mu.Unlock()
+}
+
+// learn records the store's first waiter, unless a reply that saw the
+// queue later has already spoken: replies on different connections arrive
+// in any order. l.mu is held.
+func (q *queue) learn(first string, seq int64) {
+	if seq > q.firstAt {
+		q.first, q.firstAt = first, seq
+	}
 }
 
 // handOver passes a valid lease's lock (token, valid until until) to the
@@ -638,7 +643,7 @@ func (l *Locks) handOver(name, token string, until time.Time) bool {
 	}
 	ho := &handover{done: make(chan struct{})}
 	to := FormatToken(fence+1, w.nonce)
-	q.first = "" // unknown until the store answers
+	q.first = "" // unknown until the store answers; older replies stay ignored
 	go l.transfer(q, TransferRequest{Name: name, From: token, To: to, Waiter: w.id, TTL: w.ttl}, until, ho)
 	// Readied last, the waiter runs next: the hand-off gap is the time until
 	// its reply goes out, so it goes before the transfer and the releaser's.
@@ -663,11 +668,9 @@ func (l *Locks) transfer(q *queue, req TransferRequest, until time.Time, ho *han
 		l.log.Warn("a local hand-over may not have reached the upstream; the new holder's lock is lost", "lock", req.Name, "err", err)
 		l.releaseLater(req.Name, req.From)
 	}
-	if err == nil && t.OK {
+	if err == nil {
 		l.mu.Lock()
-		if !q.closed {
-			q.first = t.First
-		}
+		q.learn(t.First, t.Seq)
 		l.mu.Unlock()
 	}
 	ho.land(err == nil && t.OK, sent)

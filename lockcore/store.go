@@ -80,6 +80,9 @@ type Grant struct {
 	Head string
 	// First is the first live waiter in the queue after the call, if any.
 	First string
+	// Seq orders what replies say of the queue: of two replies, the one
+	// with the larger Seq saw it later. 0: the reply says nothing of it.
+	Seq int64
 }
 
 // ReleaseRequest is one release, with the waiter to hand the lock to.
@@ -108,6 +111,7 @@ type Released struct {
 	Repeated bool
 	// First is the first live waiter in the queue after the call, if any.
 	First string
+	Seq   int64 // as in Grant
 }
 
 // TransferRequest passes a lock from one token to a waiter of the same
@@ -124,6 +128,7 @@ type TransferRequest struct {
 type Transferred struct {
 	OK    bool
 	First string // the first live waiter in the queue afterwards, if any
+	Seq   int64  // as in Grant
 }
 
 // State is what Store.Inspect sees of one name.

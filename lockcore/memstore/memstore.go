@@ -37,6 +37,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	names    map[string]*record             // guarded by mu
+	seq      int64                          // guarded by mu; orders replies about queues
 	watchers map[string]map[*watch]struct{} // guarded by mu
 	wakes    chan func()                    // wake calls, run in order outside mu
 
@@ -139,6 +140,12 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+// next returns the next reply sequence number. s.mu is held.
+func (s *Store) next() int64 {
+	s.seq++
+	return s.seq
+}
+
 // record returns name's record, creating it.
 func (s *Store) record(name string) *record {
 	r := s.names[name]
@@ -191,19 +198,19 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		if lockcore.TokenMatches(cur, ":"+req.Nonce) {
 			s.extend(r, now, req.TTL)
 			r.dequeue(req.Waiter)
-			return lockcore.Grant{Acquired: true, Token: cur, First: r.liveHead(now)}, nil
+			return lockcore.Grant{Acquired: true, Token: cur, First: r.liveHead(now), Seq: s.next()}, nil
 		}
 		r.enqueue(req.Waiter, now, req.WaiterTTL)
-		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now)}, nil
+		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
 	}
 	if head := r.liveHead(now); head != "" && head != req.Waiter {
 		r.enqueue(req.Waiter, now, req.WaiterTTL)
 		s.wakeLocked(req.Name, head)
-		return lockcore.Grant{Head: head, First: head}, nil
+		return lockcore.Grant{Head: head, First: head, Seq: s.next()}, nil
 	}
 	r.dequeue(req.Waiter)
 	token := s.grant(r, now, req.Nonce, req.TTL)
-	return lockcore.Grant{Acquired: true, Token: token, First: r.liveHead(now)}, nil
+	return lockcore.Grant{Acquired: true, Token: token, First: r.liveHead(now), Seq: s.next()}, nil
 }
 
 // Transfer implements lockcore.Store.
@@ -217,16 +224,16 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 	r := s.names[req.Name]
 	cur := r.held(now)
 	if cur != "" && cur == req.To {
-		return lockcore.Transferred{OK: true, First: r.liveHead(now)}, nil // a repeat
+		return lockcore.Transferred{OK: true, First: r.liveHead(now), Seq: s.next()}, nil // a repeat
 	}
 	fence, _, ok := lockcore.ParseToken(req.To)
 	if cur == "" || cur != req.From || !ok || r.fence >= fence {
-		return lockcore.Transferred{}, nil
+		return lockcore.Transferred{Seq: s.next()}, nil
 	}
 	r.fence, r.token = fence, req.To
 	s.extend(r, now, req.TTL)
 	r.dequeue(req.Waiter)
-	return lockcore.Transferred{OK: true, First: r.liveHead(now)}, nil
+	return lockcore.Transferred{OK: true, First: r.liveHead(now), Seq: s.next()}, nil
 }
 
 // Renew implements lockcore.Store.
@@ -269,14 +276,14 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 	head := r.liveHead(now)
 	switch {
 	case head == "":
-		return lockcore.Released{Released: true}
+		return lockcore.Released{Released: true, Seq: s.next()}
 	case req.Next != nil && head == req.Next.Waiter:
 		r.dequeue(head)
 		token := s.grant(r, now, req.Next.Nonce, req.Next.TTL)
-		return lockcore.Released{Released: true, Next: token, First: r.liveHead(now)}
+		return lockcore.Released{Released: true, Next: token, First: r.liveHead(now), Seq: s.next()}
 	default:
 		s.wakeLocked(req.Name, head)
-		return lockcore.Released{Released: true, First: head}
+		return lockcore.Released{Released: true, First: head, Seq: s.next()}
 	}
 }
 

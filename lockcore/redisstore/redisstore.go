@@ -184,11 +184,12 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		return lockcore.Grant{}, fmt.Errorf("acquire: %w", err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 3 {
+	if !ok || len(arr) != 4 {
 		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
 	}
 	var g lockcore.Grant
 	g.First, _ = arr[2].(string)
+	g.Seq, _ = arr[3].(int64)
 	switch arr[0] {
 	case int64(1):
 		if g.Token, ok = arr[1].(string); !ok {
@@ -220,11 +221,12 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 		return lockcore.Transferred{}, fmt.Errorf("transfer: %w", err)
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
+	if !ok || len(arr) != 3 {
 		return lockcore.Transferred{}, fmt.Errorf("transfer: unexpected reply %v", v)
 	}
 	t := lockcore.Transferred{OK: arr[0] == int64(1)}
 	t.First, _ = arr[1].(string)
+	t.Seq, _ = arr[2].(int64)
 	return t, nil
 }
 
@@ -251,12 +253,13 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 
 func parseReleased(v any) (lockcore.Released, error) {
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 3 {
+	if !ok || len(arr) != 4 {
 		return lockcore.Released{}, fmt.Errorf("release: unexpected reply %v", v)
 	}
 	r := lockcore.Released{Released: arr[0] == int64(1)}
 	r.Next, _ = arr[1].(string)
 	r.First, _ = arr[2].(string)
+	r.Seq, _ = arr[3].(int64)
 	return r, nil
 }
 

@@ -10,7 +10,8 @@
 -- Returns {1, token, first} when the nonce holds the lock now;
 -- {0, pttl, first} when another token holds it;
 -- {2, 0, first} when it is free but reserved for the first live waiter.
--- first is the first live waiter after this call, or false.
+-- first is the first live waiter after this call, or false. Every reply
+-- ends with Redis's clock in µs, which orders what replies say of the queue.
 local ttl = tonumber(ARGV[2])
 local keep = ttl + tonumber(ARGV[3])
 local waiter = ARGV[4]
@@ -56,10 +57,10 @@ if cur then
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('PEXPIRE', KEYS[2], keep)
     dequeue()
-    return {1, cur, live_head()}
+    return {1, cur, live_head(), now_us}
   end
   enqueue()
-  return {0, redis.call('PTTL', KEYS[1]), live_head()}
+  return {0, redis.call('PTTL', KEYS[1]), live_head(), now_us}
 end
 
 local head = live_head()
@@ -68,7 +69,7 @@ if head and head ~= waiter then
   -- Free but reserved: nudge the head's sidecar, which may have missed the
   -- release (expiry publishes nothing).
   redis.call(ARGV[7] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[6], head)
-  return {2, 0, head}
+  return {2, 0, head, now_us}
 end
 dequeue()
 
@@ -85,4 +86,4 @@ local token = fence .. ':' .. ARGV[1]
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', fence)
 redis.call('PEXPIRE', KEYS[2], keep)
-return {1, token, live_head()}
+return {1, token, live_head(), now_us}

@@ -6,8 +6,9 @@
 -- ARGV[3] "1" when this call repeats one whose reply was lost;
 -- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
 -- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster)
--- Returns {released (1/0), token granted to the candidate or false, first}:
--- first is the first live waiter afterwards, or false.
+-- Returns {released (1/0), token granted to the candidate or false, first,
+-- now}: first is the first live waiter afterwards, or false; now is Redis's
+-- clock in µs (0 when the queue was not looked at).
 local function matches(cur)
   return cur and (cur == ARGV[1] or (string.sub(ARGV[1], 1, 1) == ':' and string.sub(cur, -#ARGV[1]) == ARGV[1]))
 end
@@ -15,9 +16,9 @@ local cur = redis.call('GET', KEYS[1])
 if not matches(cur) then
   -- Only a repeat may claim an earlier release; a client releasing twice gets 0.
   if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released')) then
-    return {1, false, false}
+    return {1, false, false, 0}
   end
-  return {0, false, false}
+  return {0, false, false, 0}
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'released', cur)
@@ -37,10 +38,10 @@ local function live_head()
   end
 end
 local head = live_head()
-if not head then return {1, false, false} end
+if not head then return {1, false, false, now_us} end
 if head ~= ARGV[4] then
   redis.call(ARGV[8] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7], head)
-  return {1, false, head}
+  return {1, false, head, now_us}
 end
 
 -- The candidate is next: grant it now, saving its sidecar a round trip.
@@ -57,4 +58,4 @@ local token = fence .. ':' .. ARGV[5]
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', fence)
 redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[2]))
-return {1, token, live_head()}
+return {1, token, live_head(), now_us}
