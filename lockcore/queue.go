@@ -116,6 +116,7 @@ type queue struct {
 	pollDue bool      // the next free slot goes to a poll for the first waiter
 	poll    *time.Timer
 	keep    *time.Timer
+	linger  *time.Timer // armed while the queue is empty, to close it
 	backoff time.Duration // next poll interval
 	cap     time.Duration // the holder's time left at the last try; 0: none known
 	first   string        // the store's first live waiter, as last heard; "": unknown
@@ -271,6 +272,10 @@ func (l *Locks) join(name string, w *waiter) error {
 		if l.trackLocked() {
 			go l.watch(q)
 		}
+	}
+	l.stopTimer(q.linger)
+	q.linger = nil
+	if q.keep == nil {
 		l.armKeepAlive(q)
 	}
 	w.q = q
@@ -487,12 +492,39 @@ func (l *Locks) stopTimer(t *time.Timer) {
 func (l *Locks) stopQueueTimersLocked(q *queue) {
 	l.stopTimer(q.poll)
 	l.stopTimer(q.keep)
-	q.poll, q.keep = nil, nil
+	l.stopTimer(q.linger)
+	q.poll, q.keep, q.linger = nil, nil, nil
 }
 
-// closeIfEmpty ends q once its last waiter has left. l.mu is held.
+// queueLinger is how long an empty queue (and its subscription to wakes)
+// is kept for the next waiter: a lock in steady use would otherwise
+// subscribe and unsubscribe around every acquisition.
+const queueLinger = time.Second
+
+// closeIfEmpty ends q a while after its last waiter has left. l.mu is held.
 func (l *Locks) closeIfEmpty(q *queue) {
-	if len(q.waiters) > 0 || q.closed {
+	if len(q.waiters) > 0 || q.closed || q.linger != nil {
+		return
+	}
+	l.stopTimer(q.poll)
+	l.stopTimer(q.keep)
+	q.poll, q.keep = nil, nil
+	q.linger = l.afterFunc(queueLinger, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		q.linger = nil
+		if len(q.waiters) == 0 {
+			l.closeQueue(q)
+		}
+	})
+	if q.linger == nil {
+		l.closeQueue(q) // shutting down: no timers
+	}
+}
+
+// closeQueue ends q and its watch. l.mu is held.
+func (l *Locks) closeQueue(q *queue) {
+	if q.closed {
 		return
 	}
 	q.closed = true
