@@ -68,7 +68,7 @@ func (*noLock) Close() error         { return nil }
 func TestVerificationCatchesNoLocking(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := config{clients: 8, names: 1, hold: 200 * time.Microsecond, duration: 500 * time.Millisecond, warmup: 50 * time.Millisecond}
-	w := workload{name: "none", countCommands: func(map[string]int64, int64) int64 { return 0 },
+	w := workload{name: "none", addr: srv.Addr(), countCommands: func(map[string]int64, int64) int64 { return 0 },
 		newLocker: func(int) (locker, error) { return &noLock{}, nil }}
 	r, err := measure(context.Background(), cfg, srv.Addr(), w)
 	if err != nil {

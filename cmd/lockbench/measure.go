@@ -22,6 +22,9 @@ type locker interface {
 // workload is one way of locking: through lockproxy, or polling Redis.
 type workload struct {
 	name string
+	// addr is what its clients talk to; its idle PING round trip is
+	// printed beside the hand-off gap, for scale.
+	addr string
 	// countCommands picks this workload's lock commands out of Redis's
 	// commandstats (calls by command), given how many counter updates ran.
 	countCommands func(calls map[string]int64, updates int64) int64
@@ -37,6 +40,7 @@ type acquisition struct {
 // result is one workload's figures.
 type result struct {
 	name          string
+	ping          time.Duration // idle round trip p50 to what the clients talk to, for scale
 	duration      time.Duration
 	acquisitions  int   // after the warm-up
 	all           int   // all, for the counter check
@@ -63,6 +67,10 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		if _, err := admin.do("DEL", counter(n)); err != nil {
 			return nil, err
 		}
+	}
+	ping, err := pingRTT(w.addr)
+	if err != nil {
+		return nil, err
 	}
 	before, err := commandstats(admin)
 	if err != nil {
@@ -104,7 +112,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		return nil, err
 	}
 
-	r := &result{name: w.name, duration: elapsed - cfg.warmup, perClient: make([]int, cfg.clients)}
+	r := &result{name: w.name, duration: elapsed - cfg.warmup, perClient: make([]int, cfg.clients), ping: ping}
 	var acqs []acquisition
 	for _, rs := range records {
 		r.all += len(rs)
@@ -236,6 +244,25 @@ func (r *result) fairness() float64 {
 	return float64(hi) / float64(lo)
 }
 
+// pingRTT is the median PING round trip to addr, over 1000.
+func pingRTT(addr string) (time.Duration, error) {
+	c, err := dial(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	rtts := make([]time.Duration, 1000)
+	for i := range rtts {
+		start := time.Now()
+		if _, err := c.do("PING"); err != nil {
+			return 0, err
+		}
+		rtts[i] = time.Since(start)
+	}
+	sortDurations(rtts)
+	return pct(rtts, 50), nil
+}
+
 // commandstats reads Redis's per-command call counts.
 func commandstats(c *client) (map[string]int64, error) {
 	v, err := c.do("INFO", "commandstats")
@@ -259,6 +286,7 @@ func commandstats(c *client) (map[string]int64, error) {
 func lockproxyWorkload(sidecars []string) workload {
 	return workload{
 		name: "lockproxy",
+		addr: sidecars[0],
 		countCommands: func(calls map[string]int64, _ int64) int64 {
 			// Each script is one EVALSHA (or EVAL when it is loaded); the
 			// wake subscription changes as names gain and lose waiters.
@@ -306,6 +334,7 @@ const releaseScript = `if redis.call("get", KEYS[1]) == ARGV[1] then return redi
 func pollingWorkload(redisAddr string, retry time.Duration) workload {
 	return workload{
 		name: "polling",
+		addr: redisAddr,
 		countCommands: func(calls map[string]int64, updates int64) int64 {
 			// SETs are lock attempts plus one counter write per acquisition.
 			return calls["set"] - updates + calls["evalsha"] + calls["eval"]

@@ -60,6 +60,7 @@ func report(w io.Writer, cfg config, rs []*result) {
 		per := float64(cfg.clients) / float64(cfg.names)
 		return fmt.Sprintf("%.2f", float64(pct(r.wait, 99))/(per*float64(r.cycle)))
 	}, nil)
+	row("idle PING round trip p50", func(r *result) string { return us(r.ping) }, nil)
 	row("hand-off gap p50", func(r *result) string { return us(pct(r.gap, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 50) }))
 	row("hand-off gap p99", func(r *result) string { return us(pct(r.gap, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 99) }))
 	row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
