@@ -116,7 +116,7 @@ type queue struct {
 	pollDue bool      // the next free slot goes to a poll for the first waiter
 	poll    *time.Timer
 	keep    *time.Timer
-	linger  *time.Timer // armed while the queue is empty, to close it
+	linger  *time.Timer   // armed while the queue is empty, to close it
 	backoff time.Duration // next poll interval
 	cap     time.Duration // the holder's time left at the last try; 0: none known
 	first   string        // the store's first live waiter, as last heard; "": unknown

@@ -40,7 +40,6 @@ type config struct {
 	redisCPU   string
 	baseline   bool
 	retry      time.Duration
-	onlyBase   bool
 }
 
 func main() {
