@@ -35,6 +35,8 @@ import (
 const DefaultRetention = time.Hour
 
 var (
+	//go:embed scripts/lib.lua
+	libSrc string
 	//go:embed scripts/acquire.lua
 	acquireSrc string
 	//go:embed scripts/renew.lua
@@ -97,17 +99,20 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		retention: opt.Retention.Milliseconds(),
 		attempts:  opt.Attempts,
 		sharded:   flag(cluster),
-		acquire:   redis.NewScript(acquireSrc),
-		renew:     redis.NewScript(renewSrc),
-		release:   redis.NewScript(releaseSrc),
-		transfer:  redis.NewScript(transferSrc),
-		leave:     redis.NewScript(leaveSrc),
-		keepalive: redis.NewScript(keepaliveSrc),
-		inspect:   redis.NewScript(inspectSrc),
+		acquire:   script(acquireSrc),
+		renew:     script(renewSrc),
+		release:   script(releaseSrc),
+		transfer:  script(transferSrc),
+		leave:     script(leaveSrc),
+		keepalive: script(keepaliveSrc),
+		inspect:   script(inspectSrc),
 	}
 	s.watcher = newWatcher(rdb, cluster, opt.Logger)
 	return s, nil
 }
+
+// script is src with the shared functions of lib.lua in front.
+func script(src string) *redis.Script { return redis.NewScript(libSrc + "\n" + src) }
 
 func flag(b bool) string {
 	if b {

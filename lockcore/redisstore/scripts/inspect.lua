@@ -1,5 +1,4 @@
 -- Report a lock's holder without changing anything.
--- KEYS[1] lock key, KEYS[2] fence key, KEYS[3] queue
 -- Returns {token or false, pttl, last fence or false, queued waiters}.
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('HGET', KEYS[2], 'fence'),
   redis.call('ZCARD', KEYS[3])}

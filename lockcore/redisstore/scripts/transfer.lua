@@ -1,28 +1,15 @@
 -- Pass a held lock straight to a waiter of the same sidecar, which has
 -- already told that waiter it holds it: nobody else could take the lock in
 -- between, because the old token held it until this moment.
--- KEYS[1] lock key, KEYS[2] fence key, KEYS[3] queue, KEYS[4] waiter deadlines
 -- ARGV[1] old token, ARGV[2] new token, ARGV[3] new fence (old fence + 1),
 -- ARGV[4] ttl ms, ARGV[5] fence retention ms, ARGV[6] waiter
 -- Returns {1, first, now} when the new token holds the lock (also when a
 -- repeat finds it already does), {0, false, now} when the old token no
 -- longer held it; now is Redis's clock in µs.
 local cur = redis.call('GET', KEYS[1])
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now_ms = math.floor(now_us / 1000)
-local function live_head()
-  while true do
-    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head then return false end
-    local deadline = tonumber(redis.call('HGET', KEYS[4], head))
-    if deadline and deadline >= now_ms then return head end
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('HDEL', KEYS[4], head)
-  end
-end
+local now_us, now_ms = clock()
 if cur == ARGV[2] then
-  return {1, live_head(), now_us}
+  return {1, live_head(now_ms), now_us}
 end
 if cur ~= ARGV[1] then
   return {0, false, now_us}
@@ -35,6 +22,5 @@ local ttl = tonumber(ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', ARGV[3], 'released', cur)
 redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[5]))
-redis.call('ZREM', KEYS[3], ARGV[6])
-redis.call('HDEL', KEYS[4], ARGV[6])
-return {1, live_head(), now_us}
+dequeue(ARGV[6])
+return {1, live_head(now_ms), now_us}

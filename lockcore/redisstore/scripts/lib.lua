@@ -1,0 +1,62 @@
+-- Shared by every script: lockproxy prepends this file to each one when it
+-- loads it, since Redis scripts cannot include one another.
+-- Keys, by the convention of every script:
+-- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl)
+-- KEYS[2] fence key (hash: fence = last fence issued, released = last released token)
+-- KEYS[3] queue (zset: waiter -> arrival time in µs)
+-- KEYS[4] waiter deadlines (hash: waiter -> ms after which it is presumed dead)
+
+-- clock returns Redis's time in µs and in ms.
+local function clock()
+  local t = redis.call('TIME')
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return us, math.floor(us / 1000)
+end
+
+-- live_head returns the first waiter whose sidecar still keeps it alive,
+-- dropping dead ones on the way, so a crashed sidecar cannot block the queue.
+local function live_head(now_ms)
+  while true do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head then return false end
+    local deadline = tonumber(redis.call('HGET', KEYS[4], head))
+    if deadline and deadline >= now_ms then return head end
+    redis.call('ZREM', KEYS[3], head)
+    redis.call('HDEL', KEYS[4], head)
+  end
+end
+
+local function dequeue(waiter)
+  if waiter == '' then return end
+  redis.call('ZREM', KEYS[3], waiter)
+  redis.call('HDEL', KEYS[4], waiter)
+end
+
+-- grant gives the lock to nonce for ttl ms with a new fence: Redis's clock in
+-- µs, or the last fence + 1 if the clock has not passed it, so fences keep
+-- rising after the fence key is forgotten and after a restart that lost
+-- every key. It returns the token.
+local function grant(nonce, ttl, retention, now_us)
+  local fence = now_us
+  local last = tonumber(redis.call('HGET', KEYS[2], 'fence'))
+  if last and last >= fence then
+    fence = last + 1
+  end
+  fence = string.format('%d', fence)
+  local token = fence .. ':' .. nonce
+  redis.call('SET', KEYS[1], token, 'PX', ttl)
+  redis.call('HSET', KEYS[2], 'fence', fence)
+  redis.call('PEXPIRE', KEYS[2], ttl + retention)
+  return token
+end
+
+-- wake tells the sidecar of waiter that it is first.
+local function wake(channel, sharded, waiter)
+  redis.call(sharded == '1' and 'SPUBLISH' or 'PUBLISH', channel, waiter)
+end
+
+-- matches reports whether the held token cur is want, or has the nonce of a
+-- nonce-only ":<nonce>".
+local function matches(cur, want)
+  return cur and (cur == want or (string.sub(want, 1, 1) == ':' and string.sub(cur, -#want) == want))
+end
