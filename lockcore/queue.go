@@ -95,7 +95,8 @@ type waiter struct {
 	q      *queue
 	result chan outcome // gets the one outcome; buffered, so a send never blocks
 
-	registered bool   // guarded by Locks.mu; the store has queued it
+	registered bool      // guarded by Locks.mu; the store has queued it
+	seen       time.Time // guarded by Locks.mu; when the last call that found it queued was sent
 	kicked     bool   // guarded by Locks.mu; try it next (the store said it is first)
 	gone       bool   // guarded by Locks.mu; it stopped waiting
 	done       bool   // guarded by Locks.mu; its outcome was sent
@@ -308,7 +309,7 @@ func (l *Locks) abandon(w *waiter, why error) (grant, error) {
 	default:
 	}
 	if registered {
-		l.leaveLater(q.name, w.id)
+		l.leaveLater(q.name, w)
 	}
 	return grant{}, why
 }
@@ -400,7 +401,7 @@ func (l *Locks) tryWaiter(w *waiter) {
 		if w.gone {
 			leave = true
 		} else {
-			w.registered = true
+			w.registered, w.seen = true, sent
 		}
 		q.cap = g.HolderTTL
 		if g.Head != "" {
@@ -416,7 +417,7 @@ func (l *Locks) tryWaiter(w *waiter) {
 		l.releaseLater(q.name, giveBack)
 	}
 	if leave {
-		l.leaveLater(q.name, w.id)
+		l.leaveLater(q.name, w)
 	}
 }
 
@@ -550,7 +551,7 @@ func (l *Locks) closeQueue(q *queue) {
 // first waiter tries again.
 func (l *Locks) watch(q *queue) {
 	defer l.work.Done()
-	stop, err := l.store.Watch(l.ctx, q.name, func(id string) { l.wake(q, id) })
+	stop, err := l.store.Watch(l.ctx, q.name, func(wk Wake) { l.wake(q, wk) })
 	if err != nil {
 		if l.ctx.Err() == nil {
 			l.log.Warn("could not watch for releases; waiters poll", "lock", q.name, "err", err)
@@ -573,24 +574,56 @@ func (l *Locks) watch(q *queue) {
 	}
 }
 
-// wake is the store telling q that waiter id is first (or, for "", that
-// wakes may have been missed).
-func (l *Locks) wake(q *queue, id string) {
+// wake is the store telling q that a waiter is first (or, with a zero
+// Wake, that wakes may have been missed). When the store has granted the
+// waiter the lock already, the waiter is answered at once and the lock is
+// renewed to its own ttl behind it. A grant to a waiter that has left is
+// given back by the leaving (see leaveLater).
+func (l *Locks) wake(q *queue, wk Wake) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if q.closed {
 		return
 	}
-	if id == "" {
+	if wk.Waiter == "" {
 		q.pollDue = true
-	} else {
-		w := q.find(id)
-		if w == nil {
-			return // another sidecar's waiter
-		}
-		w.kicked = true
+		l.pump(q)
+		return
 	}
+	w := q.find(wk.Waiter)
+	if w == nil {
+		return // another sidecar's, or it has left or been answered
+	}
+	if wk.Token != "" {
+		// The grant happened after the last call that found w queued, so it
+		// lasts at least TTL from when that call was sent.
+		until := validity(w.seen, wk.TTL)
+		if !w.seen.IsZero() && time.Until(until) > handOverMargin && l.trackLocked() {
+			ho := &handover{done: make(chan struct{})}
+			go l.extend(q.name, wk.Token, w.ttl, until, ho)
+			l.finish(w, outcome{g: grant{token: wk.Token, sent: time.Now(), until: until, handover: ho}})
+			return
+		}
+		// Too little validity to vouch for: its own try (same nonce) takes
+		// the grant, with a validity of its own.
+	}
+	w.kicked = true
 	l.pump(q)
+}
+
+// extend renews a lock that another sidecar's release granted with a
+// short store ttl to its holder's own ttl; the holder's lease settles when
+// it lands.
+func (l *Locks) extend(name, token string, ttl time.Duration, until time.Time, ho *handover) {
+	defer l.work.Done()
+	ctx, cancel := context.WithDeadline(context.Background(), until)
+	sent := time.Now()
+	ok, err := l.store.Renew(ctx, name, token, ttl)
+	cancel()
+	if err != nil {
+		l.log.Warn("could not renew a lock handed over from another sidecar; it is lost", "lock", name, "err", err)
+	}
+	ho.land(err == nil && ok, sent)
 }
 
 func jitter(d time.Duration, j float64) time.Duration {
@@ -623,7 +656,7 @@ func (l *Locks) candidate(name string) (*waiter, *Candidate) {
 func (l *Locks) release(ctx context.Context, name, token string) (bool, error) {
 	w, cand := l.candidate(name)
 	sent := time.Now()
-	r, err := l.store.Release(ctx, ReleaseRequest{Name: name, Token: token, Next: cand})
+	r, err := l.store.Release(ctx, ReleaseRequest{Name: name, Token: token, Next: cand, GrantTTL: l.cfg.WaiterTTL, Self: l.id + ":"})
 	if err != nil {
 		return false, err
 	}
@@ -717,7 +750,7 @@ func (l *Locks) handedOff(w *waiter, r Released, sent time.Time) {
 		if r.Repeated {
 			// An earlier send of the release may have granted w a lock whose
 			// token we never saw; w's own try (same nonce) will find it.
-			l.wake(w.q, w.id)
+			l.wake(w.q, Wake{Waiter: w.id})
 		}
 		return
 	}
@@ -773,8 +806,10 @@ func (l *Locks) releaseLater(name, token string) {
 }
 
 // leaveLater takes a waiter that is gone out of the store's queue, in the
-// background. If that fails, the entry lapses after WaiterTTL.
-func (l *Locks) leaveLater(name, id string) {
+// background, then gives back any lock a release on another sidecar may
+// have granted it just before (by its nonce, which nobody else holds). If
+// leaving fails, the entry lapses after WaiterTTL.
+func (l *Locks) leaveLater(name string, w *waiter) {
 	if !l.track() {
 		return // shutting down: the entry lapses on its own
 	}
@@ -782,8 +817,12 @@ func (l *Locks) leaveLater(name, id string) {
 		defer l.work.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.UpstreamTimeout)
 		defer cancel()
-		if err := l.store.Leave(ctx, name, id); err != nil {
+		if err := l.store.Leave(ctx, name, w.id); err != nil {
 			l.log.Warn("could not leave a lock's queue; the entry lapses by itself", "lock", name, "err", err)
+			return
+		}
+		if _, err := l.release(ctx, name, ":"+w.nonce); err != nil {
+			l.log.Warn("could not give back a lock granted to a waiter that left; it expires by itself", "lock", name, "err", err)
 		}
 	}()
 }
@@ -804,7 +843,7 @@ func (l *Locks) releaseAll(ctx context.Context, leases []*lease) error {
 	for i, ls := range leases {
 		var cand *Candidate
 		cands[i], cand = l.candidate(ls.name)
-		reqs[i] = ReleaseRequest{Name: ls.name, Token: ls.token, Next: cand}
+		reqs[i] = ReleaseRequest{Name: ls.name, Token: ls.token, Next: cand, GrantTTL: l.cfg.WaiterTTL, Self: l.id + ":"}
 	}
 	sent := time.Now()
 	res, err := l.store.ReleaseAll(ctx, reqs)

@@ -28,8 +28,10 @@ type Store interface {
 	// Renew sets the ttl of name to ttl from now if token holds it.
 	Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
 	// Release frees req.Name if req.Token holds it, and hands it on: to
-	// req.Next in the same step when Next is the first live waiter, else by
-	// waking the first live waiter's sidecar (see Watch).
+	// req.Next in the same step when Next is the first live waiter; else,
+	// when req.GrantTTL is set, to the first live waiter of another sidecar,
+	// for GrantTTL until its sidecar renews it, sending that sidecar the
+	// token (see Watch); else by waking that sidecar.
 	Release(ctx context.Context, req ReleaseRequest) (Released, error)
 	// Transfer passes a lock held by req.From straight to a waiter as
 	// req.To, whose fence is From's + 1, and takes the waiter out of the
@@ -44,12 +46,12 @@ type Store interface {
 	Leave(ctx context.Context, name, waiter string) error
 	// KeepAlive extends the life of this sidecar's waiters on name by ttl.
 	KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error
-	// Watch calls wake(waiter) whenever the store wakes a waiter of name:
-	// after a release on any sidecar, or when a try finds the lock free but
-	// reserved. wake("") means wakes may have been missed (a reconnect), so
-	// every waiter should try again. Watch returns once wakes flow; stop ends
-	// them. wake must not block.
-	Watch(ctx context.Context, name string, wake func(waiter string)) (stop func(), err error)
+	// Watch calls wake whenever the store wakes a waiter of name: after a
+	// release on any sidecar, or when a try finds the lock free but
+	// reserved. A zero Wake means wakes may have been missed (a reconnect),
+	// so every waiter should try again. Watch returns once wakes flow; stop
+	// ends them. wake must not block.
+	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
 	// Ping checks that the store answers.
@@ -85,11 +87,26 @@ type Grant struct {
 	Seq int64
 }
 
+// Wake tells a sidecar that its waiter is first for a lock.
+type Wake struct {
+	Waiter string
+	// Token, when set, is the lock already granted to Waiter, held in the
+	// store for TTL until its sidecar renews it.
+	Token string
+	TTL   time.Duration
+}
+
 // ReleaseRequest is one release, with the waiter to hand the lock to.
 type ReleaseRequest struct {
 	Name  string
 	Token string
 	Next  *Candidate // nil: none waits here
+	// GrantTTL, when set, lets the release grant the lock to another
+	// sidecar's first waiter, for at most this long until it is renewed.
+	GrantTTL time.Duration
+	// Self is the prefix of this sidecar's waiter ids: its own waiters are
+	// never granted that way (it hands them locks itself).
+	Self string
 }
 
 // Candidate is a local waiter that may take a lock in the same step as its

@@ -12,6 +12,7 @@ package memstore
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,9 +59,11 @@ type record struct {
 type queued struct {
 	waiter   string
 	deadline time.Time // presumed dead after this
+	nonce    string    // to grant it the lock
+	ttl      time.Duration
 }
 
-type watch struct{ wake func(string) }
+type watch struct{ wake func(lockcore.Wake) }
 
 var _ lockcore.Store = (*Store)(nil)
 
@@ -108,18 +111,18 @@ func (r *record) liveHead(now time.Time) string {
 	return ""
 }
 
-func (r *record) enqueue(waiter string, now time.Time, ttl time.Duration) {
-	if waiter == "" {
+func (r *record) enqueue(req lockcore.AcquireRequest, now time.Time) {
+	if req.Waiter == "" {
 		return
 	}
-	deadline := now.Add(ttl)
+	deadline := now.Add(req.WaiterTTL)
 	for i := range r.queue {
-		if r.queue[i].waiter == waiter {
+		if r.queue[i].waiter == req.Waiter {
 			r.queue[i].deadline = deadline
 			return
 		}
 	}
-	r.queue = append(r.queue, queued{waiter, deadline})
+	r.queue = append(r.queue, queued{waiter: req.Waiter, deadline: deadline, nonce: req.Nonce, ttl: req.TTL})
 	r.forget = maxTime(r.forget, deadline)
 }
 
@@ -173,11 +176,11 @@ func (s *Store) extend(r *record, now time.Time, ttl time.Duration) {
 	r.forget = maxTime(r.forget, r.expires.Add(s.retention))
 }
 
-// wakeLocked queues a wake of waiter for name's watchers. s.mu must be held.
-func (s *Store) wakeLocked(name, waiter string) {
+// wakeLocked queues a wake for name's watchers. s.mu must be held.
+func (s *Store) wakeLocked(name string, wake lockcore.Wake) {
 	for w := range s.watchers[name] {
 		select {
-		case s.wakes <- func() { w.wake(waiter) }:
+		case s.wakes <- func() { w.wake(wake) }:
 		default:
 			// The dispatcher is far behind; as with a lost pub/sub message,
 			// the waiters' polling covers it.
@@ -200,12 +203,12 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			r.dequeue(req.Waiter)
 			return lockcore.Grant{Acquired: true, Token: cur, First: r.liveHead(now), Seq: s.next()}, nil
 		}
-		r.enqueue(req.Waiter, now, req.WaiterTTL)
+		r.enqueue(req, now)
 		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
 	}
 	if head := r.liveHead(now); head != "" && head != req.Waiter {
-		r.enqueue(req.Waiter, now, req.WaiterTTL)
-		s.wakeLocked(req.Name, head)
+		r.enqueue(req, now)
+		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head})
 		return lockcore.Grant{Head: head, First: head, Seq: s.next()}, nil
 	}
 	r.dequeue(req.Waiter)
@@ -281,8 +284,15 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		r.dequeue(head)
 		token := s.grant(r, now, req.Next.Nonce, req.Next.TTL)
 		return lockcore.Released{Released: true, Next: token, First: r.liveHead(now), Seq: s.next()}
+	case req.GrantTTL > 0 && !strings.HasPrefix(head, req.Self):
+		q := r.queue[0]
+		r.dequeue(head)
+		ttl := min(q.ttl, req.GrantTTL)
+		token := s.grant(r, now, q.nonce, ttl)
+		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head, Token: token, TTL: ttl})
+		return lockcore.Released{Released: true, First: r.liveHead(now), Seq: s.next()}
 	default:
-		s.wakeLocked(req.Name, head)
+		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head})
 		return lockcore.Released{Released: true, First: head, Seq: s.next()}
 	}
 }
@@ -315,7 +325,7 @@ func (s *Store) Leave(ctx context.Context, name, waiter string) error {
 	now := s.now()
 	if r.held(now) == "" {
 		if head := r.liveHead(now); head != "" {
-			s.wakeLocked(name, head)
+			s.wakeLocked(name, lockcore.Wake{Waiter: head})
 		}
 	}
 	return nil
@@ -343,7 +353,7 @@ func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, tt
 }
 
 // Watch implements lockcore.Store.
-func (s *Store) Watch(ctx context.Context, name string, wake func(string)) (func(), error) {
+func (s *Store) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

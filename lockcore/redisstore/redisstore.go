@@ -253,7 +253,7 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 	if req.Next != nil {
 		waiter, nonce, ttl = req.Next.Waiter, req.Next.Nonce, ms(req.Next.TTL)
 	}
-	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded}
+	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded, ms(req.GrantTTL), req.Self}
 }
 
 func parseReleased(v any) (lockcore.Released, error) {
@@ -345,7 +345,7 @@ func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, tt
 
 // Watch implements lockcore.Store with one subscriber connection for the
 // whole store, subscribed to a name's channel only while it is watched.
-func (s *Store) Watch(ctx context.Context, name string, wake func(string)) (func(), error) {
+func (s *Store) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
 	return s.watcher.watch(ctx, s.keys(name).wake, wake)
 }
 

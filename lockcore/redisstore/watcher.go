@@ -3,10 +3,14 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/lockcore"
 )
 
 // watcher delivers wake messages for watched names. On a single Redis (or
@@ -28,7 +32,7 @@ type watcher struct {
 }
 
 // wakeFn is one watch's callback.
-type wakeFn struct{ fn func(string) }
+type wakeFn struct{ fn func(lockcore.Wake) }
 
 // subscription is one channel's watchers.
 type subscription struct {
@@ -51,7 +55,7 @@ func newWatcher(rdb redis.UniversalClient, sharded bool, log interface{ Warn(str
 var errWatcherClosed = errors.New("redisstore: closed")
 
 // watch subscribes fn to channel and returns once Redis confirms it.
-func (w *watcher) watch(ctx context.Context, channel string, fn func(string)) (func(), error) {
+func (w *watcher) watch(ctx context.Context, channel string, fn func(lockcore.Wake)) (func(), error) {
 	wf := &wakeFn{fn}
 	w.mu.Lock()
 	if w.closed {
@@ -166,7 +170,7 @@ func (w *watcher) receive(ps *redis.PubSub) {
 			}
 			w.mu.Unlock()
 			for _, f := range fns {
-				f.fn("")
+				f.fn(lockcore.Wake{})
 			}
 		case *redis.Message:
 			broken = false
@@ -176,11 +180,23 @@ func (w *watcher) receive(ps *redis.PubSub) {
 				fns = listFns(sub)
 			}
 			w.mu.Unlock()
+			wake := parseWake(m.Payload)
 			for _, f := range fns {
-				f.fn(m.Payload)
+				f.fn(wake)
 			}
 		}
 	}
+}
+
+// parseWake reads a wake message: "<waiter>", or "<waiter> <token> <ttl ms>"
+// when the release granted the lock to the waiter.
+func parseWake(payload string) lockcore.Wake {
+	f := strings.Fields(payload)
+	if len(f) != 3 {
+		return lockcore.Wake{Waiter: payload}
+	}
+	ms, _ := strconv.ParseInt(f[2], 10, 64)
+	return lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
 }
 
 func listFns(sub *subscription) []*wakeFn {

@@ -41,6 +41,8 @@ func Run(t *testing.T, newStore func(t *testing.T) lockcore.Store) {
 		{"CandidateNotFirst", testCandidateNotFirst},
 		{"WatchStops", testWatchStops},
 		{"Transfer", testTransfer},
+		{"GrantToAnotherSidecar", testGrantToAnotherSidecar},
+		{"NoRemoteGrantToSelf", testNoRemoteGrantToSelf},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -355,9 +357,21 @@ func testCancelled(t *testing.T, s lockcore.Store) {
 
 // wakes records the waiters a Watch is woken for.
 func watch(t *testing.T, s lockcore.Store, name string) (<-chan string, func()) {
+	ch, stop := watchWakes(t, s, name)
+	waiters := make(chan string, 100)
+	go func() {
+		for w := range ch {
+			waiters <- w.Waiter
+		}
+	}()
+	return waiters, stop
+}
+
+// watchWakes records the whole wakes a Watch gets.
+func watchWakes(t *testing.T, s lockcore.Store, name string) (chan lockcore.Wake, func()) {
 	t.Helper()
-	ch := make(chan string, 100)
-	stop, err := s.Watch(ctx(t), name, func(w string) { ch <- w })
+	ch := make(chan lockcore.Wake, 100)
+	stop, err := s.Watch(ctx(t), name, func(w lockcore.Wake) { ch <- w })
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
@@ -567,5 +581,60 @@ func testTransfer(t *testing.T, s lockcore.Store) {
 	s.Leave(ctx(t), n, "w2")
 	if f := fenceOf(t, mustAcquire(t, s, n, "z", time.Minute)); f <= fenceOf(t, to) {
 		t.Errorf("fence %d after a transferred fence %d", f, fenceOf(t, to))
+	}
+}
+
+// A release may grant the lock to another sidecar's first waiter, for a
+// short ttl, and send it the token; the waiter's own try finds the same.
+func testGrantToAnotherSidecar(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watchWakes(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "remote-nonce", Waiter: "remote", TTL: time.Minute})
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "local-nonce", Waiter: "local"})
+	r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: holder, GrantTTL: 2 * time.Second, Self: "here:",
+		Next: &lockcore.Candidate{Waiter: "local", Nonce: "local-nonce", TTL: time.Minute}})
+	if !r.Released || r.Next != "" || r.First != "local" {
+		t.Fatalf("release = %+v, want released, no grant for the local candidate, local first", r)
+	}
+	var wk lockcore.Wake
+	select {
+	case wk = <-wakes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake within 5s")
+	}
+	if wk.Waiter != "remote" || !strings.HasSuffix(wk.Token, ":remote-nonce") || wk.TTL != 2*time.Second {
+		t.Fatalf("wake = %+v, want the remote waiter's grant for 2s", wk)
+	}
+	st, _ := s.Inspect(ctx(t), n)
+	if st.Token != wk.Token || st.TTL > 2*time.Second || st.Queued != 1 || fenceOf(t, wk.Token) <= fenceOf(t, holder) {
+		t.Fatalf("after the grant: %+v", st)
+	}
+	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "remote-nonce", Waiter: "remote"}); !g.Acquired || g.Token != wk.Token {
+		t.Errorf("the remote waiter's own try = %+v, want its granted token", g)
+	}
+}
+
+// A release never grants remotely to a waiter of its own sidecar: that
+// sidecar hands its waiters locks itself.
+func testNoRemoteGrantToSelf(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watchWakes(t, s, n)
+	holder := mustAcquire(t, s, n, "h", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "gone-nonce", Waiter: "here:1"})
+	r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: holder, GrantTTL: 2 * time.Second, Self: "here:"})
+	if !r.Released || r.Next != "" {
+		t.Fatalf("release = %+v", r)
+	}
+	select {
+	case wk := <-wakes:
+		if wk.Waiter != "here:1" || wk.Token != "" {
+			t.Fatalf("wake = %+v, want a plain wake of here:1", wk)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake within 5s")
+	}
+	if st, _ := s.Inspect(ctx(t), n); st.Held {
+		t.Errorf("the lock went to a waiter of the releasing sidecar: %+v", st)
 	}
 }

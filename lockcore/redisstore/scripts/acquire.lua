@@ -3,6 +3,8 @@
 -- ARGV[1] nonce, ARGV[2] ttl ms, ARGV[3] fence retention ms,
 -- ARGV[4] waiter id ("" to try once without queueing), ARGV[5] waiter ttl ms,
 -- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster)
+-- A queued waiter's entry keeps its nonce and ttl, so that a release on any
+-- sidecar can grant it the lock.
 -- Returns {1, token, first, now} when the nonce holds the lock now;
 -- {0, pttl, first, now} when another token holds it;
 -- {2, 0, first, now} when it is free but reserved for the first live waiter.
@@ -18,7 +20,7 @@ local function enqueue()
     redis.call('ZADD', KEYS[3], now_us, waiter)
   end
   local alive = tonumber(ARGV[5])
-  redis.call('HSET', KEYS[4], waiter, now_ms + alive)
+  redis.call('HSET', KEYS[4], waiter, (now_ms + alive) .. ':' .. ttl .. ':' .. ARGV[1])
   redis.call('PEXPIRE', KEYS[3], alive)
   redis.call('PEXPIRE', KEYS[4], alive)
 end

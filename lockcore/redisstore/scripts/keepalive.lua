@@ -4,8 +4,9 @@ local _, now_ms = clock()
 local alive = tonumber(ARGV[1])
 local kept = 0
 for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
-    redis.call('HSET', KEYS[4], ARGV[i], now_ms + alive)
+  local entry = redis.call('HGET', KEYS[4], ARGV[i])
+  if entry and redis.call('ZSCORE', KEYS[3], ARGV[i]) then
+    redis.call('HSET', KEYS[4], ARGV[i], (now_ms + alive) .. string.match(entry, '^%d+(.*)$'))
     kept = kept + 1
   end
 end

@@ -4,7 +4,9 @@
 -- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl)
 -- KEYS[2] fence key (hash: fence = last fence issued, released = last released token)
 -- KEYS[3] queue (zset: waiter -> arrival time in µs)
--- KEYS[4] waiter deadlines (hash: waiter -> ms after which it is presumed dead)
+-- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>"; the
+--         waiter is presumed dead after the deadline; ttl and nonce let a
+--         release grant it the lock)
 
 -- clock returns Redis's time in µs and in ms.
 local function clock()
@@ -19,7 +21,8 @@ local function live_head(now_ms)
   while true do
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
     if not head then return false end
-    local deadline = tonumber(redis.call('HGET', KEYS[4], head))
+    local entry = redis.call('HGET', KEYS[4], head)
+    local deadline = entry and tonumber(string.match(entry, '^%d+'))
     if deadline and deadline >= now_ms then return head end
     redis.call('ZREM', KEYS[3], head)
     redis.call('HDEL', KEYS[4], head)
@@ -48,6 +51,14 @@ local function grant(nonce, ttl, retention, now_us)
   redis.call('HSET', KEYS[2], 'fence', fence)
   redis.call('PEXPIRE', KEYS[2], ttl + retention)
   return token
+end
+
+-- entry_of returns a queued waiter's ttl (ms) and nonce, or nil.
+local function entry_of(waiter)
+  local entry = redis.call('HGET', KEYS[4], waiter)
+  if not entry then return nil end
+  local ttl, nonce = string.match(entry, '^%d+:(%d+):(.+)$')
+  return tonumber(ttl), nonce
 end
 
 -- wake tells the sidecar of waiter that it is first.

@@ -1,10 +1,14 @@
--- Free a lock if the token holds it, and hand it on: to the candidate in the
--- same step when the candidate is the first live waiter, else by waking the
--- first live waiter's sidecar.
+-- Free a lock if the token holds it, and hand it on to the first live
+-- waiter: to the candidate (of this sidecar) in the same step when it is
+-- first; else, when grant_ttl is set, to the first waiter of another
+-- sidecar, for at most grant_ttl until its sidecar renews it, sending it the
+-- token in the wake "<waiter> <token> <ttl ms>"; else by waking that sidecar.
 -- ARGV[1] token, or ":<nonce>" to match any fence; ARGV[2] fence retention ms;
 -- ARGV[3] "1" when this call repeats one whose reply was lost;
 -- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
--- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster)
+-- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster);
+-- ARGV[9] grant_ttl ms (0: only wake another sidecar's waiter);
+-- ARGV[10] the prefix of this sidecar's waiter ids, never granted this way
 -- Returns {released (1/0), token granted to the candidate or false, first,
 -- now}: first is the first live waiter afterwards, or false; now is Redis's
 -- clock in µs (0 when the queue was not looked at).
@@ -25,6 +29,18 @@ local now_us, now_ms = clock()
 local head = live_head(now_ms)
 if not head then return {1, false, false, now_us} end
 if head ~= ARGV[4] then
+  local ttl, nonce = entry_of(head)
+  local grant_ttl = tonumber(ARGV[9])
+  local ours = string.sub(head, 1, #ARGV[10]) == ARGV[10]
+  if grant_ttl > 0 and nonce and not ours then
+    -- Its sidecar learns the token from the wake, saving a round trip; if the
+    -- wake is lost, the waiter's own try (same nonce) finds the lock its own.
+    ttl = math.min(ttl, grant_ttl)
+    dequeue(head)
+    local token = grant(nonce, ttl, retention, now_us)
+    wake(ARGV[7], ARGV[8], head .. ' ' .. token .. ' ' .. ttl)
+    return {1, false, live_head(now_ms), now_us}
+  end
   wake(ARGV[7], ARGV[8], head)
   return {1, false, head, now_us}
 end
