@@ -97,10 +97,10 @@ type waiter struct {
 
 	registered bool      // guarded by Locks.mu; the store has queued it
 	seen       time.Time // guarded by Locks.mu; when the last call that found it queued was sent
-	kicked     bool   // guarded by Locks.mu; try it next (the store said it is first)
-	gone       bool   // guarded by Locks.mu; it stopped waiting
-	done       bool   // guarded by Locks.mu; its outcome was sent
-	granted    string // guarded by Locks.mu; the token it was sent
+	kicked     bool      // guarded by Locks.mu; try it next (the store said it is first)
+	gone       bool      // guarded by Locks.mu; it stopped waiting
+	done       bool      // guarded by Locks.mu; its outcome was sent
+	granted    string    // guarded by Locks.mu; the token it was sent
 }
 
 type outcome struct {
