@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -238,6 +239,15 @@ func (l *Locks) try(ctx context.Context, req AcquireRequest) (grant, error) {
 	until := validity(sent, req.TTL)
 	actx, cancel := context.WithDeadline(ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
 	g, err := l.store.Acquire(actx, req)
+	if err == nil && !g.Acquired && l.departed(req.Name, g.Head) {
+		// The lock is free but kept for one of this sidecar's waiters that
+		// has left, whose leaving has not reached the store yet: clear it
+		// and try again.
+		if err = l.store.Leave(actx, req.Name, g.Head); err == nil {
+			sent = time.Now()
+			g, err = l.store.Acquire(actx, req)
+		}
+	}
 	cancel()
 	if err != nil {
 		// The call may have taken the lock before failing: fail closed, in
@@ -256,6 +266,18 @@ func (l *Locks) try(ctx context.Context, req AcquireRequest) (grant, error) {
 		return grant{}, ErrTooSlow
 	}
 	return grant{token: g.Token, sent: sent, until: until}, nil
+}
+
+// departed reports whether waiter is one of this sidecar's that no longer
+// waits for name.
+func (l *Locks) departed(name, waiter string) bool {
+	if !strings.HasPrefix(waiter, l.id+":") {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.queues[name]
+	return q == nil || q.find(waiter) == nil
 }
 
 // join puts w at the end of name's local queue, making the queue (and its

@@ -370,3 +370,53 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		_ = c
 	})
 }
+
+// lostLeave loses the first Leave, as a dropped connection would, and says
+// when it has.
+type lostLeave struct {
+	lockcore.Store
+	once sync.Once
+	lost chan struct{}
+}
+
+func (s *lostLeave) Leave(ctx context.Context, name, waiter string) error {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.lost)
+		return errors.New("injected: connection reset")
+	}
+	return s.Store.Leave(ctx, name, waiter)
+}
+
+// A waiter that left no longer keeps the lock from others, even when its
+// leaving never reached the store.
+func TestDepartedWaiterDoesNotHoldUpTheLock(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	defer mem.Close()
+	store := &lostLeave{Store: mem, lost: make(chan struct{})}
+	l := lockcore.New(store, lockcore.Config{})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Shutdown(ctx)
+	}()
+	holder := l.NewSession(nil)
+	acquire(t, holder, "d", lockcore.AcquireOptions{TTL: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.NewSession(nil).Acquire(ctx, "d", lockcore.AcquireOptions{Wait: time.Minute})
+	}()
+	queuedIs(t, mem, "d", 1)
+	cancel()
+	<-done
+	<-store.lost // its queue entry stays, until it lapses in WaiterTTL
+	if ok, err := holder.Release(context.Background(), "d", ""); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if tok, err := l.NewSession(nil).Acquire(context.Background(), "d", lockcore.AcquireOptions{}); tok == "" || err != nil {
+		t.Fatalf("try-once after the only waiter left = %q, %v; want the lock", tok, err)
+	}
+}
