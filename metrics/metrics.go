@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +30,7 @@ type Metrics struct {
 	hold        prometheus.Histogram
 	upstream    *prometheus.HistogramVec
 	upstreamUp  prometheus.Gauge
+	buildInfo   *prometheus.GaugeVec
 }
 
 // New registers lockproxy's metrics with reg.
@@ -69,9 +72,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_upstream_up", Help: "1 when the upstream answered its last health check, else 0.",
 		}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lockproxy_build_info", Help: "Always 1; its labels say which build is running.",
+		}, []string{"version", "go_version"}),
 	}
 	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.connections,
-		m.acquireWait, m.hold, m.upstream, m.upstreamUp)
+		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.buildInfo)
+	m.buildInfo.WithLabelValues(Version(), runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
 	for _, r := range []string{"acquired", "timeout", "error"} {
 		m.acquire.WithLabelValues(r)
@@ -133,4 +140,20 @@ func (m *Metrics) UpstreamUp(up bool) {
 	} else {
 		m.upstreamUp.Set(0)
 	}
+}
+
+// Version is this build's module version, with the VCS revision when the
+// binary was built from a checkout.
+func Version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"reflect"
 	"strings"
@@ -204,4 +205,25 @@ func configFields() []configField {
 		fields = append(fields, configField{envPrefix + f.Tag.Get("env"), f.Tag.Get("envDefault"), f.Tag.Get("help")})
 	}
 	return fields
+}
+
+// logAttrs is the configuration for the start-up log, secrets masked: the
+// password, and the password inside the upstream URL.
+func (c Config) logAttrs() []any {
+	v := reflect.ValueOf(c)
+	t := v.Type()
+	attrs := make([]any, 0, t.NumField())
+	for i := range t.NumField() {
+		val := fmt.Sprint(v.Field(i).Interface())
+		switch t.Field(i).Name {
+		case "Password":
+			if val != "" {
+				val = "xxxxx"
+			}
+		case "Upstream":
+			val = redactURL(val)
+		}
+		attrs = append(attrs, slog.String(envPrefix+t.Field(i).Tag.Get("env"), val))
+	}
+	return attrs
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -783,5 +785,31 @@ func TestWaitTimeoutOnTheWire(t *testing.T) {
 	}
 	if late[2] > 10*time.Millisecond {
 		t.Errorf("WAIT 100 answered a median %v after its deadline, want ≤ 10ms (all: %v)", late[2], late)
+	}
+}
+
+// The start-up log shows the configuration, with secrets masked.
+func TestStartupLogMasksSecrets(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Args: []string{"--user", "locker", "on", ">sup3rsecret", "~*", "&*", "+@all"}})
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(bg())
+	environ := []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json", "LOCKPROXY_PASSWORD=hunter2",
+		"LOCKPROXY_UPSTREAM=redis://locker:sup3rsecret@" + srv.Addr() + "/0"}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, environ, io.Discard, logs, func(*app) { cancel() }) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{`"msg":"lockproxy started"`, `"LOCKPROXY_PASSWORD":"xxxxx"`, `"LOCKPROXY_UPSTREAM":"redis://locker:xxxxx@`,
+		`"LOCKPROXY_MAX_TTL":"24h0m0s"`, `"store":"redis"`, `"msg":"upstream is up"`, `"msg":"shutting down"`, `"msg":"stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{"hunter2", "sup3rsecret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log shows the secret %q:\n%s", secret, out)
+		}
 	}
 }

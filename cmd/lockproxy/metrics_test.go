@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/relay"
 )
 
 func scrape(t *testing.T, p *proxy) string {
@@ -34,7 +37,8 @@ func TestMetrics(t *testing.T) {
 	text := scrape(t, p)
 	for _, name := range []string{"lockproxy_acquire_total", "lockproxy_release_total", "lockproxy_renew_total",
 		"lockproxy_locks_lost_total", "lockproxy_locks_held", "lockproxy_waiters", "lockproxy_connections",
-		"lockproxy_acquire_wait_seconds", "lockproxy_hold_seconds", "lockproxy_upstream_seconds", "lockproxy_upstream_up"} {
+		"lockproxy_acquire_wait_seconds", "lockproxy_hold_seconds", "lockproxy_upstream_seconds", "lockproxy_upstream_up",
+		"lockproxy_auto_renew_total", "lockproxy_build_info", "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(text, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
@@ -52,15 +56,36 @@ func TestMetrics(t *testing.T) {
 		t.Errorf(`acquire_total{acquired} = %s, want 1`, v)
 	}
 	mustNull(t, p.conn(t, 2), "m")
+	mustInt(t, 1, c, "LOCK.RENEW", "m", 60000)
+	mustInt(t, 0, p.conn(t, 2), "LOCK.RENEW", "m", 60000)
+	// A client blocked in WAIT shows as a waiter until the lock is its own.
+	waiter := p.conn(t, 2)
+	got := make(chan string, 1)
+	go func() {
+		tok, _ := do(t, waiter, "LOCK.ACQUIRE", "m", 60000, "WAIT", 10000).Text()
+		got <- tok
+	}()
+	waitFor(t, func() bool { return metric(t, scrape(t, p), "lockproxy_waiters") == "1" })
 	mustInt(t, 1, c, "LOCK.RELEASE", "m")
+	if tok := <-got; tok == "" {
+		t.Fatal("the waiter did not get the lock")
+	}
+	mustInt(t, 1, waiter, "LOCK.RELEASE", "m")
+	mustInt(t, 0, c, "LOCK.RELEASE", "m")
 	text = scrape(t, p)
 	for series, want := range map[string]string{
-		"lockproxy_locks_held":                           "0",
-		`lockproxy_acquire_total{result="timeout"}`:      "1",
-		`lockproxy_release_total{result="released"}`:     "1",
-		"lockproxy_hold_seconds_count":                   "1",
-		`lockproxy_upstream_seconds_count{op="acquire"}`: "2",
-		"lockproxy_connections":                          "2",
+		"lockproxy_locks_held":                         "0",
+		"lockproxy_waiters":                            "0",
+		`lockproxy_acquire_total{result="acquired"}`:   "2",
+		`lockproxy_acquire_total{result="timeout"}`:    "1",
+		`lockproxy_renew_total{result="renewed"}`:      "1",
+		`lockproxy_renew_total{result="not_held"}`:     "1",
+		`lockproxy_release_total{result="released"}`:   "2",
+		`lockproxy_release_total{result="not_held"}`:   "1",
+		"lockproxy_acquire_wait_seconds_count":         "3",
+		"lockproxy_hold_seconds_count":                 "2",
+		`lockproxy_upstream_seconds_count{op="renew"}`: "1",
+		"lockproxy_connections":                        "4",
 	} {
 		if v := metric(t, text, series); v != want {
 			t.Errorf("%s = %s, want %s", series, v, want)
@@ -73,4 +98,55 @@ func TestMetrics(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+}
+
+// With the upstream frozen, the lost lock is counted, the upstream shows
+// down and /readyz fails; thawed, they recover.
+func TestMetricsWhenUpstreamFreezes(t *testing.T) {
+	srv := redistest.Start(t)
+	r := relay.Start(t, srv.Addr())
+	p := startProxy(t, map[string]string{"UPSTREAM": "redis://" + r.Addr() + "/0", "METRICS_LISTEN": "127.0.0.1:0",
+		"UPSTREAM_TIMEOUT": "200ms"})
+	c := p.conn(t, 2)
+	mustToken(t, c, "frozen", 500)
+	text := scrape(t, p)
+	for series, want := range map[string]string{
+		"lockproxy_locks_lost_total": "0", "lockproxy_upstream_up": "1", "lockproxy_locks_held": "1",
+	} {
+		if v := metric(t, text, series); v != want {
+			t.Fatalf("%s = %s before the freeze, want %s", series, v, want)
+		}
+	}
+	r.Freeze()
+	defer r.Thaw()
+	waitFor(t, func() bool { return metric(t, scrape(t, p), "lockproxy_locks_lost_total") == "1" })
+	waitFor(t, func() bool { return metric(t, scrape(t, p), "lockproxy_upstream_up") == "0" })
+	text = scrape(t, p)
+	if v := metric(t, text, "lockproxy_locks_held"); v != "0" {
+		t.Errorf("locks_held = %s after the loss", v)
+	}
+	if v := metric(t, text, `lockproxy_auto_renew_total{result="error"}`); v == "0" {
+		t.Error("no failed renewal counted while frozen")
+	}
+	if code := status(t, p, "/readyz"); code != 503 {
+		t.Errorf("/readyz = %d with the upstream down, want 503", code)
+	}
+	if code := status(t, p, "/healthz"); code != 200 {
+		t.Errorf("/healthz = %d with the upstream down, want 200: the process serves", code)
+	}
+	r.Thaw()
+	waitFor(t, func() bool { return metric(t, scrape(t, p), "lockproxy_upstream_up") == "1" })
+	if code := status(t, p, "/readyz"); code != 200 {
+		t.Errorf("/readyz = %d after the thaw", code)
+	}
+}
+
+func status(t *testing.T, p *proxy, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + p.MetricsAddr().String() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

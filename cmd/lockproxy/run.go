@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lockproxy/lockproxy/commands"
+	"github.com/lockproxy/lockproxy/internal/logging"
 	"github.com/lockproxy/lockproxy/lockcore"
 	"github.com/lockproxy/lockproxy/lockcore/memstore"
 	"github.com/lockproxy/lockproxy/lockcore/redisstore"
@@ -40,7 +40,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "lockproxy", version())
+		fmt.Fprintln(stdout, "lockproxy", metrics.Version())
 		return nil
 	}
 	cfg, err := loadConfig(environ)
@@ -76,33 +76,9 @@ type app struct {
 	closeOnce  sync.Once
 }
 
-func version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " (" + s.Value[:12] + ")"
-		}
-	}
-	return v
-}
-
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(cfg.LogFormat, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // start builds and starts every part; on error it undoes what it did.
 func start(cfg Config, logw io.Writer) (a *app, err error) {
-	a = &app{cfg: cfg, log: newLogger(cfg, logw), healthDone: make(chan struct{})}
+	a = &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0), healthDone: make(chan struct{})}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -150,7 +126,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
 		Password:     cfg.Password,
-		Version:      version(),
+		Version:      metrics.Version(),
 		Store:        storeKind,
 		Observer:     a.metrics,
 		Logger:       a.log,
@@ -185,9 +161,8 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 	a.checkUpstream(hctx) // so /readyz is right from the first request
 	go a.watchUpstream(hctx)
 
-	a.log.Info("lockproxy started", "version", version(), "listen", a.srv.Addr().String(),
-		"store", storeKind, "upstream", redactURL(cfg.Upstream), "metrics", cfg.MetricsListen,
-		"default_ttl", cfg.DefaultTTL, "max_ttl", cfg.MaxTTL, "auth", cfg.Password != "")
+	a.log.Info("lockproxy started", "version", metrics.Version(), "listen", a.srv.Addr().String(),
+		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
 	if storeKind == "embedded" {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
 	}

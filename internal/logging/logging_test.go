@@ -1,0 +1,46 @@
+package logging_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/internal/logging"
+)
+
+func TestThrottle(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	log := slog.New(logging.Throttle(slog.NewTextHandler(&buf, nil), 10*time.Second, func() time.Time { return now }))
+	for range 5 {
+		log.Warn("upstream error", "err", "refused")
+	}
+	log.Info("chatty but not throttled")
+	log.Info("chatty but not throttled")
+	log.Error("another message")
+	now = now.Add(11 * time.Second)
+	log.Warn("upstream error", "err", "refused")
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 5 (1 warn, 2 info, 1 error, 1 warn after the interval):\n%s", len(lines), buf.String())
+	}
+	if strings.Contains(lines[0], "suppressed") || !strings.Contains(lines[4], "suppressed=4") {
+		t.Errorf("suppressed counts wrong:\n%s", buf.String())
+	}
+}
+
+func TestFormats(t *testing.T) {
+	var buf bytes.Buffer
+	logging.New(&buf, "json", "debug", 0).Debug("hello", "k", 1)
+	if !strings.HasPrefix(buf.String(), `{"time":`) || !strings.Contains(buf.String(), `"k":1`) {
+		t.Errorf("json: %s", buf.String())
+	}
+	buf.Reset()
+	logging.New(&buf, "text", "warn", 0).Info("hidden")
+	if buf.Len() != 0 {
+		t.Errorf("info logged at level warn: %s", buf.String())
+	}
+}
