@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 
 	"os/exec"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/relay"
 )
 
 // redis-cli, the demo client, works unchanged, in RESP2 and RESP3.
@@ -113,5 +115,53 @@ func TestSIGTERM(t *testing.T) {
 	}
 	if n := len(direct.Keys(bg(), "lock:{term-*}").Val()); n != 0 {
 		t.Errorf("%d lock keys left after SIGTERM", n)
+	}
+}
+
+// A second signal stops the process at once, even while the graceful
+// shutdown waits on a frozen upstream.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	r := relay.Start(t, srv.Addr())
+	c := startChild(t, map[string]string{"UPSTREAM": "redis://" + r.Addr() + "/0", "SHUTDOWN_TIMEOUT": "1m",
+		"UPSTREAM_TIMEOUT": "1m"})
+	rdb := redis.NewClient(&redis.Options{Addr: c.addr})
+	defer rdb.Close()
+	conn := rdb.Conn()
+	mustToken(t, conn, "stuck", 60000)
+	r.Freeze() // the release at shutdown now hangs
+	defer r.Thaw()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.cmd.Wait() }()
+	// The graceful shutdown is under way once the listener is closed.
+	waitFor(t, func() bool {
+		nc, err := net.Dial("tcp", c.addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-exited:
+		t.Fatalf("exited after one signal, before the release could finish: %v", err)
+	default:
+	}
+	start := time.Now()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Error("exit status 0 after an interrupted shutdown")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("took %v to exit after the second signal", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after the second signal")
 	}
 }
