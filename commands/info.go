@@ -61,9 +61,15 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 	section("Locks", func() {
 		st := h.locks.Stats()
 		line("store", h.cfg.Store)
+		if h.cfg.UpstreamUp != nil {
+			line("upstream_up", strconv.FormatInt(boolInt(h.cfg.UpstreamUp()), 10))
+		}
 		line("locks_held", strconv.FormatInt(st.Held, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))
+		for _, r := range countedResults {
+			line(r+"_total", strconv.FormatInt(h.counts[r].Load(), 10))
+		}
 		line("default_ttl_ms", strconv.FormatInt(h.locks.Config().DefaultTTL.Milliseconds(), 10))
 		line("max_ttl_ms", strconv.FormatInt(h.cfg.MaxTTL.Milliseconds(), 10))
 	})

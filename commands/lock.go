@@ -28,12 +28,15 @@ func (h *Handler) acquire(c *resp.Conn, cl *client, args [][]byte) {
 	waited := time.Since(start)
 	switch {
 	case err != nil:
+		h.counted("acquire", "error")
 		h.obs.Acquire("error", waited)
 		h.writeError(c, err)
 	case token == "":
+		h.counted("acquire", "timeout")
 		h.obs.Acquire("timeout", waited)
 		c.WriteNull()
 	default:
+		h.counted("acquire", "acquired")
 		h.obs.Acquire("acquired", waited)
 		c.WriteBulkString(token)
 	}
@@ -48,10 +51,12 @@ func (h *Handler) renew(c *resp.Conn, cl *client, args [][]byte) {
 	}
 	ok, err := cl.sess.Renew(c.Context(), a.name, a.ttl, a.token)
 	if err != nil {
+		h.counted("renew", "error")
 		h.obs.Renew("error")
 		h.writeError(c, err)
 		return
 	}
+	h.counted("renew", result(ok, "renewed"))
 	h.obs.Renew(result(ok, "renewed"))
 	c.WriteInt(boolInt(ok))
 }
@@ -65,10 +70,12 @@ func (h *Handler) release(c *resp.Conn, cl *client, args [][]byte) {
 	}
 	ok, err := cl.sess.Release(c.Context(), a.name, a.token)
 	if err != nil {
+		h.counted("release", "error")
 		h.obs.Release("error")
 		h.writeError(c, err)
 		return
 	}
+	h.counted("release", result(ok, "released"))
 	h.obs.Release(result(ok, "released"))
 	c.WriteInt(boolInt(ok))
 }

@@ -22,6 +22,7 @@ type Config struct {
 	Password     string        // "" disables AUTH
 	Version      string        // lockproxy's version, for INFO
 	Store        string        // "embedded" or "redis", for INFO
+	UpstreamUp   func() bool   // whether the upstream answered its last health check, for INFO
 	Observer     Observer      // (none)
 	Logger       *slog.Logger  // (discard)
 }
@@ -52,6 +53,21 @@ type Handler struct {
 	list    []*command          // in COMMAND's order
 	started time.Time
 	clients atomic.Int64
+	counts  map[string]*atomic.Int64 // "acquire_timeout" and the like, for INFO; fixed at New
+}
+
+// countedResults are the outcomes INFO counts, as lockproxy_*_total{result} do.
+var countedResults = []string{
+	"acquire_acquired", "acquire_timeout", "acquire_error",
+	"release_released", "release_not_held", "release_error",
+	"renew_renewed", "renew_not_held", "renew_error",
+}
+
+// counted counts one outcome of a lock command for INFO.
+func (h *Handler) counted(op, result string) {
+	if c := h.counts[op+"_"+result]; c != nil {
+		c.Add(1)
+	}
 }
 
 // New returns the command handler for locks.
@@ -62,7 +78,11 @@ func New(locks *lockcore.Locks, cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{locks: locks, cfg: cfg, obs: cfg.Observer, log: cfg.Logger, started: time.Now()}
+	h := &Handler{locks: locks, cfg: cfg, obs: cfg.Observer, log: cfg.Logger, started: time.Now(),
+		counts: make(map[string]*atomic.Int64, len(countedResults))}
+	for _, r := range countedResults {
+		h.counts[r] = new(atomic.Int64)
+	}
 	h.table = make(map[string]*command)
 	h.list = h.commands()
 	for _, cmd := range h.list {

@@ -35,8 +35,16 @@ func TestMain(m *testing.M) {
 
 // child is a lockproxy running as a separate process.
 type child struct {
-	addr string
-	cmd  *exec.Cmd
+	addr    string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has been reaped
+	exitErr error         // its exit, once exited is closed
+}
+
+// wait waits for the process to exit and returns how it did.
+func (c *child) wait() error {
+	<-c.exited
+	return c.exitErr
 }
 
 // startChild runs lockproxy in its own process and waits until it answers.
@@ -57,10 +65,14 @@ func startChild(b testing.TB, settings map[string]string) *child {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	c := &child{addr: addr, cmd: cmd}
+	c := &child{addr: addr, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
 	b.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		_ = c.wait()
 	})
 	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
 	defer rdb.Close()

@@ -13,12 +13,15 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		// After the first signal, the default action returns, so a second
-		// one stops the process at once instead of waiting for shutdown.
-		<-ctx.Done()
-		stop()
+		<-sigs
+		// The default action returns before shutdown begins, so a second
+		// signal stops the process at once instead of waiting for it.
+		signal.Stop(sigs)
+		cancel()
 	}()
 	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "lockproxy:", err)

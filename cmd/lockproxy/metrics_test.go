@@ -91,6 +91,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %s, want %s", series, v, want)
 		}
 	}
+	// INFO locks shows the same figures to redis-cli.
+	info, _ := do(t, c, "INFO", "locks").Text()
+	for _, want := range []string{"upstream_up:1", "locks_held:0", "waiters:0", "acquire_acquired_total:2",
+		"acquire_timeout_total:1", "release_released_total:2", "release_not_held_total:1", "renew_renewed_total:1"} {
+		if !strings.Contains(info, want+"\r\n") {
+			t.Errorf("INFO locks lacks %s:\n%s", want, info)
+		}
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
 		resp, err := http.Get("http://" + p.MetricsAddr().String() + path)
 		if err != nil || resp.StatusCode != want {

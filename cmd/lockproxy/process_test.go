@@ -106,8 +106,7 @@ func TestSIGTERM(t *testing.T) {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err := c.cmd.Wait()
-	if err != nil {
+	if err := c.wait(); err != nil {
 		t.Errorf("exit: %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -134,8 +133,6 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.cmd.Wait() }()
 	// The graceful shutdown is under way once the listener is closed.
 	waitFor(t, func() bool {
 		nc, err := net.Dial("tcp", c.addr)
@@ -145,8 +142,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		return err != nil
 	})
 	select {
-	case err := <-exited:
-		t.Fatalf("exited after one signal, before the release could finish: %v", err)
+	case <-c.exited:
+		t.Fatalf("exited after one signal, before the release could finish: %v", c.exitErr)
 	default:
 	}
 	start := time.Now()
@@ -154,8 +151,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err == nil {
+	case <-c.exited:
+		if c.exitErr == nil {
 			t.Error("exit status 0 after an interrupted shutdown")
 		}
 		if d := time.Since(start); d > 2*time.Second {

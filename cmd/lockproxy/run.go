@@ -128,6 +128,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Password:     cfg.Password,
 		Version:      metrics.Version(),
 		Store:        storeKind,
+		UpstreamUp:   a.upstreamUp.Load,
 		Observer:     a.metrics,
 		Logger:       a.log,
 	})
