@@ -22,8 +22,9 @@ func (h *Handler) writeError(c *resp.Conn, err error) {
 			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")")
 	case errors.Is(err, lockcore.ErrShuttingDown), errors.Is(err, lockcore.ErrClosed):
 		c.WriteError("ERR lockproxy is shutting down")
-	case errors.Is(err, context.Canceled) && c.Context().Err() != nil:
-		// The client hung up mid-command; the reply goes nowhere.
+	case errors.Is(err, context.Canceled):
+		// Only the connection's going away cancels a command: the client hung
+		// up mid-WAIT, and the reply goes nowhere.
 		c.WriteError("ERR connection closed")
 	default:
 		h.log.Warn("upstream error", "err", err)

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
@@ -27,6 +28,11 @@ func (h *Handler) acquire(c *resp.Conn, cl *client, args [][]byte) {
 	}
 	waited := time.Since(start)
 	switch {
+	case errors.Is(err, context.Canceled):
+		// The client gave up waiting and left: not a failure of lockproxy.
+		h.counted("acquire", "timeout")
+		h.obs.Acquire("timeout", waited)
+		h.writeError(c, err)
 	case err != nil:
 		h.counted("acquire", "error")
 		h.obs.Acquire("error", waited)

@@ -184,6 +184,8 @@ func (s *Server) newConn(nc net.Conn) *Conn {
 	}
 	s.mu.Unlock()
 	if full {
+		s.log.Warn("refused a connection: LOCKPROXY_MAX_CLIENTS connections are open", "max_clients", s.opt.MaxClients,
+			"remote", nc.RemoteAddr().String())
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
 	}

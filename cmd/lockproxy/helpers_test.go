@@ -20,6 +20,7 @@ import (
 type proxy struct {
 	*app
 	stop func() error // cancels run's context and returns run's error
+	logs *syncBuffer  // what it logged
 }
 
 // startProxy runs lockproxy on 127.0.0.1:0 with the given LOCKPROXY_*
@@ -27,6 +28,9 @@ type proxy struct {
 func startProxy(t testing.TB, settings map[string]string) *proxy {
 	t.Helper()
 	environ := []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_LEVEL=warn"}
+	if _, set := settings["LOG_LEVEL"]; set {
+		environ = environ[:1]
+	}
 	for k, v := range settings {
 		environ = append(environ, "LOCKPROXY_"+k+"="+v)
 	}
@@ -46,7 +50,7 @@ func startProxy(t testing.TB, settings map[string]string) *proxy {
 	}
 	var once sync.Once
 	var runErr error
-	p := &proxy{app: a, stop: func() error {
+	p := &proxy{app: a, logs: logs, stop: func() error {
 		once.Do(func() {
 			cancel()
 			runErr = <-errc

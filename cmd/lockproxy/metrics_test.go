@@ -158,3 +158,22 @@ func status(t *testing.T, p *proxy, path string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// A client that hangs up while it waits is not an upstream error: counted
+// as timeout, and not logged.
+func TestHangUpInWaitIsNotAnError(t *testing.T) {
+	p := startProxy(t, map[string]string{"METRICS_LISTEN": "127.0.0.1:0"})
+	c := p.conn(t, 2)
+	mustToken(t, c, "busy", 60000)
+	r := dialRaw(t, p.Addr().String())
+	r.send(t, cmd("LOCK.ACQUIRE", "busy", "1000", "WAIT", "60000"))
+	waitFor(t, func() bool { return metric(t, scrape(t, p), "lockproxy_waiters") == "1" })
+	r.Close()
+	waitFor(t, func() bool { return metric(t, scrape(t, p), `lockproxy_acquire_total{result="timeout"}`) == "1" })
+	if v := metric(t, scrape(t, p), `lockproxy_acquire_total{result="error"}`); v != "0" {
+		t.Errorf("acquire errors = %s after a client hung up", v)
+	}
+	if logs := p.logs.String(); strings.Contains(logs, "upstream error") {
+		t.Errorf("a hang-up was logged as an upstream error:\n%s", logs)
+	}
+}

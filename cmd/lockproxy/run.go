@@ -102,7 +102,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
 		}
-		if store, err = redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix}); err != nil {
+		if store, err = redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, Logger: a.log}); err != nil {
 			rdb.Close()
 			return nil, err
 		}
