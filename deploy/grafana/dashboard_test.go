@@ -5,6 +5,7 @@
 package grafana_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/lockproxy/lockproxy/metrics"
 )
@@ -245,52 +247,6 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 	}
 	if probs := checkRule(rule{name: "X", expr: "up", severity: "page", runbook: "troubleshooting.md#nowhere"}, map[string]bool{}); len(probs) < 4 {
 		t.Errorf("a rule without a known severity, summary, description or real runbook passed: %q", probs)
-	}
-}
-
-// The YAML reader must read what a rule file holds, and refuse what it
-// cannot read rather than return something else.
-func TestYAMLSubset(t *testing.T) {
-	doc, err := parseYAML(`# comment
-groups:
-  - name: g
-    rules:
-      - alert: A
-        expr: |
-          sum(x)
-            > 1
-        labels:
-          severity: warning
-        annotations:
-          summary: 'it''s "quoted"'
-          description: >-
-            one
-            two
-
-            three
-      - alert: "B" # trailing comment
-        expr: up == 0
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := doc.get("groups").items()[0].get("rules").items()
-	for _, c := range []struct{ got, want string }{
-		{rules[0].get("expr").str(), "sum(x)\n  > 1\n"},
-		{rules[0].get("labels").get("severity").str(), "warning"},
-		{rules[0].get("annotations").get("summary").str(), `it's "quoted"`},
-		{rules[0].get("annotations").get("description").str(), "one two\nthree"},
-		{rules[1].get("alert").str(), "B"},
-		{rules[1].get("expr").str(), "up == 0"},
-	} {
-		if c.got != c.want {
-			t.Errorf("got %q, want %q", c.got, c.want)
-		}
-	}
-	for _, bad := range []string{"a: {b: 1}", "a: [1]", "a: &x 1", "a: b\n  c", "a:\n\tb: 1", "a: 1\na: 2"} {
-		if _, err := parseYAML(bad); err == nil {
-			t.Errorf("%q was accepted", bad)
-		}
 	}
 }
 
@@ -823,258 +779,38 @@ func loadAlerts(t *testing.T) []rule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := parseYAML(string(b))
-	if err != nil {
+	var doc struct {
+		Groups []struct {
+			Name  string
+			Rules []struct {
+				Alert, Record, Expr, For string
+				Labels                   map[string]string
+				Annotations              map[string]string
+			}
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is a mistake, not an ignored field
+	if err := dec.Decode(&doc); err != nil {
 		t.Fatalf("%s: %v", alertsFile, err)
 	}
 	var rules []rule
-	for _, g := range doc.get("groups").items() {
-		if g.get("name").str() == "" {
+	for _, g := range doc.Groups {
+		if g.Name == "" {
 			t.Errorf("%s: a group without a name", alertsFile)
 		}
-		for _, r := range g.get("rules").items() {
-			if r.get("record") != nil {
+		for _, r := range g.Rules {
+			if r.Record != "" {
 				continue
 			}
 			rules = append(rules, rule{
-				name:        r.get("alert").str(),
-				expr:        r.get("expr").str(),
-				forDur:      r.get("for").str(),
-				severity:    r.get("labels").get("severity").str(),
-				summary:     r.get("annotations").get("summary").str(),
-				description: r.get("annotations").get("description").str(),
-				runbook:     r.get("annotations").get("runbook_url").str(),
+				name: r.Alert, expr: r.Expr, forDur: r.For, severity: r.Labels["severity"],
+				summary: r.Annotations["summary"], description: r.Annotations["description"],
+				runbook: r.Annotations["runbook_url"],
 			})
 		}
 	}
 	return rules
-}
-
-// ---- a YAML subset
-//
-// The module has no YAML library, and adding one for a test is not worth a
-// dependency. This reads block mappings, block sequences, plain and quoted
-// scalars and |/> block scalars, which is all a rule file needs, and refuses
-// the rest (flow collections, anchors, tags) rather than misread it.
-
-type yNode struct {
-	m     map[string]*yNode
-	seq   []*yNode
-	s     string
-	isMap bool
-	isSeq bool
-}
-
-func (n *yNode) get(key string) *yNode {
-	if n == nil || !n.isMap {
-		return nil
-	}
-	return n.m[key]
-}
-
-func (n *yNode) items() []*yNode {
-	if n == nil {
-		return nil
-	}
-	return n.seq
-}
-
-func (n *yNode) str() string {
-	if n == nil || n.isMap || n.isSeq {
-		return ""
-	}
-	return n.s
-}
-
-type yLine struct {
-	indent int
-	text   string // without indentation
-	num    int
-}
-
-type yParser struct {
-	raw   []string // every line, for block scalars
-	lines []yLine  // lines with content
-	pos   int
-}
-
-var yKey = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]*):(?:\s+(.*))?$`)
-
-func parseYAML(src string) (*yNode, error) {
-	p := &yParser{raw: strings.Split(src, "\n")}
-	for n, l := range p.raw {
-		text := strings.TrimLeft(l, " ")
-		if strings.HasPrefix(text, "\t") {
-			return nil, fmt.Errorf("line %d: tab indentation", n+1)
-		}
-		if text == "" || strings.HasPrefix(text, "#") || text == "---" {
-			continue
-		}
-		p.lines = append(p.lines, yLine{len(l) - len(text), strings.TrimRight(text, " "), n + 1})
-	}
-	if len(p.lines) == 0 {
-		return nil, errors.New("empty document")
-	}
-	n, err := p.block(p.lines[0].indent)
-	if err == nil && p.pos < len(p.lines) {
-		err = fmt.Errorf("line %d: unexpected indentation", p.lines[p.pos].num)
-	}
-	return n, err
-}
-
-// block reads the mapping or sequence whose entries start at indent.
-func (p *yParser) block(indent int) (*yNode, error) {
-	first := p.lines[p.pos]
-	if first.text == "-" || strings.HasPrefix(first.text, "- ") {
-		n := &yNode{isSeq: true}
-		for p.pos < len(p.lines) && p.lines[p.pos].indent == indent &&
-			(p.lines[p.pos].text == "-" || strings.HasPrefix(p.lines[p.pos].text, "- ")) {
-			l := p.lines[p.pos]
-			rest := strings.TrimLeft(strings.TrimPrefix(l.text, "-"), " ")
-			var item *yNode
-			var err error
-			switch {
-			case rest == "":
-				p.pos++
-				item, err = p.child(indent)
-			case yKey.MatchString(rest):
-				// "- key: v" opens a mapping whose keys line up with key.
-				p.lines[p.pos] = yLine{l.indent + len(l.text) - len(rest), rest, l.num}
-				item, err = p.block(p.lines[p.pos].indent)
-			default:
-				p.pos++
-				item, err = p.scalar(rest, l)
-			}
-			if err != nil {
-				return nil, err
-			}
-			n.seq = append(n.seq, item)
-		}
-		return n, nil
-	}
-	n := &yNode{isMap: true, m: map[string]*yNode{}}
-	for p.pos < len(p.lines) && p.lines[p.pos].indent == indent {
-		l := p.lines[p.pos]
-		m := yKey.FindStringSubmatch(l.text)
-		if m == nil {
-			return nil, fmt.Errorf("line %d: expected key: value", l.num)
-		}
-		if _, dup := n.m[m[1]]; dup {
-			return nil, fmt.Errorf("line %d: %s given twice", l.num, m[1])
-		}
-		p.pos++
-		var v *yNode
-		var err error
-		switch val := m[2]; {
-		case val == "":
-			v, err = p.child(indent)
-		case strings.HasPrefix(val, "|") || strings.HasPrefix(val, ">"):
-			v, err = p.blockScalar(val, l)
-		default:
-			v, err = p.scalar(val, l)
-		}
-		if err != nil {
-			return nil, err
-		}
-		n.m[m[1]] = v
-	}
-	return n, nil
-}
-
-// child reads the value below a key or "-" at indent: a deeper block, or a
-// sequence at the same indentation (YAML allows "key:\n- item").
-func (p *yParser) child(indent int) (*yNode, error) {
-	if p.pos >= len(p.lines) {
-		return nil, nil
-	}
-	next := p.lines[p.pos]
-	if next.indent > indent || next.indent == indent && strings.HasPrefix(next.text, "- ") {
-		return p.block(next.indent)
-	}
-	return nil, nil
-}
-
-func (p *yParser) scalar(v string, l yLine) (*yNode, error) {
-	if p.pos < len(p.lines) && p.lines[p.pos].indent > l.indent && !strings.HasPrefix(l.text, "- ") {
-		return nil, fmt.Errorf("line %d: multi-line plain scalars are not supported; use | or >", p.lines[p.pos].num)
-	}
-	switch v[0] {
-	case '"':
-		end := strings.LastIndexByte(v, '"')
-		s, err := strconv.Unquote(v[:end+1])
-		if end == 0 || err != nil {
-			return nil, fmt.Errorf("line %d: bad double-quoted string", l.num)
-		}
-		return &yNode{s: s}, nil
-	case '\'':
-		end := strings.LastIndexByte(v, '\'')
-		if end == 0 {
-			return nil, fmt.Errorf("line %d: unterminated single-quoted string", l.num)
-		}
-		return &yNode{s: strings.ReplaceAll(v[1:end], "''", "'")}, nil
-	case '{', '[', '&', '*', '!', '%', '@', '`':
-		return nil, fmt.Errorf("line %d: %q: flow collections, anchors, aliases and tags are not supported", l.num, v)
-	}
-	if i := strings.Index(v, " #"); i >= 0 {
-		v = v[:i]
-	}
-	return &yNode{s: strings.TrimSpace(v)}, nil
-}
-
-// blockScalar reads a | or > scalar: the raw lines indented deeper than l.
-func (p *yParser) blockScalar(header string, l yLine) (*yNode, error) {
-	style, chomp := header[0], strings.TrimSpace(header[1:])
-	if chomp != "" && chomp != "-" && chomp != "+" {
-		return nil, fmt.Errorf("line %d: block scalar header %q is not supported", l.num, header)
-	}
-	var body []string
-	indent := -1
-	for r := l.num; r < len(p.raw); r++ { // l.num is 1-based: raw[l.num] is the next line
-		text := strings.TrimLeft(p.raw[r], " ")
-		ind := len(p.raw[r]) - len(text)
-		if text == "" {
-			body = append(body, "")
-			continue
-		}
-		if ind <= l.indent {
-			break
-		}
-		if indent < 0 {
-			indent = ind
-		}
-		if ind < indent {
-			return nil, fmt.Errorf("line %d: less indented than the block scalar's first line", r+1)
-		}
-		body = append(body, p.raw[r][indent:])
-	}
-	for len(body) > 0 && body[len(body)-1] == "" {
-		body = body[:len(body)-1]
-	}
-	for p.pos < len(p.lines) && p.lines[p.pos].indent > l.indent {
-		p.pos++
-	}
-	var s string
-	if style == '|' {
-		s = strings.Join(body, "\n")
-	} else {
-		// Folding: lines join with a space; an empty line is a line break.
-		var b strings.Builder
-		for i, line := range body {
-			switch {
-			case line == "":
-				b.WriteString("\n")
-			case i > 0 && body[i-1] != "":
-				b.WriteString(" " + line)
-			default:
-				b.WriteString(line)
-			}
-		}
-		s = b.String()
-	}
-	if chomp != "-" && s != "" {
-		s += "\n"
-	}
-	return &yNode{s: s}, nil
 }
 
 // ---- docs
