@@ -15,8 +15,12 @@ test: deps
 	$(GO) test -race -count=1 ./...
 
 # The tests start their own redis-server processes; they never use one
-# already running.
+# already running. helm is built here, once, rather than in the middle of
+# the test run, where a first build takes two minutes of both CPUs.
+HELM := helm.sh/helm/v3/cmd/helm@v3.22.0
+
 deps:
+	$(GO) run $(HELM) version >/dev/null
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "redis-server not found: installing it with apt-get"; \
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
