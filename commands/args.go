@@ -91,8 +91,8 @@ type acquireArgs struct {
 	opt  lockcore.AcquireOptions
 }
 
-// parseAcquire parses: name [ttl] [WAIT ms] [DETACHED]. Options may come in
-// any order, each at most once.
+// parseAcquire parses: name [ttl] [WAIT ms] [DETACHED] [MAXHOLD ms]. Options
+// may come in any order, each at most once.
 func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 	var a acquireArgs
 	var err error
@@ -109,6 +109,19 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 	var sawWait bool
 	for len(rest) > 0 {
 		switch strings.ToUpper(string(rest[0])) {
+		case "MAXHOLD":
+			if a.opt.MaxHold > 0 || len(rest) < 2 {
+				return a, errSyntax
+			}
+			n, err := parseInt(rest[1])
+			if err != nil {
+				return a, err
+			}
+			if n < 1 {
+				return a, argError("ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least 1 ms")
+			}
+			a.opt.MaxHold = time.Duration(n) * time.Millisecond
+			rest = rest[2:]
 		case "WAIT":
 			if sawWait || len(rest) < 2 {
 				return a, errSyntax
@@ -128,11 +141,19 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 			return a, errSyntax
 		}
 	}
+	if a.opt.Detached && a.opt.MaxHold > 0 {
+		return a, argError("ERR MAXHOLD caps the renewal of owned locks: a DETACHED lock is not renewed")
+	}
 	return a, nil
 }
 
 func isAcquireOption(b []byte) bool {
-	return strings.EqualFold(string(b), "WAIT") || strings.EqualFold(string(b), "DETACHED")
+	for _, o := range []string{"WAIT", "DETACHED", "MAXHOLD"} {
+		if strings.EqualFold(string(b), o) {
+			return true
+		}
+	}
+	return false
 }
 
 // renewArgs are LOCK.RENEW's parsed arguments.

@@ -49,6 +49,13 @@ func TestParseAcquire(t *testing.T) {
 		{in: "LOCK.ACQUIRE a WAIT 1 WAIT 2", wantErr: "ERR syntax error"},
 		{in: "LOCK.ACQUIRE a 5 5", wantErr: "ERR syntax error"},
 		{in: "LOCK.ACQUIRE 123456789", wantErr: "ERR invalid lock name"},
+		{in: "LOCK.ACQUIRE a 1000 MAXHOLD 5000 WAIT 10", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: time.Second, MaxHold: 5 * time.Second, Wait: 10 * ms}}},
+		{in: "LOCK.ACQUIRE a MAXHOLD 1", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{MaxHold: ms}}},
+		{in: "LOCK.ACQUIRE a MAXHOLD 0", wantErr: "ERR invalid MAXHOLD"},
+		{in: "LOCK.ACQUIRE a MAXHOLD x", wantErr: "ERR value is not an integer"},
+		{in: "LOCK.ACQUIRE a MAXHOLD", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a MAXHOLD 5 MAXHOLD 6", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a DETACHED MAXHOLD 5", wantErr: "ERR MAXHOLD caps the renewal of owned locks"},
 	} {
 		got, err := h.parseAcquire(argv(tc.in))
 		if tc.wantErr != "" {

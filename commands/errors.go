@@ -20,6 +20,9 @@ func (h *Handler) writeError(c *resp.Conn, err error) {
 	case errors.Is(err, lockcore.ErrTooManyLocks):
 		c.WriteError("ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=" +
 			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")")
+	case errors.Is(err, lockcore.ErrTooManyWaiters):
+		c.WriteError("ERR max waiters for this lock reached (LOCKPROXY_MAX_WAITERS_PER_NAME=" +
+			strconv.Itoa(h.locks.Config().MaxWaitersPerName) + ")")
 	case errors.Is(err, lockcore.ErrShuttingDown), errors.Is(err, lockcore.ErrClosed):
 		c.WriteError("ERR lockproxy is shutting down")
 	case errors.Is(err, context.Canceled):

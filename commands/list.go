@@ -32,6 +32,7 @@ func (h *Handler) commands() []*command {
 			complexity: "O(1), plus the wait", args: []arg{name, opt(ttl),
 				opt(arg{name: "ms", typ: "integer", token: "WAIT"}),
 				opt(arg{name: "detached", typ: "pure-token", token: "DETACHED"}),
+				opt(arg{name: "ms", typ: "integer", token: "MAXHOLD"}),
 			}}},
 		{name: "lock.renew", arity: -3, flags: []string{"write", "fast"}, run: h.renew, doc: doc{
 			summary: "Sets a held lock's ttl. Returns 1, or 0 when the caller does not hold it.", since: since, group: "lock",

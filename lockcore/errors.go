@@ -7,6 +7,9 @@ import "errors"
 var (
 	// ErrTooManyLocks: the session holds Config.MaxLocksPerSession leases.
 	ErrTooManyLocks = errors.New("lockcore: too many locks on this connection")
+	// ErrTooManyWaiters: Config.MaxWaitersPerName acquires already wait
+	// for the name on this sidecar.
+	ErrTooManyWaiters = errors.New("lockcore: too many waiters for this lock")
 	// ErrShuttingDown: Locks.Shutdown has begun; nothing new is granted.
 	ErrShuttingDown = errors.New("lockcore: shutting down")
 	// ErrClosed: the session was closed (its connection went away).

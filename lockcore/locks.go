@@ -17,6 +17,14 @@ type Config struct {
 	Retry         Backoff       // polling while a WAIT finds the lock held
 	// MaxLocksPerSession bounds the leases one connection may hold (0: no bound).
 	MaxLocksPerSession int
+	// MaxWaitersPerName bounds the acquires this sidecar lets block on one
+	// name (0: no bound).
+	MaxWaitersPerName int
+	// MaxHold caps how long an owned lease may be kept, renewals included:
+	// at the cap it is released and its holder told, as for a lost lease,
+	// so a client that hangs with its connection open cannot block others
+	// for ever (0: no cap). A per-acquire MaxHold may only lower it.
+	MaxHold time.Duration
 	// UpstreamTimeout bounds each store call made for a client command (2s).
 	UpstreamTimeout time.Duration
 	// WaiterTTL is how long a waiter keeps its place in the store's queue
@@ -123,6 +131,23 @@ func New(store Store, cfg Config) *Locks {
 		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
 		id:       newNonce()[:16],
+	}
+}
+
+// maxHold is the cap for a new lease: the lower of the configured and the
+// requested ones; 0 when neither caps it. Detached leases have no renewal
+// to cap.
+func (l *Locks) maxHold(o AcquireOptions) time.Duration {
+	if o.Detached {
+		return 0
+	}
+	switch {
+	case o.MaxHold > 0 && l.cfg.MaxHold > 0:
+		return min(o.MaxHold, l.cfg.MaxHold)
+	case o.MaxHold > 0:
+		return o.MaxHold
+	default:
+		return l.cfg.MaxHold
 	}
 }
 

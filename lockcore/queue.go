@@ -289,6 +289,9 @@ func (l *Locks) join(name string, w *waiter) error {
 		return ErrShuttingDown
 	}
 	q := l.queues[name]
+	if q != nil && l.cfg.MaxWaitersPerName > 0 && len(q.waiters) >= l.cfg.MaxWaitersPerName {
+		return ErrTooManyWaiters
+	}
 	if q == nil {
 		q = &queue{name: name, backoff: l.cfg.Retry.Base}
 		l.queues[name] = q

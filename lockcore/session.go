@@ -37,6 +37,7 @@ type lease struct {
 
 	detached   bool          // guarded by Session.mu
 	ttl        time.Duration // guarded by Session.mu
+	capAt      time.Time     // when MAXHOLD ends the lease; zero: never
 	validUntil time.Time     // guarded by Session.mu
 	timer      *time.Timer   // guarded by Session.mu; the next renewal, owned leases only
 	failures   int           // guarded by renewMu; renewals failed in a row
@@ -51,6 +52,7 @@ type AcquireOptions struct {
 	TTL      time.Duration // 0: Config.DefaultTTL
 	Wait     time.Duration // how long to block while someone else holds it
 	Detached bool          // not tied to the session: no renewal, no release on close
+	MaxHold  time.Duration // caps how long the lease may be kept (see Config.MaxHold); 0: Config's
 }
 
 // Owner says who holds a lock, as seen from one session.
@@ -87,6 +89,7 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if s.l.shuttingDown() {
 		return "", ErrShuttingDown
 	}
+	maxHold := s.l.maxHold(o)
 	if ls := s.current(name); ls != nil {
 		ok, err := s.renewLease(ctx, ls, o.TTL)
 		if err != nil {
@@ -101,7 +104,13 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if err := s.roomFor(name); err != nil {
 		return "", err
 	}
-	g, err := s.l.acquire(ctx, name, o.TTL, o.Wait)
+	// The store's ttl never outlasts the cap, so the cap holds even if this
+	// sidecar dies before it can release at the cap.
+	storeTTL := o.TTL
+	if maxHold > 0 {
+		storeTTL = min(storeTTL, maxHold)
+	}
+	g, err := s.l.acquire(ctx, name, storeTTL, o.Wait)
 	if err != nil || g.token == "" {
 		return "", err
 	}
@@ -119,10 +128,13 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	}
 	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
 		handover: g.handover}
+	if maxHold > 0 {
+		ls.capAt = g.sent.Add(maxHold)
+	}
 	s.leases[name] = ls
 	s.l.setHolder(s, ls)
 	if g.handover == nil && !o.Detached {
-		s.scheduleLocked(ls, s.renewDelay(g.sent, o.TTL))
+		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, o.TTL))
 	}
 	s.mu.Unlock()
 	s.l.leaseStarted()
@@ -148,7 +160,7 @@ func (s *Session) settle(ls *lease) {
 	}
 	ls.validUntil = validity(ho.sent, ls.ttl)
 	if !ls.detached && ls.timer == nil {
-		s.scheduleLocked(ls, s.renewDelay(ho.sent, ls.ttl))
+		s.scheduleLocked(ls, s.renewDelay(ls, ho.sent, ls.ttl))
 	}
 }
 
@@ -215,14 +227,19 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		s.lapse(ls, "its validity ran out before it could be renewed", true)
 		return false, nil
 	}
+	storeTTL, open := ls.capped(sent, ttl)
+	if !open {
+		s.lose(ls, "it reached its MAXHOLD", true)
+		return false, nil
+	}
 	ctx, cancel := context.WithDeadline(ctx, earliest(sent.Add(s.l.cfg.UpstreamTimeout), until))
 	defer cancel()
-	renewed, err := s.l.store.Renew(ctx, ls.name, ls.token, ttl)
+	renewed, err := s.l.store.Renew(ctx, ls.name, ls.token, storeTTL)
 	if err != nil {
 		// The renewal may have been applied: with a shorter ttl, the store
 		// could now expire the lock sooner than we assumed.
 		s.mu.Lock()
-		ls.validUntil = earliest(ls.validUntil, validity(sent, ttl))
+		ls.validUntil = earliest(ls.validUntil, validity(sent, storeTTL))
 		s.mu.Unlock()
 		return false, fmt.Errorf("renew %q: %w", ls.name, err)
 	}
@@ -236,10 +253,10 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		return false, nil // released or lost while the call was in flight
 	}
 	ls.ttl = ttl
-	ls.validUntil = validity(sent, ttl)
+	ls.validUntil = validity(sent, storeTTL)
 	if !ls.detached {
 		s.stopTimerLocked(ls)
-		s.scheduleLocked(ls, s.renewDelay(sent, ttl))
+		s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
 	}
 	return true, nil
 }
@@ -255,7 +272,7 @@ func (s *Session) setMode(ls *lease, detached bool) {
 	if detached {
 		s.stopTimerLocked(ls)
 	} else {
-		s.scheduleLocked(ls, s.renewDelay(time.Now(), ls.ttl))
+		s.scheduleLocked(ls, s.renewDelay(ls, time.Now(), ls.ttl))
 	}
 }
 
@@ -436,9 +453,27 @@ func (s *Session) lose(ls *lease, why string, giveBack bool) {
 	}
 }
 
-// renewDelay is when to renew a lease last acquired or renewed at sent.
-func (s *Session) renewDelay(sent time.Time, ttl time.Duration) time.Duration {
-	return time.Until(sent.Add(time.Duration(float64(ttl) * s.l.cfg.RenewFraction)))
+// renewDelay is when to renew a lease last acquired or renewed at sent:
+// a fraction of its ttl later, or at its MAXHOLD cap, whichever is first.
+func (s *Session) renewDelay(ls *lease, sent time.Time, ttl time.Duration) time.Duration {
+	at := sent.Add(time.Duration(float64(ttl) * s.l.cfg.RenewFraction))
+	if !ls.capAt.IsZero() {
+		at = earliest(at, ls.capAt)
+	}
+	return time.Until(at)
+}
+
+// capped clamps a renewal's ttl to what the lease's MAXHOLD leaves; it
+// reports false when the cap has been reached.
+func (ls *lease) capped(now time.Time, ttl time.Duration) (time.Duration, bool) {
+	if ls.capAt.IsZero() {
+		return ttl, true
+	}
+	left := ls.capAt.Sub(now)
+	if left <= 0 {
+		return 0, false
+	}
+	return min(ttl, left), true
 }
 
 // scheduleLocked arms ls's renewal timer. s.mu must be held.
@@ -481,8 +516,14 @@ func (s *Session) autoRenew(ls *lease) {
 		s.lose(ls, "renewal did not succeed before its validity ran out", true)
 		return
 	}
+	storeTTL, open := ls.capped(sent, ttl)
+	if !open {
+		s.l.obs.AutoRenewed("lost")
+		s.lose(ls, "it reached its MAXHOLD", true)
+		return
+	}
 	ctx, cancel := context.WithDeadline(s.l.ctx, until)
-	ok, err := s.l.store.Renew(ctx, ls.name, ls.token, ttl)
+	ok, err := s.l.store.Renew(ctx, ls.name, ls.token, storeTTL)
 	cancel()
 	switch {
 	case err == nil && ok:
@@ -490,8 +531,8 @@ func (s *Session) autoRenew(ls *lease) {
 		ls.failures = 0
 		s.mu.Lock()
 		if s.leases[ls.name] == ls && !ls.detached {
-			ls.validUntil = validity(sent, ttl)
-			s.scheduleLocked(ls, s.renewDelay(sent, ttl))
+			ls.validUntil = validity(sent, storeTTL)
+			s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
 		}
 		s.mu.Unlock()
 	case err == nil:

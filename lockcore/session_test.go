@@ -376,3 +376,55 @@ func TestTokens(t *testing.T) {
 		t.Error("TokenMatches")
 	}
 }
+
+// MAXHOLD ends a lease even while it is being renewed: released, and its
+// holder told, so a client that hangs with its connection open cannot
+// block others for ever.
+func TestMaxHold(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    time.Duration // Config.MaxHold
+		opt    time.Duration // AcquireOptions.MaxHold
+		capped time.Duration // the cap in effect
+	}{
+		{"per lock", 0, 300 * time.Millisecond, 300 * time.Millisecond},
+		{"configured", 300 * time.Millisecond, 0, 300 * time.Millisecond},
+		{"the lower wins", 300 * time.Millisecond, time.Hour, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, f := newLocks(t, lockcore.Config{MaxHold: tc.cfg})
+			ev := newLostEvents()
+			s := l.NewSession(ev.onLost)
+			start := time.Now()
+			acquire(t, s, "m", lockcore.AcquireOptions{TTL: 100 * time.Millisecond, MaxHold: tc.opt})
+			if st, _ := f.Store.Inspect(context.Background(), "m"); st.TTL > tc.capped {
+				t.Errorf("store ttl %v exceeds the cap %v", st.TTL, tc.capped)
+			}
+			// Renewals keep it well past its 100 ms ttl, until the cap.
+			lostAt := ev.wait(t)
+			if held := lostAt.Sub(start); held < tc.capped || held > tc.capped+200*time.Millisecond {
+				t.Errorf("lost after %v, want just after the %v cap", held, tc.capped)
+			}
+			f.waitRelease(t)
+			if st, _ := f.Store.Inspect(context.Background(), "m"); st.Held {
+				t.Errorf("still held in the store after the cap: %+v", st)
+			}
+			if ok, _ := s.Renew(context.Background(), "m", time.Minute, ""); ok {
+				t.Error("renewed after the cap")
+			}
+		})
+	}
+}
+
+// An explicit renewal never carries a lock past its MAXHOLD.
+func TestRenewStopsAtMaxHold(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	acquire(t, s, "m", lockcore.AcquireOptions{TTL: time.Minute, MaxHold: time.Second})
+	if ok, err := s.Renew(context.Background(), "m", time.Hour, ""); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if st, _ := f.Store.Inspect(context.Background(), "m"); st.TTL > time.Second {
+		t.Errorf("store ttl after RENEW = %v, past the 1s cap", st.TTL)
+	}
+}

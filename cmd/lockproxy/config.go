@@ -19,32 +19,41 @@ const envPrefix = "LOCKPROXY_"
 // Config is lockproxy's whole configuration, read from LOCKPROXY_*
 // variables. The help tags are what `lockproxy -h` and the README show.
 type Config struct {
-	Listen          string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
-	Upstream        string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
-	KeyPrefix       string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
-	DefaultTTL      time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
-	MaxTTL          time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
-	MaxWait         time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
-	RenewFraction   float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
-	RetryBase       time.Duration `env:"RETRY_BASE" envDefault:"10ms" help:"first fallback poll while WAIT waits (releases wake waiters without it)"`
-	RetryMultiplier float64       `env:"RETRY_MULTIPLIER" envDefault:"2" help:"growth of the fallback poll interval; ≥ 1"`
-	RetryMax        time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest fallback poll interval; never past the holder's ttl"`
-	RetryJitter     float64       `env:"RETRY_JITTER" envDefault:"0.2" help:"random spread of each poll interval, 0..1"`
-	WaiterTTL       time.Duration `env:"WAITER_TTL" envDefault:"3s" help:"how long a dead sidecar's waiters keep their place in a lock's queue"`
-	Password        string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
-	MaxClients      int           `env:"MAX_CLIENTS" envDefault:"10000" help:"most open client connections"`
-	MaxLocksPerConn int           `env:"MAX_LOCKS_PER_CONN" envDefault:"1000" help:"most locks one connection may hold"`
-	MaxNameBytes    int           `env:"MAX_NAME_BYTES" envDefault:"1024" help:"longest lock name"`
-	MaxArgs         int           `env:"MAX_ARGS" envDefault:"1024" help:"most arguments in one request"`
-	MaxBulkBytes    int           `env:"MAX_BULK_BYTES" envDefault:"65536" help:"largest single argument"`
-	MaxInlineBytes  int           `env:"MAX_INLINE_BYTES" envDefault:"65536" help:"longest inline (telnet-style) request"`
-	MaxQueryBytes   int           `env:"MAX_QUERY_BYTES" envDefault:"1048576" help:"most request bytes buffered per connection"`
-	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" help:"a client that does not read its replies for this long is disconnected"`
-	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s" help:"bound on each upstream call made for a command"`
-	MetricsListen   string        `env:"METRICS_LISTEN" help:"HTTP address for /metrics, /healthz and /readyz; empty: off"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"bound on graceful shutdown after SIGTERM/SIGINT"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text" help:"text or json"`
+	Listen            string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
+	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
+	KeyPrefix         string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
+	DefaultTTL        time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
+	MaxTTL            time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
+	MaxWait           time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
+	RenewFraction     float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
+	RetryBase         time.Duration `env:"RETRY_BASE" envDefault:"10ms" help:"first fallback poll while WAIT waits (releases wake waiters without it)"`
+	RetryMultiplier   float64       `env:"RETRY_MULTIPLIER" envDefault:"2" help:"growth of the fallback poll interval; ≥ 1"`
+	RetryMax          time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest fallback poll interval; never past the holder's ttl"`
+	RetryJitter       float64       `env:"RETRY_JITTER" envDefault:"0.2" help:"random spread of each poll interval, 0..1"`
+	WaiterTTL         time.Duration `env:"WAITER_TTL" envDefault:"3s" help:"how long a dead sidecar's waiters keep their place in a lock's queue"`
+	MaxHold           time.Duration `env:"MAX_HOLD" help:"longest an owned lock may be held, renewals included; empty: unlimited"`
+	QuietPeriod       autoDuration  `env:"QUIET_PERIOD" envDefault:"auto" help:"no new lock for this long after the upstream restarted or failed over; auto: LOCKPROXY_MAX_TTL + drift"`
+	Password          string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
+	TLSCert           string        `env:"TLS_CERT" help:"PEM certificate file: serve RESP over TLS (with LOCKPROXY_TLS_KEY)"`
+	TLSKey            string        `env:"TLS_KEY" help:"PEM private key file for LOCKPROXY_TLS_CERT"`
+	UpstreamTLSCA     string        `env:"UPSTREAM_TLS_CA" help:"PEM CA file to verify a rediss:// upstream; empty: the system roots"`
+	UpstreamTLSCert   string        `env:"UPSTREAM_TLS_CERT" help:"PEM client certificate file for a rediss:// upstream"`
+	UpstreamTLSKey    string        `env:"UPSTREAM_TLS_KEY" help:"PEM private key file for LOCKPROXY_UPSTREAM_TLS_CERT"`
+	MaxClients        int           `env:"MAX_CLIENTS" envDefault:"10000" help:"most open client connections"`
+	MaxLocksPerConn   int           `env:"MAX_LOCKS_PER_CONN" envDefault:"1000" help:"most locks one connection may hold"`
+	MaxWaitersPerName int           `env:"MAX_WAITERS_PER_NAME" envDefault:"1000" help:"most clients one sidecar lets wait for one lock"`
+	MaxNameBytes      int           `env:"MAX_NAME_BYTES" envDefault:"1024" help:"longest lock name"`
+	MaxArgs           int           `env:"MAX_ARGS" envDefault:"1024" help:"most arguments in one request"`
+	MaxBulkBytes      int           `env:"MAX_BULK_BYTES" envDefault:"65536" help:"largest single argument"`
+	MaxInlineBytes    int           `env:"MAX_INLINE_BYTES" envDefault:"65536" help:"longest inline (telnet-style) request"`
+	MaxQueryBytes     int           `env:"MAX_QUERY_BYTES" envDefault:"1048576" help:"most request bytes buffered per connection"`
+	WriteTimeout      time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" help:"a client that does not read its replies for this long is disconnected"`
+	RequestTimeout    time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s" help:"a client that takes longer than this to send one request is disconnected"`
+	UpstreamTimeout   time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s" help:"bound on each upstream call made for a command"`
+	MetricsListen     string        `env:"METRICS_LISTEN" help:"HTTP address for /metrics, /healthz and /readyz; empty: off"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"bound on graceful shutdown after SIGTERM/SIGINT"`
+	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat         string        `env:"LOG_FORMAT" envDefault:"text" help:"text or json"`
 }
 
 func envOptions(environ []string) env.Options {
@@ -137,7 +146,8 @@ func (c Config) Validate() error {
 		bad("RetryJitter", "%v must be between 0 and 1", c.RetryJitter)
 	}
 	for field, v := range map[string]int{"MaxClients": c.MaxClients, "MaxLocksPerConn": c.MaxLocksPerConn,
-		"MaxNameBytes": c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
+		"MaxWaitersPerName": c.MaxWaitersPerName,
+		"MaxNameBytes":      c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
 		"MaxInlineBytes": c.MaxInlineBytes, "MaxQueryBytes": c.MaxQueryBytes} {
 		if v < 1 {
 			bad(field, "%d must be at least 1", v)
@@ -152,11 +162,26 @@ func (c Config) Validate() error {
 	if c.MaxBulkBytes > c.MaxQueryBytes || c.MaxInlineBytes > c.MaxQueryBytes {
 		bad("MaxQueryBytes", "%d is below LOCKPROXY_MAX_BULK_BYTES or LOCKPROXY_MAX_INLINE_BYTES", c.MaxQueryBytes)
 	}
-	for field, d := range map[string]time.Duration{"WriteTimeout": c.WriteTimeout,
+	for field, d := range map[string]time.Duration{"WriteTimeout": c.WriteTimeout, "RequestTimeout": c.RequestTimeout,
 		"UpstreamTimeout": c.UpstreamTimeout, "ShutdownTimeout": c.ShutdownTimeout, "WaiterTTL": c.WaiterTTL} {
 		if d <= 0 {
 			bad(field, "%v must be positive", d)
 		}
+	}
+	if c.MaxHold < 0 {
+		bad("MaxHold", "%v is negative", c.MaxHold)
+	}
+	if c.QuietPeriod.set && c.QuietPeriod.d < 0 {
+		bad("QuietPeriod", "%v is negative", c.QuietPeriod.d)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("TLSCert", "LOCKPROXY_TLS_CERT and LOCKPROXY_TLS_KEY go together")
+	}
+	if (c.UpstreamTLSCert == "") != (c.UpstreamTLSKey == "") {
+		bad("UpstreamTLSCert", "LOCKPROXY_UPSTREAM_TLS_CERT and LOCKPROXY_UPSTREAM_TLS_KEY go together")
+	}
+	if (c.UpstreamTLSCA != "" || c.UpstreamTLSCert != "") && !strings.HasPrefix(c.Upstream, "rediss://") {
+		bad("UpstreamTLSCA", "upstream TLS settings need a rediss:// LOCKPROXY_UPSTREAM")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
@@ -226,4 +251,39 @@ func (c Config) logAttrs() []any {
 		attrs = append(attrs, slog.String(envPrefix+t.Field(i).Tag.Get("env"), val))
 	}
 	return attrs
+}
+
+// autoDuration is a duration, or "auto" for one derived from others.
+type autoDuration struct {
+	d   time.Duration
+	set bool // false: auto
+}
+
+// UnmarshalText reads "auto" or a Go duration.
+func (a *autoDuration) UnmarshalText(b []byte) error {
+	if string(b) == "auto" {
+		*a = autoDuration{}
+		return nil
+	}
+	d, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*a = autoDuration{d: d, set: true}
+	return nil
+}
+
+func (a autoDuration) String() string {
+	if !a.set {
+		return "auto"
+	}
+	return a.d.String()
+}
+
+// or returns the duration, or def when it is auto.
+func (a autoDuration) or(def time.Duration) time.Duration {
+	if a.set {
+		return a.d
+	}
+	return def
 }

@@ -116,6 +116,8 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Retry: lockcore.Backoff{Base: cfg.RetryBase, Multiplier: cfg.RetryMultiplier,
 			Max: cfg.RetryMax, Jitter: cfg.RetryJitter},
 		MaxLocksPerSession: cfg.MaxLocksPerConn,
+		MaxWaitersPerName:  cfg.MaxWaitersPerName,
+		MaxHold:            cfg.MaxHold,
 		UpstreamTimeout:    cfg.UpstreamTimeout,
 		WaiterTTL:          cfg.WaiterTTL,
 		Observer:           a.metrics,
