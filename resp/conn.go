@@ -31,7 +31,9 @@ type Conn struct {
 	cancel  context.CancelFunc
 
 	// Owned by the connection's goroutine.
-	out       []byte // replies not yet written
+	out       []byte    // replies not yet written
+	partial   time.Time // when the request being read began arriving; zero: none
+	deadline  bool      // a read deadline is set
 	lastCmd   time.Time
 	quit      bool // close once the current reply is written
 	readErr   error
@@ -136,12 +138,18 @@ func (c *Conn) serve() {
 			if !c.flush(false) {
 				return
 			}
+			c.armRequestTimeout()
 			if err := c.rd.Fill(); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					c.out = redcon.AppendError(c.out, "ERR Protocol error: request timeout (LOCKPROXY_REQUEST_TIMEOUT)")
+					c.flush(false)
+				}
 				return
 			}
 			c.setBusy()
 			continue
 		}
+		c.partial = time.Time{}
 		c.lastCmd = time.Now()
 		c.srv.h.ServeRESP(c, cmd)
 		if c.bg != nil {
@@ -161,6 +169,29 @@ func (c *Conn) serve() {
 			return
 		}
 	}
+}
+
+// armRequestTimeout sets the read deadline for the next read: the end of
+// the request timeout while part of a request is buffered, none while the
+// connection is idle.
+func (c *Conn) armRequestTimeout() {
+	limit := c.srv.opt.RequestTimeout
+	if limit <= 0 {
+		return
+	}
+	if c.rd.Buffered() == 0 {
+		c.partial = time.Time{}
+		if c.deadline {
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.deadline = false
+		}
+		return
+	}
+	if c.partial.IsZero() {
+		c.partial = time.Now()
+	}
+	_ = c.nc.SetReadDeadline(c.partial.Add(limit))
+	c.deadline = true
 }
 
 func (c *Conn) setBusy() {
@@ -284,6 +315,7 @@ func (c *Conn) stopBackgroundRead() {
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 	<-bg.done
 	_ = c.nc.SetReadDeadline(time.Time{})
+	c.deadline = false
 	c.setBusy()
 }
 

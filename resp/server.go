@@ -41,6 +41,11 @@ type Options struct {
 	// WriteTimeout bounds one write to a client, so one that stops reading
 	// cannot pin a goroutine and its buffers (10s).
 	WriteTimeout time.Duration
+	// RequestTimeout bounds the time from the first byte of a request to
+	// its last, so a client that trickles a request (slowloris) cannot hold
+	// a connection and its buffer for ever. An idle connection is never
+	// timed out: it may be holding locks. (0: no bound.)
+	RequestTimeout time.Duration
 	// OnOpen is called on the connection's goroutine before its first
 	// command; OnClose after its last, whatever ended it.
 	OnOpen  func(c *Conn)

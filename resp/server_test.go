@@ -228,3 +228,32 @@ func TestStaleUnixSocket(t *testing.T) {
 		t.Error("a second server took over a live socket")
 	}
 }
+
+// A client that trickles a request is cut off at the request timeout; one
+// that sends whole requests slowly, or sits idle, is not.
+func TestRequestTimeout(t *testing.T) {
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) { c.WriteSimple("OK") },
+		resp.Options{RequestTimeout: 200 * time.Millisecond})
+
+	slow := dial(t, s)
+	start := time.Now()
+	io.WriteString(slow, "*2\r\n$4\r\nPING") // and nothing more
+	if got := slow.read(t, 1); got != "-ERR Protocol error: request timeout (LOCKPROXY_REQUEST_TIMEOUT)\r\n" {
+		t.Errorf("got %q", got)
+	}
+	if _, err := slow.r.ReadByte(); err != io.EOF {
+		t.Errorf("after the timeout: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("cut off after %v, before the 200ms timeout", d)
+	}
+
+	patient := dial(t, s)
+	for range 4 {
+		time.Sleep(100 * time.Millisecond) // idle between whole requests: 400ms in all
+		io.WriteString(patient, "PING\r\n")
+		if got := patient.read(t, 1); got != "+OK\r\n" {
+			t.Fatalf("got %q", got)
+		}
+	}
+}

@@ -141,11 +141,12 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 	a.srv, err = resp.Listen(network, addr, h, resp.Options{
 		Limits: resp.Limits{MaxArgs: cfg.MaxArgs, MaxBulkBytes: cfg.MaxBulkBytes,
 			MaxInlineBytes: cfg.MaxInlineBytes, MaxQueryBytes: cfg.MaxQueryBytes},
-		MaxClients:   cfg.MaxClients,
-		WriteTimeout: cfg.WriteTimeout,
-		OnOpen:       h.OnOpen,
-		OnClose:      h.OnClose,
-		Logger:       a.log,
+		MaxClients:     cfg.MaxClients,
+		WriteTimeout:   cfg.WriteTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		OnOpen:         h.OnOpen,
+		OnClose:        h.OnClose,
+		Logger:         a.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("LOCKPROXY_LISTEN: %w", err)
