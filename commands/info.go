@@ -64,6 +64,10 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		if h.cfg.UpstreamUp != nil {
 			line("upstream_up", strconv.FormatInt(boolInt(h.cfg.UpstreamUp()), 10))
 		}
+		if h.cfg.UpstreamRisks != nil {
+			line("upstream_risks", strings.Join(h.cfg.UpstreamRisks(), ","))
+		}
+		line("quiet_period_left_ms", strconv.FormatInt(h.locks.QuietLeft().Milliseconds(), 10))
 		line("locks_held", strconv.FormatInt(st.Held, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))

@@ -23,8 +23,11 @@ type Config struct {
 	Version      string        // lockproxy's version, for INFO
 	Store        string        // "embedded" or "redis", for INFO
 	UpstreamUp   func() bool   // whether the upstream answered its last health check, for INFO
-	Observer     Observer      // (none)
-	Logger       *slog.Logger  // (discard)
+	// UpstreamRisks lists the kinds of the upstream's settings that can
+	// lose locks (see lockcore.Store.Risks), for INFO.
+	UpstreamRisks func() []string
+	Observer      Observer     // (none)
+	Logger        *slog.Logger // (discard)
 }
 
 // Observer is told the outcome of each lock command, for metrics. Results

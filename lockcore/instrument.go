@@ -59,6 +59,11 @@ func (s *instrumented) Inspect(ctx context.Context, name string) (State, error) 
 	return s.Store.Inspect(ctx, name)
 }
 
+func (s *instrumented) Health(ctx context.Context) (Health, error) {
+	defer s.since("health", time.Now())
+	return s.Store.Health(ctx)
+}
+
 func (s *instrumented) Ping(ctx context.Context) error {
 	defer s.since("ping", time.Now())
 	return s.Store.Ping(ctx)

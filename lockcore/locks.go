@@ -25,6 +25,11 @@ type Config struct {
 	// so a client that hangs with its connection open cannot block others
 	// for ever (0: no cap). A per-acquire MaxHold may only lower it.
 	MaxHold time.Duration
+	// QuietPeriod is how long nothing is granted after CheckUpstream finds
+	// that the store restarted or failed over: long enough for every lease
+	// granted through the old store to have expired, so no holder that was
+	// not told can still believe it holds (0: no quiet period).
+	QuietPeriod time.Duration
 	// UpstreamTimeout bounds each store call made for a client command (2s).
 	UpstreamTimeout time.Duration
 	// WaiterTTL is how long a waiter keeps its place in the store's queue
@@ -102,6 +107,10 @@ type Locks struct {
 	held    atomic.Int64 // leases held by all sessions
 	lost    atomic.Int64 // leases lost since start
 	waiters atomic.Int64 // acquires blocked
+
+	quietUntil atomic.Int64 // unix ns; no grant before it (see UpstreamReset)
+	checkMu    sync.Mutex   // serialises CheckUpstream
+	storeID    string       // guarded by checkMu; the store's last Health ID
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu

@@ -89,6 +89,9 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if s.l.shuttingDown() {
 		return "", ErrShuttingDown
 	}
+	if err := s.l.quiet(); err != nil {
+		return "", err
+	}
 	maxHold := s.l.maxHold(o)
 	if ls := s.current(name); ls != nil {
 		ok, err := s.renewLease(ctx, ls, o.TTL)
@@ -116,6 +119,15 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	}
 
 	s.mu.Lock()
+	// Checked under s.mu, which UpstreamReset takes after starting the quiet
+	// period: either it sees this lease and drops it, or this sees the quiet.
+	if err := s.l.quiet(); err != nil {
+		// The upstream was reset while the call was in flight: the grant may
+		// come from the old upstream, whose holders are not yet all gone.
+		s.mu.Unlock()
+		s.l.giveBack(name, g)
+		return "", err
+	}
 	if s.closed || ctx.Err() != nil {
 		// The client went away while the call was in flight: it must never
 		// hold the lock.

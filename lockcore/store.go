@@ -56,8 +56,33 @@ type Store interface {
 	Inspect(ctx context.Context, name string) (State, error)
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
+	// Health reports who the store is now, and any quiet period a sidecar
+	// has announced (see AnnounceQuiet). A changed ID means the store
+	// restarted or another server took over: it may have forgotten locks.
+	Health(ctx context.Context) (Health, error)
+	// Accept is told that the caller has dealt with the store being the
+	// one a Health ID names (it has declared the locks of any earlier one
+	// lost). A store that can tell may refuse grants while it is not.
+	Accept(id string)
+	// AnnounceQuiet tells every sidecar, including ones started later, that
+	// no lock may be granted for d.
+	AnnounceQuiet(ctx context.Context, d time.Duration) error
+	// Risks reports settings of the store that can lose locks.
+	Risks(ctx context.Context) ([]Risk, error)
 	// Close releases the store's resources. Leases in it are left to expire.
 	Close() error
+}
+
+// Health is what Store.Health reports.
+type Health struct {
+	ID    string        // changes when the store restarts or fails over
+	Quiet time.Duration // what is left of an announced quiet period; 0: none
+}
+
+// Risk is a store setting that can lose locks.
+type Risk struct {
+	Kind   string // "eviction" or "no_persistence"
+	Detail string
 }
 
 // AcquireRequest is one try for a lock.

@@ -30,8 +30,13 @@ type Metrics struct {
 	hold        prometheus.Histogram
 	upstream    *prometheus.HistogramVec
 	upstreamUp  prometheus.Gauge
+	risk        *prometheus.GaugeVec
+	quiet       prometheus.Gauge
 	buildInfo   *prometheus.GaugeVec
 }
+
+// RiskKinds are the values of lockproxy_upstream_risk's kind label.
+var RiskKinds = []string{"eviction", "no_persistence", "unknown"}
 
 // New registers lockproxy's metrics with reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -72,12 +77,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_upstream_up", Help: "1 when the upstream answered its last health check, else 0.",
 		}),
+		risk: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lockproxy_upstream_risk", Help: "1 when the upstream has a setting that can lose locks: eviction (maxmemory-policy is not noeviction), no_persistence (neither RDB nor AOF), unknown (CONFIG refused).",
+		}, []string{"kind"}),
+		quiet: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_quiet_period_seconds", Help: "What is left of the quiet period after an upstream restart or failover, during which no lock is granted; 0 when none runs.",
+		}),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lockproxy_build_info", Help: "Always 1; its labels say which build is running.",
 		}, []string{"version", "go_version"}),
 	}
 	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.connections,
-		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.buildInfo)
+		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(Version(), runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
 	for _, r := range []string{"acquired", "timeout", "error"} {
@@ -91,6 +102,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{"ok", "lost", "error"} {
 		m.autoRenew.WithLabelValues(r)
+	}
+	for _, k := range RiskKinds {
+		m.risk.WithLabelValues(k)
 	}
 	return m
 }
@@ -141,6 +155,19 @@ func (m *Metrics) UpstreamUp(up bool) {
 		m.upstreamUp.Set(0)
 	}
 }
+
+// UpstreamRisks records the upstream's risky settings, by kind.
+func (m *Metrics) UpstreamRisks(kinds []string) {
+	for _, k := range RiskKinds {
+		m.risk.WithLabelValues(k).Set(0)
+	}
+	for _, k := range kinds {
+		m.risk.WithLabelValues(k).Set(1)
+	}
+}
+
+// QuietLeft records what is left of the quiet period.
+func (m *Metrics) QuietLeft(d time.Duration) { m.quiet.Set(d.Seconds()) }
 
 // Version is this build's module version, with the VCS revision when the
 // binary was built from a checkout.

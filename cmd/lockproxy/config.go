@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/lockproxy/lockproxy/lockcore"
 )
 
 const envPrefix = "LOCKPROXY_"
@@ -251,6 +253,13 @@ func (c Config) logAttrs() []any {
 		attrs = append(attrs, slog.String(envPrefix+t.Field(i).Tag.Get("env"), val))
 	}
 	return attrs
+}
+
+// quietPeriod is LOCKPROXY_QUIET_PERIOD, auto resolved: long enough for
+// every lease granted through a restarted upstream to have expired, ttls
+// up to LOCKPROXY_MAX_TTL and the drift allowed for them included.
+func (c Config) quietPeriod() time.Duration {
+	return c.QuietPeriod.or(c.MaxTTL + lockcore.Drift(c.MaxTTL))
 }
 
 // autoDuration is a duration, or "auto" for one derived from others.

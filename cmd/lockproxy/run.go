@@ -71,6 +71,9 @@ type app struct {
 	stopping   atomic.Bool // shutdown began: not ready
 	upstreamUp atomic.Bool
 	checked    bool // the first check ran; written by start, then only by watchUpstream
+	risksRead  bool // the upstream's settings were read; like checked
+	risks      atomic.Pointer[[]string]
+	recheck    chan struct{} // a store's hint that the upstream may have reset
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 	closeOnce  sync.Once
@@ -78,7 +81,8 @@ type app struct {
 
 // start builds and starts every part; on error it undoes what it did.
 func start(cfg Config, logw io.Writer) (a *app, err error) {
-	a = &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0), healthDone: make(chan struct{})}
+	a = &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
+		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -98,11 +102,12 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		store = memstore.New(memstore.Options{})
 	} else {
 		storeKind = "redis"
-		rdb, err := redisstore.NewClient(cfg.Upstream)
+		rdb, err := upstreamClient(cfg, a.log)
 		if err != nil {
-			return nil, fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
+			return nil, err
 		}
-		if store, err = redisstore.New(rdb, redisstore.Options{Prefix: cfg.KeyPrefix, Logger: a.log}); err != nil {
+		if store, err = redisstore.New(rdb, redisstore.Options{
+			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck}); err != nil {
 			rdb.Close()
 			return nil, err
 		}
@@ -118,6 +123,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		MaxLocksPerSession: cfg.MaxLocksPerConn,
 		MaxWaitersPerName:  cfg.MaxWaitersPerName,
 		MaxHold:            cfg.MaxHold,
+		QuietPeriod:        cfg.quietPeriod(),
 		UpstreamTimeout:    cfg.UpstreamTimeout,
 		WaiterTTL:          cfg.WaiterTTL,
 		Observer:           a.metrics,
@@ -131,14 +137,27 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Version:      metrics.Version(),
 		Store:        storeKind,
 		UpstreamUp:   a.upstreamUp.Load,
-		Observer:     a.metrics,
-		Logger:       a.log,
+		UpstreamRisks: func() []string {
+			if r := a.risks.Load(); r != nil {
+				return *r
+			}
+			return nil
+		},
+		Observer: a.metrics,
+		Logger:   a.log,
 	})
 	network, addr := "tcp", cfg.Listen
+	hctx, cancel := context.WithCancel(context.Background())
+	a.stopHealth = cancel
+	undo = append(undo, cancel)
+	// Before listening: /readyz is right from the first request, and the
+	// Redis store grants nothing before it has seen the upstream once.
+	a.checkUpstream(hctx)
+
 	if path, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok {
 		network, addr = "unix", path
 	}
-	a.srv, err = resp.Listen(network, addr, h, resp.Options{
+	a.srv, err = listenRESP(cfg, network, addr, h, resp.Options{
 		Limits: resp.Limits{MaxArgs: cfg.MaxArgs, MaxBulkBytes: cfg.MaxBulkBytes,
 			MaxInlineBytes: cfg.MaxInlineBytes, MaxQueryBytes: cfg.MaxQueryBytes},
 		MaxClients:     cfg.MaxClients,
@@ -149,7 +168,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Logger:         a.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("LOCKPROXY_LISTEN: %w", err)
+		return nil, err
 	}
 	undo = append(undo, func() { a.srv.Close(context.Background()) })
 
@@ -160,9 +179,6 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		}
 	}
 
-	hctx, cancel := context.WithCancel(context.Background())
-	a.stopHealth = cancel
-	a.checkUpstream(hctx) // so /readyz is right from the first request
 	go a.watchUpstream(hctx)
 
 	a.log.Info("lockproxy started", "version", metrics.Version(), "listen", a.srv.Addr().String(),
@@ -205,17 +221,30 @@ func (a *app) watchUpstream(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.checkUpstream(ctx)
+		case <-a.recheck:
 		}
+		a.checkUpstream(ctx)
 	}
 }
 
-// checkUpstream pings the store, for /readyz, the lockproxy_upstream_up
-// gauge, and a log line at start and at each change.
+// pokeCheck asks watchUpstream to check now. It never blocks: one pending
+// poke is enough.
+func (a *app) pokeCheck() {
+	select {
+	case a.recheck <- struct{}{}:
+	default:
+	}
+}
+
+// checkUpstream asks the store who it is (lockcore.Locks.CheckUpstream:
+// a restart or failover there loses every lock held through it and starts
+// the quiet period), for /readyz, the lockproxy_upstream_up gauge, and a
+// log line at start and at each change. The first time the upstream
+// answers, it also reads the upstream's settings that can lose locks.
 func (a *app) checkUpstream(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := a.store.Ping(pctx)
-	cancel()
+	defer cancel()
+	err := a.locks.CheckUpstream(pctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -229,6 +258,28 @@ func (a *app) checkUpstream(ctx context.Context) {
 	}
 	a.checked = true
 	a.metrics.UpstreamUp(up)
+	a.metrics.QuietLeft(a.locks.QuietLeft())
+	if up && !a.risksRead {
+		a.readRisks(pctx)
+	}
+}
+
+// readRisks warns about upstream settings that can lose locks, and shows
+// them in INFO and lockproxy_upstream_risk.
+func (a *app) readRisks(ctx context.Context) {
+	risks, err := a.store.Risks(ctx)
+	if err != nil {
+		a.log.Warn("could not read the upstream's settings; will try again", "err", err)
+		return
+	}
+	a.risksRead = true
+	kinds := make([]string, 0, len(risks))
+	for _, r := range risks {
+		kinds = append(kinds, r.Kind)
+		a.log.Warn("the upstream can lose locks", "risk", r.Kind, "detail", r.Detail)
+	}
+	a.risks.Store(&kinds)
+	a.metrics.UpstreamRisks(kinds)
 }
 
 // shutdown stops in order, within the shutdown timeout: not ready, stop

@@ -400,6 +400,22 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 // Ping implements lockcore.Store; the embedded store is always up.
 func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
+// Health implements lockcore.Store: the embedded store lives and dies with
+// its process, so it never restarts under a running sidecar.
+func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
+	return lockcore.Health{ID: "embedded"}, ctx.Err()
+}
+
+// Accept implements lockcore.Store; the embedded store is always the same.
+func (s *Store) Accept(string) {}
+
+// AnnounceQuiet implements lockcore.Store; there is nobody to tell.
+func (s *Store) AnnounceQuiet(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+
+// Risks implements lockcore.Store: nothing evicts or forgets its locks
+// while its process runs.
+func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) { return nil, ctx.Err() }
+
 // Close stops the sweeper and the dispatcher. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })

@@ -13,6 +13,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,6 +65,14 @@ type Options struct {
 	Attempts int
 	// Logger receives the watcher's connection trouble (default: discard).
 	Logger interface{ Warn(msg string, args ...any) }
+	// Guard refuses every acquire until Accept has adopted an epoch, so
+	// that nothing is granted before the sidecar has checked the upstream
+	// once (see Health).
+	Guard bool
+	// OnReset is called, without blocking, when an acquire finds that the
+	// upstream's epoch is not the one last accepted: the caller should
+	// check Health now rather than at its next tick.
+	OnReset func()
 }
 
 // Store is a lockcore.Store on Redis.
@@ -73,6 +83,11 @@ type Store struct {
 	attempts  int
 	sharded   string // "1" when wakes use sharded pub/sub (Cluster)
 	watcher   *watcher
+	guard     bool
+	onReset   func()
+	// epoch is the value of the epoch key that Accept last adopted; nil
+	// before that. Acquires are granted only while the key still holds it.
+	epoch atomic.Pointer[string]
 
 	acquire, renew, release, transfer, leave, keepalive, inspect *redis.Script
 }
@@ -106,6 +121,11 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		leave:     script(leaveSrc),
 		keepalive: script(keepaliveSrc),
 		inspect:   script(inspectSrc),
+		guard:     opt.Guard,
+		onReset:   opt.OnReset,
+	}
+	if s.onReset == nil {
+		s.onReset = func() {}
 	}
 	s.watcher = newWatcher(rdb, cluster, opt.Logger)
 	return s, nil
@@ -182,15 +202,30 @@ func lostReply(err error) bool {
 // Acquire implements lockcore.Store.
 func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
 	k := s.keys(req.Name)
-	v, _, err := s.run(ctx, s.acquire, k.list(), func(bool) []any {
-		return []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded}
-	})
+	keys, args := k.list(), []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded}
+	// On a Cluster the epoch key lives in another slot than the lock's,
+	// so a script cannot read both: there only Health's periodic check of
+	// the run_id finds a reset.
+	if s.sharded != "1" {
+		switch epoch := s.epoch.Load(); {
+		case epoch != nil:
+			keys, args = append(keys, s.epochKey()), append(args, *epoch)
+		case s.guard:
+			s.onReset()
+			return lockcore.Grant{}, errUnchecked
+		}
+	}
+	v, _, err := s.run(ctx, s.acquire, keys, func(bool) []any { return args })
 	if err != nil {
 		return lockcore.Grant{}, fmt.Errorf("acquire: %w", err)
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 4 {
 		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
+	}
+	if arr[0] == int64(3) {
+		s.onReset()
+		return lockcore.Grant{}, lockcore.ErrStoreReset
 	}
 	var g lockcore.Grant
 	g.First, _ = arr[2].(string)
@@ -378,13 +413,122 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 // Ping implements lockcore.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
+// errUnchecked refuses acquires while Options.Guard holds them back.
+var errUnchecked = errors.New("the upstream has not been checked since lockproxy started; retry in a moment")
+
+// quietKey is where a quiet period is announced to every sidecar.
+func (s *Store) quietKey() string { return s.prefix + "quiet" }
+
+// epochKey holds a random value that marks the upstream's data set: a
+// restart that loses the data loses the key too, and the next Health
+// writes a new one. Unlike run_id, an acquire script can check it.
+func (s *Store) epochKey() string { return s.prefix + "epoch" }
+
+// Health implements lockcore.Store, in one round trip. The ID is the
+// server's run_id, which changes on every restart and failover, with the
+// epoch, which changes when the data is lost.
+func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return lockcore.Health{}, err
+	}
+	var epoch, info *redis.StringCmd
+	var quiet *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// No expiry: it is one key, and it must outlive every lock.
+		p.SetNX(ctx, s.epochKey(), hex.EncodeToString(nonce[:]), 0)
+		epoch = p.Get(ctx, s.epochKey())
+		info = p.Info(ctx, "server")
+		quiet = p.PTTL(ctx, s.quietKey())
+		return nil
+	})
+	if err != nil {
+		return lockcore.Health{}, err
+	}
+	h := lockcore.Health{ID: infoField(info.Val(), "run_id") + "/" + epoch.Val()}
+	if d := quiet.Val(); d > 0 {
+		h.Quiet = d
+	}
+	return h, nil
+}
+
+// Accept implements lockcore.Store: acquires are granted from now on only
+// while the upstream is still the one id names.
+func (s *Store) Accept(id string) {
+	i := strings.LastIndexByte(id, '/')
+	if i < 0 {
+		return
+	}
+	epoch := id[i+1:]
+	s.epoch.Store(&epoch)
+}
+
+// infoField is one "name:value" line of INFO's text.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// AnnounceQuiet implements lockcore.Store. It never shortens an announced
+// period: another sidecar may have seen an earlier restart.
+func (s *Store) AnnounceQuiet(ctx context.Context, d time.Duration) error {
+	left, err := s.rdb.PTTL(ctx, s.quietKey()).Result()
+	if err != nil {
+		return err
+	}
+	if left >= d {
+		return nil
+	}
+	return s.rdb.Set(ctx, s.quietKey(), "upstream restarted or failed over", d).Err()
+}
+
+// Risks implements lockcore.Store from CONFIG GET and INFO persistence.
+// An upstream that refuses CONFIG (managed services, ACLs) is reported as
+// a risk to check by hand.
+func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
+	var risks []lockcore.Risk
+	cfg, err := s.rdb.ConfigGet(ctx, "maxmemory*").Result()
+	if err != nil {
+		return []lockcore.Risk{{Kind: "unknown", Detail: "CONFIG GET refused (" + err.Error() +
+			"): check by hand that maxmemory-policy is noeviction and that Redis persists its data"}}, nil
+	}
+	if policy := cfg["maxmemory-policy"]; policy != "" && policy != "noeviction" {
+		risks = append(risks, lockcore.Risk{Kind: "eviction", Detail: "maxmemory-policy is " + policy +
+			" (maxmemory " + cfg["maxmemory"] + "): Redis may evict lock keys under memory pressure; use noeviction"})
+	}
+	save, err := s.rdb.ConfigGet(ctx, "save").Result()
+	if err != nil {
+		return risks, err
+	}
+	info, err := s.rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return risks, err
+	}
+	if save["save"] == "" && infoField(info, "aof_enabled") == "0" {
+		risks = append(risks, lockcore.Risk{Kind: "no_persistence", Detail: "neither RDB snapshots nor AOF: " +
+			"a restart forgets every lock (lockproxy then keeps a quiet period, LOCKPROXY_QUIET_PERIOD)"})
+	}
+	return risks, nil
+}
+
 // NewClient returns a go-redis client for a redis:// or rediss:// URL (user,
 // password, db and options such as pool_size in the query). Its own retries
 // are off because the Store repeats calls itself and must know when it does.
-func NewClient(url string) (redis.UniversalClient, error) {
+// Each tune adjusts the options parsed from the URL, for what a URL cannot
+// carry, such as the CA and client certificate in a rediss:// URL's
+// TLSConfig; it runs before the settings the Store depends on, so it cannot
+// undo them.
+func NewClient(url string, tune ...func(*redis.Options)) (redis.UniversalClient, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range tune {
+		f(opt)
 	}
 	opt.MaxRetries = -1
 	opt.ContextTimeoutEnabled = true

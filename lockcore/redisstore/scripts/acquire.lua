@@ -2,14 +2,22 @@
 -- refresh it if this nonce already holds it; otherwise queue the waiter.
 -- ARGV[1] nonce, ARGV[2] ttl ms, ARGV[3] fence retention ms,
 -- ARGV[4] waiter id ("" to try once without queueing), ARGV[5] waiter ttl ms,
--- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster)
+-- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster),
+-- ARGV[8] with KEYS[5]: the epoch the sidecar last checked (see Health)
 -- A queued waiter's entry keeps its nonce and ttl, so that a release on any
 -- sidecar can grant it the lock.
 -- Returns {1, token, first, now} when the nonce holds the lock now;
 -- {0, pttl, first, now} when another token holds it;
--- {2, 0, first, now} when it is free but reserved for the first live waiter.
+-- {2, 0, first, now} when it is free but reserved for the first live waiter;
+-- {3, 0, false, 0} when the epoch key is not what the sidecar last saw: the
+-- upstream lost its data (or another server took over) since, and holders
+-- through the old one may not know yet, so nothing is granted.
 -- first is the first live waiter after this call, or false; now is Redis's
 -- clock in µs, which orders what replies say of the queue.
+if KEYS[5] and redis.call('GET', KEYS[5]) ~= ARGV[8] then
+  return {3, 0, false, 0}
+end
+
 local ttl = tonumber(ARGV[2])
 local waiter = ARGV[4]
 local now_us, now_ms = clock()

@@ -1,0 +1,146 @@
+package lockcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrStoreReset is what a store returns when it can tell that it has lost
+// its locks since the sidecar last checked it (it restarted empty, or
+// another server took over): nothing may be granted until Locks has been
+// told, through UpstreamReset.
+var ErrStoreReset = errors.New("the upstream has lost its locks since it was last checked (restart or failover)")
+
+// ErrQuietPeriod matches a *QuietError with errors.Is.
+var ErrQuietPeriod = errors.New("lockcore: quiet period after an upstream reset")
+
+// QuietError refuses a grant during the quiet period that follows an
+// upstream reset. Until the period ends, a client that held a lock through
+// the old upstream may still believe it holds it.
+type QuietError struct {
+	Left time.Duration
+}
+
+func (e *QuietError) Error() string {
+	return fmt.Sprintf("lockcore: quiet period after an upstream reset, %v left", e.Left)
+}
+
+// Is makes errors.Is(err, ErrQuietPeriod) hold.
+func (e *QuietError) Is(target error) bool { return target == ErrQuietPeriod }
+
+// Quiet refuses new grants for d from now. It never shortens a period
+// already running.
+func (l *Locks) Quiet(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d).UnixNano()
+	for {
+		old := l.quietUntil.Load()
+		if old >= until || l.quietUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
+}
+
+// QuietLeft is what is left of the quiet period; 0 when none runs.
+func (l *Locks) QuietLeft() time.Duration {
+	u := l.quietUntil.Load()
+	if u == 0 {
+		return 0
+	}
+	return max(time.Until(time.Unix(0, u)), 0)
+}
+
+// quiet returns a *QuietError while the quiet period runs, else nil.
+func (l *Locks) quiet() error {
+	if left := l.QuietLeft(); left > 0 {
+		return &QuietError{Left: left}
+	}
+	return nil
+}
+
+// UpstreamReset is told that the store may have forgotten every lock: it
+// restarted, or another server took over. For d nothing is granted, since
+// until then a holder through the old store may still believe it holds its
+// lock. Every owned lease is lost (and pushed to its holder), every
+// detached one ends, and every blocked acquire is answered with a
+// *QuietError. It returns how many leases were lost.
+func (l *Locks) UpstreamReset(d time.Duration, why string) int {
+	// Quiet first: an acquire that lands after this point gives its grant
+	// back (see Session.Acquire), so no lease outlives the reset.
+	l.Quiet(d)
+	l.mu.Lock()
+	sessions := make([]*Session, 0, len(l.sessions))
+	for s := range l.sessions {
+		sessions = append(sessions, s)
+	}
+	for _, q := range l.queues {
+		for _, w := range append([]*waiter(nil), q.waiters...) {
+			if !w.done && !w.gone {
+				l.finish(w, outcome{err: &QuietError{Left: l.QuietLeft()}})
+			}
+		}
+	}
+	l.mu.Unlock()
+	lost := 0
+	for _, s := range sessions {
+		for _, ls := range s.all() {
+			s.mu.Lock()
+			owned := !ls.detached
+			s.mu.Unlock()
+			if owned {
+				lost++
+			}
+			// Given back by token: after a failover that kept the data the
+			// lock is still there, and nobody should wait for its ttl.
+			s.lapse(ls, why, true)
+		}
+	}
+	return lost
+}
+
+// all returns the session's leases.
+func (s *Session) all() []*lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*lease, 0, len(s.leases))
+	for _, ls := range s.leases {
+		out = append(out, ls)
+	}
+	return out
+}
+
+// CheckUpstream asks the store who it is, and adopts any quiet period
+// another sidecar announced. When the store is no longer the one the last
+// check found, it restarted or failed over and may have forgotten locks:
+// every lease is declared lost (see UpstreamReset), the quiet period is
+// announced to the other sidecars, and only then does the store accept
+// acquires again. An error leaves the store refusing them if it can tell.
+func (l *Locks) CheckUpstream(ctx context.Context) error {
+	l.checkMu.Lock()
+	defer l.checkMu.Unlock()
+	h, err := l.store.Health(ctx)
+	if err != nil {
+		return err
+	}
+	l.Quiet(h.Quiet)
+	if l.storeID != "" && h.ID != l.storeID {
+		d := l.cfg.QuietPeriod
+		lost := l.UpstreamReset(d, "upstream restarted or failed over")
+		l.log.Error("the upstream restarted or failed over and may have lost its locks: every lock held through it is lost, and no lock is granted during the quiet period",
+			"locks_lost", lost, "quiet_period", d.String(), "before", l.storeID, "now", h.ID)
+		if d > 0 {
+			if err := l.store.AnnounceQuiet(ctx, d); err != nil {
+				// Not accepted yet: the next check finds the change again
+				// and announces again.
+				return fmt.Errorf("announcing the quiet period: %w", err)
+			}
+		}
+	}
+	l.storeID = h.ID
+	l.store.Accept(h.ID)
+	return nil
+}
