@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +223,68 @@ func TestFenceAfterFlush(t *testing.T) {
 	f2, _, _ := lockcore.ParseToken(g2.Token)
 	if f2 <= f1 {
 		t.Errorf("fence after restart %d <= %d before", f2, f1)
+	}
+}
+
+// Acquire checks the epoch Accept adopted: once the upstream has lost it
+// (a restart without persistence, a flush), nothing is granted and OnReset
+// is called; a Guard store grants nothing before its first Accept.
+func TestEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	resets := make(chan struct{}, 10)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "e:", Guard: true, OnReset: func() { resets <- struct{}{} }})
+	ctx := context.Background()
+	req := lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute}
+	if _, err := s.Acquire(ctx, req); err == nil || errors.Is(err, lockcore.ErrStoreReset) {
+		t.Fatalf("Acquire before the first check = %v, want the not-checked error", err)
+	}
+	<-resets
+
+	h, err := s.Health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := s.Health(ctx)
+	if again.ID != h.ID {
+		t.Fatalf("Health ID changed with no restart: %q, then %q", h.ID, again.ID)
+	}
+	s.Accept(h.ID)
+	if g, err := s.Acquire(ctx, req); err != nil || !g.Acquired {
+		t.Fatalf("Acquire after Accept = %+v, %v", g, err)
+	}
+
+	srv.Client(t).FlushAll(ctx) // what a restart without persistence leaves
+	req.Name, req.Nonce = "b", "n2"
+	if g, err := s.Acquire(ctx, req); !errors.Is(err, lockcore.ErrStoreReset) || g.Acquired {
+		t.Fatalf("Acquire after the data was lost = %+v, %v; want ErrStoreReset", g, err)
+	}
+	<-resets
+	if held, _ := srv.Client(t).Exists(ctx, "e:{b}").Result(); held != 0 {
+		t.Error("the refused acquire wrote the lock key")
+	}
+	h2, err := s.Health(ctx)
+	if err != nil || h2.ID == h.ID {
+		t.Fatalf("Health after the loss = %q, %v; want a new ID", h2.ID, err)
+	}
+	s.Accept(h2.ID)
+	if g, err := s.Acquire(ctx, req); err != nil || !g.Acquired {
+		t.Fatalf("Acquire after accepting the new epoch = %+v, %v", g, err)
+	}
+}
+
+// Risks reads the settings that can lose locks.
+func TestRisks(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Args: []string{"--maxmemory-policy", "volatile-ttl"}})
+	s := newStore(t, srv.URL(), redisstore.Options{})
+	risks, err := s.Risks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range risks {
+		kinds = append(kinds, r.Kind)
+	}
+	if !slices.Equal(kinds, []string{"eviction", "no_persistence"}) {
+		t.Errorf("risks %+v", risks)
 	}
 }

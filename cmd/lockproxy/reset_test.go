@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+)
+
+// infoField is one field of the sidecar's INFO locks.
+func infoField(t testing.TB, c doer, field string) string {
+	t.Helper()
+	in, err := do(t, c, "INFO", "locks").Text()
+	if err != nil {
+		t.Fatalf("INFO locks: %v", err)
+	}
+	for _, line := range strings.Split(in, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	t.Fatalf("INFO locks has no %s:\n%s", field, in)
+	return ""
+}
+
+// acquireErr is LOCK.ACQUIRE's error; a token or a null fails the test.
+func acquireErr(t testing.TB, c doer, args ...any) string {
+	t.Helper()
+	v, err := do(t, c, append([]any{"LOCK.ACQUIRE"}, args...)...).Result()
+	if err == nil || err == redis.Nil {
+		t.Fatalf("LOCK.ACQUIRE %v = %v, %v; want an error", args, v, err)
+	}
+	return err.Error()
+}
+
+// A Redis without persistence that restarts forgets every lock. The
+// sidecar that held locks through it declares them lost (a RESP3 push),
+// grants nothing during the quiet period, and tells sidecars started later;
+// after the period, locks are granted again.
+func TestUpstreamRestartQuietPeriod(t *testing.T) {
+	srv := redistest.Start(t)
+	const quiet = 3 * time.Second
+	settings := map[string]string{"UPSTREAM": srv.URL(), "QUIET_PERIOD": quiet.String()}
+	a := startProxy(t, settings)
+
+	push := dialRaw(t, a.Addr().String())
+	push.send(t, cmd("HELLO", "3"))
+	push.frame(t)
+	push.send(t, cmd("LOCK.ACQUIRE", "before-restart", "60000"))
+	tok := push.frame(t)[1]
+	plain := a.conn(t, 2)
+	mustToken(t, plain, "resp2-held", 60000)
+	if got := infoField(t, plain, "upstream_risks"); got != "no_persistence" {
+		t.Errorf("upstream_risks = %q, want no_persistence (redistest runs without persistence)", got)
+	}
+
+	srv.Restart(t)
+	restarted := time.Now()
+	// The first acquire after the restart may come before the sidecar's
+	// periodic check: the epoch the acquire script checks is gone with the
+	// data, so it is refused all the same.
+	msg := acquireErr(t, plain, "after-restart", 60000)
+	if !strings.HasPrefix(msg, "UPSTREAM ") {
+		t.Errorf("acquire right after the restart: %q", msg)
+	}
+
+	want := []string{">3", "$9", "lock.lost", "$14", "before-restart", "$" + strconv.Itoa(len(tok)), tok}
+	if got := push.frame(t); !slices.Equal(got, want) {
+		t.Fatalf("push: got %q, want %q", got, want)
+	}
+	if took := time.Since(restarted); took > 2*time.Second {
+		t.Errorf("lock.lost came %v after the restart", took)
+	}
+	if got := held(t, plain); len(got) != 0 {
+		t.Errorf("LOCK.HELD after the restart = %v", got)
+	}
+	mustInt(t, 0, plain, "LOCK.RENEW", "resp2-held", 60000)
+
+	msg = acquireErr(t, plain, "after-restart", 60000)
+	if !strings.Contains(msg, "quiet period") || !strings.Contains(msg, "LOCKPROXY_QUIET_PERIOD") {
+		t.Errorf("acquire during the quiet period: %q", msg)
+	}
+	// WAIT is refused too rather than left to sit out the period.
+	msg = acquireErr(t, plain, "after-restart", 60000, "WAIT", 100)
+	if !strings.Contains(msg, "quiet period") {
+		t.Errorf("WAIT during the quiet period: %q", msg)
+	}
+	if left, _ := strconv.Atoi(infoField(t, plain, "quiet_period_left_ms")); left <= 0 || left > int(quiet.Milliseconds()) {
+		t.Errorf("quiet_period_left_ms = %d, want in (0, %d]", left, quiet.Milliseconds())
+	}
+	if n := infoField(t, plain, "locks_lost_total"); n != "2" {
+		t.Errorf("locks_lost_total = %s, want 2", n)
+	}
+
+	// A sidecar that starts now never saw the old upstream, and learns of
+	// the period from the upstream.
+	b := startProxy(t, settings)
+	late := b.conn(t, 2)
+	msg = acquireErr(t, late, "after-restart", 60000)
+	if !strings.Contains(msg, "quiet period") {
+		t.Errorf("a sidecar started during the quiet period grants: %q", msg)
+	}
+
+	// The period runs from each sidecar's detection, not from the restart.
+	for _, c := range []doer{plain, late} {
+		waitFor(t, func() bool { return infoField(t, c, "quiet_period_left_ms") == "0" })
+	}
+	// Both sidecars grant again, in turn.
+	mustToken(t, plain, "after-restart", 60000)
+	mustNull(t, late, "after-restart")
+	mustInt(t, 1, plain, "LOCK.RELEASE", "after-restart")
+	mustToken(t, late, "after-restart", 60000)
+}
+
+// A waiter blocked when the upstream restarts is answered with an error at
+// once (the reset, or the quiet period, whichever it meets first), instead
+// of being left to time out.
+func TestUpstreamRestartAnswersWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	p := startProxy(t, map[string]string{"UPSTREAM": srv.URL(), "QUIET_PERIOD": "1m"})
+	holder, waiter := p.conn(t, 2), p.conn(t, 2)
+	mustToken(t, holder, "contended", 60000)
+	done := make(chan error, 1)
+	go func() {
+		done <- waiter.Do(context.Background(), "LOCK.ACQUIRE", "contended", 60000, "WAIT", 60000).Err()
+	}()
+	waitFor(t, func() bool { return info(t, holder, "contended")["waiters"] == int64(1) })
+	srv.Restart(t)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "restarted or failed over") {
+			t.Errorf("the waiter got %v, want the upstream reset error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not answered within 10s of the restart")
+	}
+}
+
+// Upstream settings that can lose locks are reported in INFO and in
+// lockproxy_upstream_risk; a safe upstream reports none.
+func TestUpstreamRisks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"evicting, no persistence", []string{"--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"}, "eviction,no_persistence"},
+		{"safe", []string{"--appendonly", "yes", "--maxmemory-policy", "noeviction"}, ""},
+		{"snapshots count as persistence", []string{"--save", "3600 1"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{Args: tc.args})
+			p := startProxy(t, map[string]string{"UPSTREAM": srv.URL(), "METRICS_LISTEN": "127.0.0.1:0"})
+			if got := infoField(t, p.conn(t, 2), "upstream_risks"); got != tc.want {
+				t.Errorf("upstream_risks = %q, want %q", got, tc.want)
+			}
+			body := scrape(t, p)
+			for _, kind := range []string{"eviction", "no_persistence", "unknown"} {
+				v := "0"
+				if slices.Contains(strings.Split(tc.want, ","), kind) {
+					v = "1"
+				}
+				if line := `lockproxy_upstream_risk{kind="` + kind + `"} ` + v; !strings.Contains(body, line) {
+					t.Errorf("metrics lack %q", line)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,212 @@
+package lockcore_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
+)
+
+// resettable is a real embedded store whose Health ID the test changes, as
+// a restarted upstream's would, and which records what it is told.
+type resettable struct {
+	lockcore.Store
+	mu        sync.Mutex
+	id        string
+	announced time.Duration
+	accepted  string
+	quiet     time.Duration // announced by "another sidecar"
+	announce  error
+}
+
+func (r *resettable) Health(ctx context.Context) (lockcore.Health, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return lockcore.Health{ID: r.id, Quiet: r.quiet}, nil
+}
+
+func (r *resettable) AnnounceQuiet(ctx context.Context, d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.announce != nil {
+		return r.announce
+	}
+	r.announced = d
+	return nil
+}
+
+func (r *resettable) Accept(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accepted = id
+}
+
+func (r *resettable) set(fn func(r *resettable)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn(r)
+}
+
+func newResettable(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *resettable) {
+	t.Helper()
+	mem := memstore.New(memstore.Options{})
+	r := &resettable{Store: mem, id: "one"}
+	l := lockcore.New(r, cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Shutdown(ctx)
+		mem.Close()
+	})
+	return l, r
+}
+
+// A changed store identity loses every lease (owned ones pushed), answers
+// the blocked, refuses grants for the quiet period, announces it, and only
+// then accepts the new store.
+func TestCheckUpstreamReset(t *testing.T) {
+	const quiet = 300 * time.Millisecond
+	l, r := newResettable(t, lockcore.Config{QuietPeriod: quiet})
+	ctx := context.Background()
+	if err := l.CheckUpstream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.accepted != "one" {
+		t.Fatalf("accepted %q after the first check", r.accepted)
+	}
+	ev := newLostEvents()
+	s := l.NewSession(ev.onLost)
+	acquire(t, s, "owned", lockcore.AcquireOptions{TTL: time.Minute})
+	acquire(t, s, "detached", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
+	other := l.NewSession(nil)
+	waited := make(chan error, 1)
+	go func() {
+		_, err := other.Acquire(ctx, "owned", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		waited <- err
+	}()
+	for l.Waiters("owned") == 0 {
+		time.Sleep(time.Millisecond) // the waiter's queueing has no event to await
+	}
+
+	// The same identity again changes nothing.
+	if err := l.CheckUpstream(ctx); err != nil || len(s.Held()) != 2 || l.QuietLeft() != 0 {
+		t.Fatalf("unchanged store: err %v, held %v, quiet %v", err, s.Held(), l.QuietLeft())
+	}
+
+	r.set(func(r *resettable) { r.id = "two" })
+	if err := l.CheckUpstream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t) // the owned lease was pushed as lost
+	if h := s.Held(); len(h) != 0 {
+		t.Errorf("held after the reset: %v", h)
+	}
+	if err := <-waited; !errors.Is(err, lockcore.ErrQuietPeriod) {
+		t.Errorf("the waiter got %v, want ErrQuietPeriod", err)
+	}
+	if l.Stats().Lost != 1 {
+		t.Errorf("lost %d, want 1 (the detached lease is not counted)", l.Stats().Lost)
+	}
+	if r.announced != quiet || r.accepted != "two" {
+		t.Errorf("announced %v, accepted %q", r.announced, r.accepted)
+	}
+	_, err := s.Acquire(ctx, "new", lockcore.AcquireOptions{TTL: time.Minute})
+	var qe *lockcore.QuietError
+	if !errors.As(err, &qe) || qe.Left <= 0 || qe.Left > quiet {
+		t.Fatalf("acquire during the quiet period: %v", err)
+	}
+	time.Sleep(qe.Left) // the quiet period is a span of time: nothing to await
+	acquire(t, s, "new", lockcore.AcquireOptions{TTL: time.Minute})
+}
+
+// A failed announcement leaves the new store unaccepted, so the next check
+// finds the change again; a period announced by another sidecar is adopted
+// by one that saw no change itself, and never shortened.
+func TestCheckUpstreamAnnouncement(t *testing.T) {
+	l, r := newResettable(t, lockcore.Config{QuietPeriod: time.Minute})
+	ctx := context.Background()
+	if err := l.CheckUpstream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.set(func(r *resettable) { r.id, r.announce = "two", errors.New("injected: announce failed") })
+	if err := l.CheckUpstream(ctx); err == nil {
+		t.Fatal("CheckUpstream hid the failed announcement")
+	}
+	if r.accepted != "one" {
+		t.Errorf("accepted %q although the announcement failed", r.accepted)
+	}
+	r.set(func(r *resettable) { r.announce = nil })
+	if err := l.CheckUpstream(ctx); err != nil || r.announced != time.Minute || r.accepted != "two" {
+		t.Fatalf("second check: err %v, announced %v, accepted %q", err, r.announced, r.accepted)
+	}
+
+	l2, r2 := newResettable(t, lockcore.Config{})
+	r2.set(func(r *resettable) { r.quiet = 10 * time.Second })
+	if err := l2.CheckUpstream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := l2.QuietLeft(); left <= 9*time.Second || left > 10*time.Second {
+		t.Errorf("adopted quiet left %v, want about 10s", left)
+	}
+	r2.set(func(r *resettable) { r.quiet = time.Second })
+	if err := l2.CheckUpstream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := l2.QuietLeft(); left <= 9*time.Second {
+		t.Errorf("a shorter announcement shortened the period to %v", left)
+	}
+}
+
+// An acquire in flight when the reset lands never hands out a lease from
+// the old store: it sees the quiet period and gives the grant back.
+func TestResetDuringAcquire(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	defer mem.Close()
+	gate := &gatedStore{Store: mem, ran: make(chan struct{}), release: make(chan struct{})}
+	l := lockcore.New(gate, lockcore.Config{})
+	defer l.Shutdown(context.Background())
+	s := l.NewSession(nil)
+	res := make(chan error, 1)
+	go func() {
+		_, err := s.Acquire(context.Background(), "a", lockcore.AcquireOptions{TTL: time.Minute})
+		res <- err
+	}()
+	<-gate.ran // the store granted; the reply is held back
+	l.UpstreamReset(time.Minute, "test")
+	close(gate.release)
+	if err := <-res; !errors.Is(err, lockcore.ErrQuietPeriod) {
+		t.Fatalf("Acquire = %v, want ErrQuietPeriod", err)
+	}
+	if len(s.Held()) != 0 {
+		t.Errorf("held %v", s.Held())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := mem.Inspect(context.Background(), "a")
+		if !st.Held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grant was not given back within 5s")
+		}
+		time.Sleep(time.Millisecond) // the give-back runs in the background
+	}
+}
+
+// gatedStore holds Acquire's reply back until released.
+type gatedStore struct {
+	lockcore.Store
+	ran, release chan struct{}
+	once         sync.Once
+}
+
+func (g *gatedStore) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
+	gr, err := g.Store.Acquire(ctx, req)
+	g.once.Do(func() { close(g.ran) })
+	<-g.release
+	return gr, err
+}
