@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"strconv"
 	"strings"
@@ -43,7 +44,10 @@ func (h *Handler) checkAuth(user, pass string) bool {
 	if h.cfg.Password == "" {
 		return true
 	}
-	return subtle.ConstantTimeCompare([]byte(pass), []byte(h.cfg.Password)) == 1
+	// Digests first: ConstantTimeCompare returns at once on a length
+	// mismatch, which would tell a prober the password's length.
+	got, want := sha256.Sum256([]byte(pass)), sha256.Sum256([]byte(h.cfg.Password))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // AUTH [username] password

@@ -64,7 +64,3 @@ func (s *instrumented) Health(ctx context.Context) (Health, error) {
 	return s.Store.Health(ctx)
 }
 
-func (s *instrumented) Ping(ctx context.Context) error {
-	defer s.since("ping", time.Now())
-	return s.Store.Ping(ctx)
-}

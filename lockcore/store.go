@@ -54,8 +54,6 @@ type Store interface {
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
-	// Ping checks that the store answers.
-	Ping(ctx context.Context) error
 	// Health reports who the store is now, and any quiet period a sidecar
 	// has announced (see AnnounceQuiet). A changed ID means the store
 	// restarted or another server took over: it may have forgotten locks.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,6 +281,11 @@ func (a *app) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
+	if q := a.cfg.quietPeriod(); q > time.Hour && slices.Contains(kinds, "no_persistence") {
+		a.log.Warn("a restart of this upstream would stop every lock for the whole quiet period: "+
+			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
+			"quiet_period", q.String())
+	}
 }
 
 // shutdown stops in order, within the shutdown timeout: not ready, stop

@@ -397,9 +397,6 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
-// Ping implements lockcore.Store; the embedded store is always up.
-func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
-
 // Health implements lockcore.Store: the embedded store lives and dies with
 // its process, so it never restarts under a running sidecar.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {

@@ -410,8 +410,6 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
-// Ping implements lockcore.Store.
-func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 // errUnchecked refuses acquires while Options.Guard holds them back.
 var errUnchecked = errors.New("the upstream has not been checked since lockproxy started; retry in a moment")
