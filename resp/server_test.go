@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,5 +257,52 @@ func TestRequestTimeout(t *testing.T) {
 		if got := patient.read(t, 1); got != "+OK\r\n" {
 			t.Fatalf("got %q", got)
 		}
+	}
+}
+
+// failingListener fails its first Accepts the way a process out of file
+// descriptors does, recording when each Accept was called.
+type failingListener struct {
+	net.Listener
+	fails int
+	mu    sync.Mutex
+	calls []time.Time
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls = append(l.calls, time.Now())
+	n := len(l.calls)
+	l.mu.Unlock()
+	if n <= l.fails {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Out of file descriptors, the accept loop backs off, doubling from 5ms,
+// instead of spinning, and serves again once accepting works.
+func TestAcceptBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &failingListener{Listener: ln, fails: 4}
+	s := resp.Serve(fl, resp.HandlerFunc(func(c *resp.Conn, cmd resp.Command) { c.WriteSimple("OK") }), resp.Options{})
+	defer s.Close(context.Background())
+	c := dial(t, s)
+	io.WriteString(c, "PING\r\n")
+	if got := c.read(t, 1); got != "+OK\r\n" {
+		t.Fatalf("after the failures: %q", got)
+	}
+	fl.mu.Lock()
+	calls := fl.calls[:fl.fails+1] // the fifth call accepted c
+	fl.mu.Unlock()
+	want := 5 * time.Millisecond
+	for i := 1; i <= fl.fails; i++ {
+		if gap := calls[i].Sub(calls[i-1]); gap < want {
+			t.Errorf("accept %d came %v after a failure, want at least %v", i+1, gap, want)
+		}
+		want *= 2
 	}
 }
