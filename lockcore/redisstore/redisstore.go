@@ -443,7 +443,13 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 	if err != nil {
 		return lockcore.Health{}, err
 	}
-	h := lockcore.Health{ID: infoField(info.Val(), "run_id") + "/" + epoch.Val()}
+	runID := infoField(info.Val(), "run_id")
+	if s.sharded == "1" {
+		// A Cluster sends INFO to any node, each with its own run_id: only
+		// the epoch, on the node that owns its slot, says who the data is.
+		runID = "cluster"
+	}
+	h := lockcore.Health{ID: runID + "/" + epoch.Val()}
 	if d := quiet.Val(); d > 0 {
 		h.Quiet = d
 	}
