@@ -107,6 +107,7 @@ func TestLint(t *testing.T) {
 		{"all-config", []string{"./lockproxy", "-f", "testdata/all-config.values.yaml"}},
 		{"sidecar-mode", []string{"./lockproxy", "--set", "mode=sidecar"}},
 		{"example-app", []string{"./example-app"}},
+		{"example-app-tls", []string{"./example-app", "-f", "testdata/example-app-tls.values.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -157,6 +158,15 @@ func TestTemplateGolden(t *testing.T) {
 			expect: expect{
 				sidecar:     true,
 				upstreamURL: "redis://redis.example.svc:6379/0",
+				kinds:       []string{"Deployment"},
+			},
+		},
+		{
+			golden: "example-app-tls",
+			args:   []string{"demo", "./example-app", "--namespace", "apps", "-f", "testdata/example-app-tls.values.yaml"},
+			expect: expect{
+				sidecar:     true,
+				upstreamURL: "rediss://redis.example.svc:6380/0",
 				kinds:       []string{"Deployment"},
 			},
 		},
@@ -370,10 +380,57 @@ func checkContainer(t *testing.T, pod, c map[string]any, want expect) {
 
 	checkEnvSource(t, env, "LOCKPROXY_UPSTREAM", want.upstreamURL, want.upstreamSecret)
 	checkEnvSource(t, env, "LOCKPROXY_PASSWORD", "", want.passwordSecret)
+	checkSecretFiles(t, pod, c, env)
 
 	for name := range env {
 		if strings.HasPrefix(name, "LOCKPROXY_") && !binaryVars(t)[name] {
 			t.Errorf("env %s is not a variable the binary reads", name)
+		}
+	}
+}
+
+// tlsFileVars are the variables that name files, which the chart takes from
+// Secret volumes.
+var tlsFileVars = []string{
+	"LOCKPROXY_TLS_CERT", "LOCKPROXY_TLS_KEY",
+	"LOCKPROXY_UPSTREAM_TLS_CA", "LOCKPROXY_UPSTREAM_TLS_CERT", "LOCKPROXY_UPSTREAM_TLS_KEY",
+}
+
+// checkSecretFiles makes sure that every file variable names a file in a
+// read-only, whole-directory mount of a Secret volume the pod has (a subPath
+// mount never sees a rotated Secret), and that every mount has its volume
+// (a sidecar whose pod forgot "lockproxy.sidecar.volumes").
+func checkSecretFiles(t *testing.T, pod, c map[string]any, env map[string]map[string]any) {
+	t.Helper()
+	volumes := map[string]map[string]any{}
+	for _, v := range list(pod, "volumes") {
+		v, _ := v.(map[string]any)
+		volumes[str(v, "name")] = v
+	}
+	mounts := map[string]map[string]any{} // by mountPath
+	for _, m := range list(c, "volumeMounts") {
+		m, _ := m.(map[string]any)
+		mounts[str(m, "mountPath")] = m
+		if _, ok := volumes[str(m, "name")]; !ok {
+			t.Errorf("volumeMount %v: the pod has no volume %q", m, str(m, "name"))
+		}
+	}
+	for _, name := range tlsFileVars {
+		e, ok := env[name]
+		if !ok {
+			continue
+		}
+		file := str(e, "value")
+		m, ok := mounts[filepath.Dir(file)]
+		if !ok {
+			t.Errorf("%s = %q: no volumeMount at %s", name, file, filepath.Dir(file))
+			continue
+		}
+		if get(m, "readOnly") != true || get(m, "subPath") != nil || get(m, "subPathExpr") != nil {
+			t.Errorf("%s: mount %v, want readOnly and no subPath", name, m)
+		}
+		if str(volumes[str(m, "name")], "secret", "secretName") == "" {
+			t.Errorf("%s: volume %v is not a Secret", name, volumes[str(m, "name")])
 		}
 	}
 }
@@ -474,32 +531,41 @@ func TestConfigValues(t *testing.T) {
 	t.Parallel()
 	docs := parseDocs(t, mustHelm(t, "template", "lockproxy", "./lockproxy", "-f", "testdata/all-config.values.yaml"))
 	want := map[string]string{
-		"LOCKPROXY_LISTEN":             "0.0.0.0:6380",
-		"LOCKPROXY_METRICS_LISTEN":     "0.0.0.0:9180",
-		"LOCKPROXY_UPSTREAM":           "redis://redis.locks.svc:6379/2",
-		"LOCKPROXY_KEY_PREFIX":         "app-lock:",
-		"LOCKPROXY_DEFAULT_TTL":        "45s",
-		"LOCKPROXY_MAX_TTL":            "12h",
-		"LOCKPROXY_MAX_WAIT":           "2m",
-		"LOCKPROXY_RENEW_FRACTION":     "0.25",
-		"LOCKPROXY_RETRY_BASE":         "20ms",
-		"LOCKPROXY_RETRY_MULTIPLIER":   "1.5",
-		"LOCKPROXY_RETRY_MAX":          "1s",
-		"LOCKPROXY_RETRY_JITTER":       "0.1",
-		"LOCKPROXY_WAITER_TTL":         "4s",
-		"LOCKPROXY_MAX_CLIENTS":        "20000",
-		"LOCKPROXY_MAX_LOCKS_PER_CONN": "2000",
-		"LOCKPROXY_MAX_NAME_BYTES":     "512",
-		"LOCKPROXY_MAX_ARGS":           "64",
-		"LOCKPROXY_MAX_BULK_BYTES":     "131072",
-		"LOCKPROXY_MAX_INLINE_BYTES":   "32768",
-		"LOCKPROXY_MAX_QUERY_BYTES":    "2097152",
-		"LOCKPROXY_WRITE_TIMEOUT":      "15s",
-		"LOCKPROXY_UPSTREAM_TIMEOUT":   "1500ms",
-		"LOCKPROXY_SHUTDOWN_TIMEOUT":   "1m30s",
-		"LOCKPROXY_LOG_LEVEL":          "debug",
-		"LOCKPROXY_LOG_FORMAT":         "text",
-		"GOMEMLIMIT":                   "200MiB",
+		"LOCKPROXY_LISTEN":               "0.0.0.0:6380",
+		"LOCKPROXY_METRICS_LISTEN":       "0.0.0.0:9180",
+		"LOCKPROXY_UPSTREAM":             "rediss://redis.locks.svc:6379/2",
+		"LOCKPROXY_KEY_PREFIX":           "app-lock:",
+		"LOCKPROXY_DEFAULT_TTL":          "45s",
+		"LOCKPROXY_MAX_TTL":              "12h",
+		"LOCKPROXY_MAX_WAIT":             "2m",
+		"LOCKPROXY_RENEW_FRACTION":       "0.25",
+		"LOCKPROXY_RETRY_BASE":           "20ms",
+		"LOCKPROXY_RETRY_MULTIPLIER":     "1.5",
+		"LOCKPROXY_RETRY_MAX":            "1s",
+		"LOCKPROXY_RETRY_JITTER":         "0.1",
+		"LOCKPROXY_WAITER_TTL":           "4s",
+		"LOCKPROXY_MAX_HOLD":             "10m",
+		"LOCKPROXY_QUIET_PERIOD":         "30s",
+		"LOCKPROXY_TLS_CERT":             "/etc/lockproxy/tls/tls.crt",
+		"LOCKPROXY_TLS_KEY":              "/etc/lockproxy/tls/tls.key",
+		"LOCKPROXY_UPSTREAM_TLS_CA":      "/etc/lockproxy/upstream-tls/ca.crt",
+		"LOCKPROXY_UPSTREAM_TLS_CERT":    "/etc/lockproxy/upstream-tls/tls.crt",
+		"LOCKPROXY_UPSTREAM_TLS_KEY":     "/etc/lockproxy/upstream-tls/tls.key",
+		"LOCKPROXY_MAX_CLIENTS":          "20000",
+		"LOCKPROXY_MAX_LOCKS_PER_CONN":   "2000",
+		"LOCKPROXY_MAX_WAITERS_PER_NAME": "250000",
+		"LOCKPROXY_MAX_NAME_BYTES":       "512",
+		"LOCKPROXY_MAX_ARGS":             "64",
+		"LOCKPROXY_MAX_BULK_BYTES":       "131072",
+		"LOCKPROXY_MAX_INLINE_BYTES":     "32768",
+		"LOCKPROXY_MAX_QUERY_BYTES":      "2097152",
+		"LOCKPROXY_WRITE_TIMEOUT":        "15s",
+		"LOCKPROXY_REQUEST_TIMEOUT":      "20s",
+		"LOCKPROXY_UPSTREAM_TIMEOUT":     "1500ms",
+		"LOCKPROXY_SHUTDOWN_TIMEOUT":     "1m30s",
+		"LOCKPROXY_LOG_LEVEL":            "debug",
+		"LOCKPROXY_LOG_FORMAT":           "text",
+		"GOMEMLIMIT":                     "200MiB",
 	}
 	for _, spec := range podSpecs(docs) {
 		got := map[string]string{}
@@ -516,6 +582,8 @@ func TestConfigValues(t *testing.T) {
 			t.Errorf("terminationGracePeriodSeconds %v, want 95", g)
 		}
 	}
+	// The TLS files are in their Secrets' mounts (TestTLS checks the details).
+	checkPods(t, docs, expect{upstreamURL: want["LOCKPROXY_UPSTREAM"]})
 	// Every variable the binary reads, except LOCKPROXY_PASSWORD (a Secret,
 	// checked in TestTemplateGolden), must be reachable from values.
 	for name := range binaryVars(t) {
@@ -550,6 +618,132 @@ func TestGracePeriod(t *testing.T) {
 	}
 }
 
+// TestTLS checks that the TLS Secrets reach the lockproxy container as
+// read-only directory mounts, in the shared Deployment and in a pod with the
+// sidecar, and that the variables name the files in them.
+func TestTLS(t *testing.T) {
+	const (
+		dir         = "/etc/lockproxy/tls"
+		upstreamDir = "/etc/lockproxy/upstream-tls"
+	)
+	allFiles := map[string]string{
+		"LOCKPROXY_TLS_CERT":          dir + "/tls.crt",
+		"LOCKPROXY_TLS_KEY":           dir + "/tls.key",
+		"LOCKPROXY_UPSTREAM_TLS_CA":   upstreamDir + "/ca.crt",
+		"LOCKPROXY_UPSTREAM_TLS_CERT": upstreamDir + "/tls.crt",
+		"LOCKPROXY_UPSTREAM_TLS_KEY":  upstreamDir + "/tls.key",
+	}
+	pick := func(names ...string) map[string]string {
+		m := map[string]string{}
+		for _, n := range names {
+			m[n] = allFiles[n]
+		}
+		return m
+	}
+	type volume struct{ Secret, MountPath string }
+	for _, tc := range []struct {
+		name string
+		args []string
+		// volumes by name; env the file variables set.
+		volumes map[string]volume
+		env     map[string]string
+	}{
+		{
+			name: "shared",
+			args: []string{"./lockproxy", "--set", "tls.existingSecret=lp-cert", "--set", "upstream.url=rediss://r:6379",
+				"--set", "upstreamTLS.existingSecret=r-tls", "--set", "upstreamTLS.clientCert=true"},
+			volumes: map[string]volume{"lockproxy-tls": {"lp-cert", dir}, "lockproxy-upstream-tls": {"r-tls", upstreamDir}},
+			env:     allFiles,
+		},
+		{
+			name:    "sidecar",
+			args:    []string{"./example-app", "-f", "testdata/example-app-tls.values.yaml", "--set", "lockproxy.tls.existingSecret=demo-lockproxy-cert"},
+			volumes: map[string]volume{"lockproxy-tls": {"demo-lockproxy-cert", dir}, "lockproxy-upstream-tls": {"redis-client-tls", upstreamDir}},
+			env:     allFiles,
+		},
+		{
+			name:    "sidecar renamed, listener only",
+			args:    []string{"./example-app", "--set", "lockproxy.tls.existingSecret=c", "--set", "lockproxy.sidecar.containerName=locks"},
+			volumes: map[string]volume{"locks-tls": {"c", dir}},
+			env:     pick("LOCKPROXY_TLS_CERT", "LOCKPROXY_TLS_KEY"),
+		},
+		{
+			name:    "upstream CA only, URL from a Secret",
+			args:    []string{"./lockproxy", "--set", "upstream.existingSecret=u", "--set", "upstreamTLS.existingSecret=ca"},
+			volumes: map[string]volume{"lockproxy-upstream-tls": {"ca", upstreamDir}},
+			env:     pick("LOCKPROXY_UPSTREAM_TLS_CA"),
+		},
+		{
+			name: "upstream client certificate only",
+			args: []string{"./example-app", "--set", "lockproxy.upstream.url=rediss://r:6379", "--set", "lockproxy.upstreamTLS.existingSecret=cc",
+				"--set", "lockproxy.upstreamTLS.ca=false", "--set", "lockproxy.upstreamTLS.clientCert=true"},
+			volumes: map[string]volume{"lockproxy-upstream-tls": {"cc", upstreamDir}},
+			env:     pick("LOCKPROXY_UPSTREAM_TLS_CERT", "LOCKPROXY_UPSTREAM_TLS_KEY"),
+		},
+		{
+			name:    "none",
+			args:    []string{"./example-app"},
+			volumes: map[string]volume{},
+			env:     map[string]string{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			docs := parseDocs(t, mustHelm(t, append([]string{"template", "x"}, tc.args...)...))
+			specs := podSpecs(docs)
+			if len(specs) != 1 {
+				t.Fatalf("%d pod specs, want 1", len(specs))
+			}
+			for owner, spec := range specs {
+				gotVolumes := map[string]volume{}
+				for _, v := range list(spec, "volumes") {
+					gotVolumes[str(v, "name")] = volume{Secret: str(v, "secret", "secretName")}
+				}
+				var lockproxy map[string]any
+				for _, c := range list(spec, "containers") {
+					c, _ := c.(map[string]any)
+					if isLockproxy(c) {
+						lockproxy = c
+					} else if m := list(c, "volumeMounts"); len(m) > 0 {
+						t.Errorf("%s: container %s mounts %v: lockproxy's Secrets are for lockproxy only", owner, str(c, "name"), m)
+					}
+				}
+				if lockproxy == nil {
+					t.Fatalf("%s: no lockproxy container", owner)
+				}
+				for _, m := range list(lockproxy, "volumeMounts") {
+					name := str(m, "name")
+					v, ok := gotVolumes[name]
+					if !ok {
+						t.Errorf("%s: volumeMount %s has no volume in the pod", owner, name)
+						continue
+					}
+					if get(m, "readOnly") != true {
+						t.Errorf("%s: volumeMount %s is not readOnly", owner, name)
+					}
+					if get(m, "subPath") != nil || get(m, "subPathExpr") != nil {
+						t.Errorf("%s: volumeMount %s uses a subPath, which never sees a rotated Secret", owner, name)
+					}
+					v.MountPath = str(m, "mountPath")
+					gotVolumes[name] = v
+				}
+				if !reflect.DeepEqual(gotVolumes, tc.volumes) {
+					t.Errorf("%s: volumes and mounts\n got %v\nwant %v", owner, gotVolumes, tc.volumes)
+				}
+				gotEnv := map[string]string{}
+				for _, e := range list(lockproxy, "env") {
+					if name := str(e, "name"); strings.Contains(name, "TLS") {
+						gotEnv[name] = str(e, "value")
+					}
+				}
+				if !reflect.DeepEqual(gotEnv, tc.env) {
+					t.Errorf("%s: TLS variables\n got %v\nwant %v", owner, gotEnv, tc.env)
+				}
+			}
+		})
+	}
+}
+
 // TestTemplateRejects checks the settings the chart refuses, each with a
 // message that says what to change.
 func TestTemplateRejects(t *testing.T) {
@@ -570,6 +764,11 @@ func TestTemplateRejects(t *testing.T) {
 		{"replicas without upstream", []string{"./lockproxy", "--set", "replicaCount=2"}, "replicaCount > 1 needs upstream"},
 		{"bad mode", []string{"./lockproxy", "--set", "mode=daemon"}, "mode must be shared or sidecar"},
 		{"sidecar without sidecar mode", []string{"./example-app", "--set", "lockproxy.mode=shared"}, "set lockproxy.mode to sidecar"},
+		{"managed TLS key", []string{"./lockproxy", "--set", "config.tlsCert=/tmp/c.pem"}, "config.tlsCert is not settable: LOCKPROXY_TLS_CERT is set from tls.existingSecret"},
+		{"upstream TLS over redis://", []string{"./lockproxy", "--set", "upstream.url=redis://:pw@r:6379", "--set", "upstreamTLS.existingSecret=s"}, `needs a rediss:// upstream.url, not "redis://***@r:6379"`},
+		{"upstream TLS without upstream", []string{"./lockproxy", "--set", "upstreamTLS.existingSecret=s"}, "upstreamTLS needs a rediss:// upstream"},
+		{"upstream TLS without files", []string{"./lockproxy", "--set", "upstream.url=rediss://r:6379", "--set", "upstreamTLS.existingSecret=s", "--set", "upstreamTLS.ca=false"}, "neither upstreamTLS.ca nor upstreamTLS.clientCert"},
+		{"sidecar upstream TLS over redis://", []string{"./example-app", "--set", "lockproxy.upstreamTLS.existingSecret=s"}, "needs a rediss:// upstream.url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,6 +1,6 @@
 {{/*
-Templates named "lockproxy.sidecar" and "lockproxy.terminationGracePeriodSeconds"
-are the public interface for application charts (see README.md). The others
+Templates named "lockproxy.sidecar", "lockproxy.sidecar.volumes" and
+"lockproxy.terminationGracePeriodSeconds" are the public interface for application charts (see README.md). The others
 are internal. Every template that builds the container takes a dict whose
 "Values" is this chart's values, so the same code serves this chart (with
 .Values) and a parent chart (with .Values.lockproxy, which Helm has already
@@ -50,7 +50,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The config keys and the variables they set, in the binary's order. The
-four variables the chart manages itself are listed in
+variables the chart manages itself are listed in
 lockproxy.managedConfigKeys so that setting them here fails with a pointer
 to the right value instead of being silently overridden.
 */}}
@@ -65,14 +65,18 @@ retryMultiplier: LOCKPROXY_RETRY_MULTIPLIER
 retryMax: LOCKPROXY_RETRY_MAX
 retryJitter: LOCKPROXY_RETRY_JITTER
 waiterTTL: LOCKPROXY_WAITER_TTL
+maxHold: LOCKPROXY_MAX_HOLD
+quietPeriod: LOCKPROXY_QUIET_PERIOD
 maxClients: LOCKPROXY_MAX_CLIENTS
 maxLocksPerConn: LOCKPROXY_MAX_LOCKS_PER_CONN
+maxWaitersPerName: LOCKPROXY_MAX_WAITERS_PER_NAME
 maxNameBytes: LOCKPROXY_MAX_NAME_BYTES
 maxArgs: LOCKPROXY_MAX_ARGS
 maxBulkBytes: LOCKPROXY_MAX_BULK_BYTES
 maxInlineBytes: LOCKPROXY_MAX_INLINE_BYTES
 maxQueryBytes: LOCKPROXY_MAX_QUERY_BYTES
 writeTimeout: LOCKPROXY_WRITE_TIMEOUT
+requestTimeout: LOCKPROXY_REQUEST_TIMEOUT
 upstreamTimeout: LOCKPROXY_UPSTREAM_TIMEOUT
 shutdownTimeout: LOCKPROXY_SHUTDOWN_TIMEOUT
 logLevel: LOCKPROXY_LOG_LEVEL
@@ -84,6 +88,11 @@ listen: LOCKPROXY_LISTEN is set from mode and ports.resp
 metricsListen: LOCKPROXY_METRICS_LISTEN is set from ports.metrics
 upstream: LOCKPROXY_UPSTREAM is set from upstream.url or upstream.existingSecret
 password: LOCKPROXY_PASSWORD is set from password.existingSecret
+tlsCert: LOCKPROXY_TLS_CERT is set from tls.existingSecret
+tlsKey: LOCKPROXY_TLS_KEY is set from tls.existingSecret
+upstreamTLSCA: LOCKPROXY_UPSTREAM_TLS_CA is set from upstreamTLS.existingSecret and upstreamTLS.ca
+upstreamTLSCert: LOCKPROXY_UPSTREAM_TLS_CERT is set from upstreamTLS.existingSecret and upstreamTLS.clientCert
+upstreamTLSKey: LOCKPROXY_UPSTREAM_TLS_KEY is set from upstreamTLS.existingSecret and upstreamTLS.clientCert
 {{- end }}
 
 {{/*
@@ -158,6 +167,87 @@ result is the larger of the two.
 {{- end }}
 {{- end }}
 
+{{/*
+TLS files. Each Secret is mounted as a whole directory, read-only: a subPath
+mount would never see a rotated Secret, and the binary re-reads a changed
+certificate and key (not the upstream CA, which is read at start).
+*/}}
+{{- define "lockproxy.tlsDir" -}}
+/etc/lockproxy/tls
+{{- end }}
+
+{{- define "lockproxy.upstreamTLSDir" -}}
+/etc/lockproxy/upstream-tls
+{{- end }}
+
+{{/*
+Volume names: the container's name in front, so that they cannot clash with
+the application's volumes in sidecar mode.
+*/}}
+{{- define "lockproxy.tlsVolumeName" -}}
+{{- printf "%s-tls" (ternary .Values.sidecar.containerName "lockproxy" .Sidecar) | trunc 63 }}
+{{- end }}
+
+{{- define "lockproxy.upstreamTLSVolumeName" -}}
+{{- printf "%s-upstream-tls" (ternary .Values.sidecar.containerName "lockproxy" .Sidecar) | trunc 63 }}
+{{- end }}
+
+{{/*
+The checks the binary would otherwise make at start, in a crash loop. The
+URL's userinfo is masked in the message: it usually carries a password.
+*/}}
+{{- define "lockproxy.checkTLS" -}}
+{{- $v := .Values }}
+{{- with $v.upstreamTLS }}
+{{- if .existingSecret }}
+{{- if not (or .ca .clientCert) }}
+{{- fail "lockproxy: upstreamTLS.existingSecret is set but neither upstreamTLS.ca nor upstreamTLS.clientCert: say which files the Secret holds" }}
+{{- end }}
+{{- if not (or $v.upstream.url $v.upstream.existingSecret) }}
+{{- fail "lockproxy: upstreamTLS needs a rediss:// upstream (upstream.url or upstream.existingSecret)" }}
+{{- end }}
+{{- if and $v.upstream.url (not (hasPrefix "rediss://" (toString $v.upstream.url))) }}
+{{- fail (printf "lockproxy: upstreamTLS needs a rediss:// upstream.url, not %q" (regexReplaceAll "//[^@/]*@" (toString $v.upstream.url) "//***@")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret volumes the container mounts, as items of a pod's volumes list;
+empty when there are none. Input: dict "Values" and "Sidecar".
+*/}}
+{{- define "lockproxy.volumes" -}}
+{{- $v := .Values }}
+{{- $volumes := list }}
+{{- if $v.tls.existingSecret }}
+{{- $volumes = append $volumes (dict "name" (include "lockproxy.tlsVolumeName" .) "secret" (dict "secretName" (toString $v.tls.existingSecret))) }}
+{{- end }}
+{{- if $v.upstreamTLS.existingSecret }}
+{{- $volumes = append $volumes (dict "name" (include "lockproxy.upstreamTLSVolumeName" .) "secret" (dict "secretName" (toString $v.upstreamTLS.existingSecret))) }}
+{{- end }}
+{{- with $volumes }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container's mounts of those volumes: read-only, whole directories.
+*/}}
+{{- define "lockproxy.volumeMounts" -}}
+{{- $v := .Values }}
+{{- $mounts := list }}
+{{- if $v.tls.existingSecret }}
+{{- $mounts = append $mounts (dict "name" (include "lockproxy.tlsVolumeName" .) "mountPath" (include "lockproxy.tlsDir" .) "readOnly" true) }}
+{{- end }}
+{{- if $v.upstreamTLS.existingSecret }}
+{{- $mounts = append $mounts (dict "name" (include "lockproxy.upstreamTLSVolumeName" .) "mountPath" (include "lockproxy.upstreamTLSDir" .) "readOnly" true) }}
+{{- end }}
+{{- with $mounts }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "lockproxy.env" -}}
 {{- $v := .Values -}}
 - name: LOCKPROXY_LISTEN
@@ -183,6 +273,25 @@ result is the larger of the two.
     secretKeyRef:
       name: {{ $v.password.existingSecret | quote }}
       key: {{ required "lockproxy: password.secretKey is required with password.existingSecret" $v.password.secretKey | quote }}
+{{- end }}
+{{- include "lockproxy.checkTLS" . }}
+{{- if $v.tls.existingSecret }}
+- name: LOCKPROXY_TLS_CERT
+  value: {{ printf "%s/tls.crt" (include "lockproxy.tlsDir" .) | quote }}
+- name: LOCKPROXY_TLS_KEY
+  value: {{ printf "%s/tls.key" (include "lockproxy.tlsDir" .) | quote }}
+{{- end }}
+{{- if $v.upstreamTLS.existingSecret }}
+{{- if $v.upstreamTLS.ca }}
+- name: LOCKPROXY_UPSTREAM_TLS_CA
+  value: {{ printf "%s/ca.crt" (include "lockproxy.upstreamTLSDir" .) | quote }}
+{{- end }}
+{{- if $v.upstreamTLS.clientCert }}
+- name: LOCKPROXY_UPSTREAM_TLS_CERT
+  value: {{ printf "%s/tls.crt" (include "lockproxy.upstreamTLSDir" .) | quote }}
+- name: LOCKPROXY_UPSTREAM_TLS_KEY
+  value: {{ printf "%s/tls.key" (include "lockproxy.upstreamTLSDir" .) | quote }}
+{{- end }}
 {{- end }}
 {{- $known := include "lockproxy.configKeys" . | fromYaml }}
 {{- $managed := include "lockproxy.managedConfigKeys" . | fromYaml }}
@@ -220,6 +329,10 @@ The lockproxy container. Input: dict "Values" (this chart's values) and
   imagePullPolicy: {{ $v.image.pullPolicy }}
   env:
     {{- include "lockproxy.env" . | nindent 4 }}
+  {{- with include "lockproxy.volumeMounts" . }}
+  volumeMounts:
+    {{- . | nindent 4 }}
+  {{- end }}
   ports:
     {{- if not .Sidecar }}
     - name: resp
@@ -269,4 +382,29 @@ Public: the lockproxy sidecar, one item of a pod's containers list.
 {{- fail "lockproxy.sidecar: set lockproxy.mode to sidecar in the application chart's values, or the lockproxy chart also deploys a shared lockproxy" }}
 {{- end }}
 {{- include "lockproxy.container" (dict "Values" .Values "Sidecar" true) }}
+{{- end }}
+
+{{/*
+Public: the volumes the sidecar mounts (the Secrets of tls.existingSecret
+and upstreamTLS.existingSecret), as items of the pod's volumes list; empty
+when there are none. The pod must include it whenever it includes
+"lockproxy.sidecar":
+
+  volumes:
+    - name: app-data
+      ...
+    {{- include "lockproxy.sidecar.volumes" (dict "Values" .Values.lockproxy) | nindent 4 }}
+
+or, for a pod without volumes of its own:
+
+  {{- with include "lockproxy.sidecar.volumes" (dict "Values" .Values.lockproxy) }}
+  volumes:
+    {{- . | nindent 4 }}
+  {{- end }}
+*/}}
+{{- define "lockproxy.sidecar.volumes" -}}
+{{- if not (hasKey . "Values") }}
+{{- fail "lockproxy.sidecar.volumes: pass (dict \"Values\" .Values.lockproxy)" }}
+{{- end }}
+{{- include "lockproxy.volumes" (dict "Values" .Values "Sidecar" true) }}
 {{- end }}
