@@ -77,10 +77,15 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	for s := range l.sessions {
 		sessions = append(sessions, s)
 	}
+	// Their places in the store's queue went with the old store.
+	var werr error = ErrStoreReset // with no quiet period, they may retry at once
+	if left := l.QuietLeft(); left > 0 {
+		werr = &QuietError{Left: left}
+	}
 	for _, q := range l.queues {
 		for _, w := range append([]*waiter(nil), q.waiters...) {
 			if !w.done && !w.gone {
-				l.finish(w, outcome{err: &QuietError{Left: l.QuietLeft()}})
+				l.finish(w, outcome{err: werr})
 			}
 		}
 	}
