@@ -9,7 +9,7 @@ import (
 	"github.com/lockproxy/lockproxy/resp"
 )
 
-// LOCK.ACQUIRE name [ttl] [WAIT ms] [DETACHED]
+// LOCK.ACQUIRE name [ttl] [WAIT ms] [MAXHOLD ms] [DETACHED]
 func (h *Handler) acquire(c *resp.Conn, cl *client, args [][]byte) {
 	a, err := h.parseAcquire(args)
 	if err != nil {

@@ -16,9 +16,9 @@ import (
 
 // Config is what the command layer needs to know beyond lockcore's.
 type Config struct {
-	MaxTTL       time.Duration // largest ttl a client may ask for
-	MaxWait      time.Duration // longest WAIT
-	MaxNameBytes int           // longest lock name
+	MaxTTL       time.Duration // largest ttl a client may ask for (24h)
+	MaxWait      time.Duration // longest WAIT (5m)
+	MaxNameBytes int           // longest lock name (1024)
 	Password     string        // "" disables AUTH
 	Version      string        // lockproxy's version, for INFO
 	Store        string        // "embedded" or "redis", for INFO
@@ -75,6 +75,17 @@ func (h *Handler) counted(op, result string) {
 
 // New returns the command handler for locks.
 func New(locks *lockcore.Locks, cfg Config) *Handler {
+	// Zero means the default, as in lockcore.Config and resp.Options: a
+	// zero bound would refuse every ttl, WAIT or name.
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = 24 * time.Hour
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 5 * time.Minute
+	}
+	if cfg.MaxNameBytes <= 0 {
+		cfg.MaxNameBytes = 1024
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}

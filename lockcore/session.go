@@ -77,8 +77,11 @@ type Info struct {
 
 // Acquire takes name, blocking up to o.Wait while someone else holds it. It
 // returns the token, or "" when the lock stayed held by someone else. When
-// the session already holds name it keeps the same token, resets the ttl,
-// and takes o's ttl and mode as the lease's new ones.
+// the session already holds name as an owned lease and o asks for an owned
+// one, it keeps the same token and resets the ttl. Any other acquire
+// contends like another client's: a detached lock belongs to whoever has
+// its token, not to the connection, and two callers that share a pooled
+// connection must not both be told they hold it.
 //
 // Errors: ErrTooManyLocks, ErrShuttingDown, ErrClosed, ErrTooSlow, ctx's
 // error when the connection went away while waiting, or a store error.
@@ -93,13 +96,12 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		return "", err
 	}
 	maxHold := s.l.maxHold(o)
-	if ls := s.current(name); ls != nil {
+	if ls := s.current(name); ls != nil && !ls.detached && !o.Detached {
 		ok, err := s.renewLease(ctx, ls, o.TTL)
 		if err != nil {
 			return "", err
 		}
 		if ok {
-			s.setMode(ls, o.Detached)
 			return ls.token, nil
 		}
 		// The lease was lost (and dropped); take the lock afresh.
@@ -138,6 +140,14 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		}
 		return "", ErrClosed
 	}
+	// The store granted name, so a lease this session still lists for it
+	// is over: a detached one released by token elsewhere, or expired.
+	old := s.leases[name]
+	if old != nil {
+		delete(s.leases, name)
+		s.stopTimerLocked(old)
+		s.l.clearHolder(old)
+	}
 	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
 		handover: g.handover}
 	if maxHold > 0 {
@@ -149,6 +159,9 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, o.TTL))
 	}
 	s.mu.Unlock()
+	if old != nil {
+		s.l.leaseEnded(old, false)
+	}
 	s.l.leaseStarted()
 	if g.handover != nil {
 		g.handover.whenLanded(func() { s.settle(ls) })
@@ -271,21 +284,6 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
 	}
 	return true, nil
-}
-
-// setMode switches a lease between owned and detached.
-func (s *Session) setMode(ls *lease, detached bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.leases[ls.name] != ls || ls.detached == detached {
-		return
-	}
-	ls.detached = detached
-	if detached {
-		s.stopTimerLocked(ls)
-	} else {
-		s.scheduleLocked(ls, s.renewDelay(ls, time.Now(), ls.ttl))
-	}
 }
 
 // Release frees name. With token "" it releases the session's own lease;

@@ -817,3 +817,36 @@ func TestStartupLogMasksSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A detached lock belongs to whoever has its token, not to the connection:
+// a second acquire on the same connection (two callers sharing a pooled
+// connection) contends like any other, whatever the modes. Only an owned
+// lock asked for again as owned keeps its token.
+func TestSameConnectionDetachedContends(t *testing.T) {
+	stores(t, func(t *testing.T, settings map[string]string) {
+		p := startProxy(t, settings)
+		pool := p.conn(t, 2) // one connection, as a pool may hand to two callers
+		name := "pooled:" + t.Name()
+		tok := mustToken(t, pool, name, 60000, "DETACHED")
+		mustNull(t, pool, name, 60000, "DETACHED")
+		mustNull(t, pool, name, 60000)
+		if got := info(t, pool, name); got["owner"] != "self" || got["mode"] != "detached" {
+			t.Errorf("after the refused acquires LOCK.INFO = %v", got)
+		}
+		mustInt(t, 1, pool, "LOCK.RELEASE", name, tok)
+		again := mustToken(t, pool, name, 60000, "DETACHED")
+		if again == tok {
+			t.Error("a new acquisition got the old token")
+		}
+		if got := held(t, pool); len(got) != 1 {
+			t.Errorf("LOCK.HELD = %v, want the one new lock", got)
+		}
+
+		c := p.conn(t, 2)
+		owned := mustToken(t, c, name+":owned", 60000)
+		mustNull(t, c, name+":owned", 60000, "DETACHED")
+		if same := mustToken(t, c, name+":owned", 60000); same != owned {
+			t.Errorf("owned re-acquire gave %q, want %q", same, owned)
+		}
+	})
+}
