@@ -26,6 +26,22 @@ deps:
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; \
 	}
+	@# The client compatibility suite (compat/): Debian's redis-py for the
+	@# system python3 (not pip's), Node.js and the npm packages of compat/node.
+	@/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || { \
+		echo "python3-redis not found: installing it with apt-get"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-redis; \
+	}
+	@{ command -v node && command -v npm; } >/dev/null 2>&1 || { \
+		echo "node or npm not found: installing nodejs and npm with apt-get"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
+	}
+	@[ compat/node/node_modules/.package-lock.json -nt compat/node/package-lock.json ] || { \
+		echo "compat/node/node_modules missing or older than its package-lock.json: npm ci"; \
+		npm ci --prefix compat/node --no-audit --no-fund --loglevel=error; \
+	}
 
 check:
 	test -z "$$(gofmt -l .)"

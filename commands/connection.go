@@ -238,22 +238,65 @@ func (h *Handler) clientInfo(c *resp.Conn, cl *client, _ [][]byte) {
 		b.WriteByte('=')
 		b.WriteString(v)
 	}
+	// Every field of Redis 7.2's line, in its order: client libraries
+	// parse it into structs and fail on a missing one (redis-py raises
+	// KeyError, node-redis gives NaN). Those with no meaning here take the
+	// value an idle Redis client shows.
 	field("id", strconv.FormatUint(c.ID(), 10))
 	field("addr", c.RemoteAddr().String())
 	field("laddr", c.LocalAddr().String())
+	field("fd", "-1")
 	field("name", cl.name)
 	field("age", strconv.Itoa(int(now.Sub(c.Created()).Seconds())))
 	field("idle", strconv.Itoa(int(now.Sub(c.LastCommand()).Seconds())))
+	field("flags", "N")
 	field("db", "0")
+	field("sub", "0")
+	field("psub", "0")
+	field("ssub", "0")
+	field("multi", "-1")
 	field("qbuf", strconv.Itoa(c.Buffered()))
-	field("locks", strconv.Itoa(len(cl.sess.Held())))
+	field("qbuf-free", "0")
+	field("argv-mem", "0")
+	field("multi-mem", "0")
+	field("rbs", "0")
+	field("rbp", "0")
+	field("obl", "0")
+	field("oll", "0")
+	field("omem", "0")
+	field("tot-mem", "0")
+	field("events", "r")
 	field("cmd", "client|info")
 	field("user", "default")
+	field("redir", "-1")
+	field("resp", strconv.Itoa(c.Proto()))
 	field("lib-name", cl.libName)
 	field("lib-ver", cl.libVer)
-	field("resp", strconv.Itoa(c.Proto()))
+	field("locks", strconv.Itoa(len(cl.sess.Held())))
 	b.WriteByte('\n')
 	c.WriteVerbatim(b.String())
+}
+
+// CLIENT TRACKING ON|OFF [options]: client-side caching, which clients
+// such as rueidis turn on by default. lockproxy has no keys to cache, so
+// there is never anything to invalidate: accepting it costs nothing.
+func (h *Handler) clientTracking(c *resp.Conn, _ *client, args [][]byte) {
+	switch strings.ToUpper(string(args[2])) {
+	case "ON", "OFF":
+		c.WriteSimple("OK")
+	default:
+		c.WriteError("ERR syntax error")
+	}
+}
+
+// CLIENT CACHING YES|NO, which goes with TRACKING's OPTIN and OPTOUT.
+func (h *Handler) clientCaching(c *resp.Conn, _ *client, args [][]byte) {
+	switch strings.ToUpper(string(args[2])) {
+	case "YES", "NO":
+		c.WriteSimple("OK")
+	default:
+		c.WriteError("ERR syntax error")
+	}
 }
 
 // CLIENT HELP
@@ -264,6 +307,8 @@ func (h *Handler) clientHelp(c *resp.Conn, _ *client, _ [][]byte) {
 		"INFO", "    Return information about the current client connection.",
 		"SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
 		"SETNAME <name>", "    Assign the name <name> to the current connection.",
+		"TRACKING (ON|OFF) [options]", "    Accepted for clients that enable client-side caching; lockproxy has no keys to invalidate.",
+		"CACHING (YES|NO)", "    Accepted with TRACKING.",
 	})
 }
 

@@ -97,6 +97,14 @@ func (h *Handler) clientCommands() []*command {
 				{name: "libname", typ: "string", token: "LIB-NAME"}, {name: "libver", typ: "string", token: "LIB-VER"}}}}}},
 		{name: "info", arity: 2, flags: []string{"noscript", "loading", "stale"}, run: h.clientInfo, doc: doc{
 			summary: "Returns information about the connection.", since: since, group: "connection", complexity: "O(1)"}},
+		{name: "tracking", arity: -3, flags: []string{"noscript", "loading", "stale"}, run: h.clientTracking, doc: doc{
+			summary: "Accepted for client-side caching; lockproxy has no keys, so nothing is ever invalidated.", since: since,
+			group: "connection", complexity: "O(1)", args: []arg{{name: "status", typ: "oneof", args: []arg{
+				{name: "on", typ: "pure-token", token: "ON"}, {name: "off", typ: "pure-token", token: "OFF"}}}}}},
+		{name: "caching", arity: 3, flags: []string{"noscript", "loading", "stale"}, run: h.clientCaching, doc: doc{
+			summary: "Accepted with CLIENT TRACKING.", since: since, group: "connection", complexity: "O(1)",
+			args: []arg{{name: "mode", typ: "oneof", args: []arg{
+				{name: "yes", typ: "pure-token", token: "YES"}, {name: "no", typ: "pure-token", token: "NO"}}}}}},
 		{name: "help", arity: 2, flags: []string{"loading", "stale"}, run: h.clientHelp, doc: doc{
 			summary: "Returns helpful text about the different subcommands.", since: since, group: "connection", complexity: "O(1)"}},
 	}

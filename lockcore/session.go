@@ -248,15 +248,15 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		return false, nil
 	}
 	sent := time.Now()
+	if ls.capReached(sent) {
+		s.capOut(ls)
+		return false, nil
+	}
 	if !sent.Before(until) {
 		s.lapse(ls, "its validity ran out before it could be renewed", true)
 		return false, nil
 	}
-	storeTTL, open := ls.capped(sent, ttl)
-	if !open {
-		s.lose(ls, "it reached its MAXHOLD", true)
-		return false, nil
-	}
+	storeTTL, _ := ls.capped(sent, ttl)
 	ctx, cancel := context.WithDeadline(ctx, earliest(sent.Add(s.l.cfg.UpstreamTimeout), until))
 	defer cancel()
 	renewed, err := s.l.store.Renew(ctx, ls.name, ls.token, storeTTL)
@@ -410,7 +410,11 @@ func (s *Session) current(name string) *lease {
 	valid := ls != nil && time.Now().Before(ls.validUntil)
 	s.mu.Unlock()
 	if ls != nil && !valid {
-		s.lapse(ls, "its validity ran out", true)
+		if ls.capReached(time.Now()) {
+			s.capOut(ls)
+		} else {
+			s.lapse(ls, "its validity ran out", true)
+		}
 		return nil
 	}
 	return ls
@@ -468,9 +472,34 @@ func (s *Session) lose(ls *lease, why string, giveBack bool) {
 func (s *Session) renewDelay(ls *lease, sent time.Time, ttl time.Duration) time.Duration {
 	at := sent.Add(time.Duration(float64(ttl) * s.l.cfg.RenewFraction))
 	if !ls.capAt.IsZero() {
-		at = earliest(at, ls.capAt)
+		at = earliest(at, ls.capDeadline())
 	}
 	return time.Until(at)
+}
+
+// capDeadline is when a lease with a MAXHOLD ends: the cap, less the drift
+// margin its validity keeps, since the store's ttl never runs past the cap.
+func (ls *lease) capDeadline() time.Time {
+	return ls.capAt.Add(-Drift(ls.capAt.Sub(ls.start)))
+}
+
+// capReached reports whether ls has a MAXHOLD and has come to its end.
+func (ls *lease) capReached(now time.Time) bool {
+	return !ls.capAt.IsZero() && !now.Before(ls.capDeadline())
+}
+
+// capOut ends a lease at its MAXHOLD: released, and its holder told as for
+// a lost lock (the lock.lost push). It is not counted as lost: nothing
+// failed, the cap did its job.
+func (s *Session) capOut(ls *lease) {
+	if !s.end(ls, false) {
+		return
+	}
+	s.l.log.Info("lock released at its MAXHOLD", "lock", ls.name)
+	s.l.releaseLater(ls.name, ls.token)
+	if s.onLost != nil {
+		s.onLost(ls.name, ls.token)
+	}
 }
 
 // capped clamps a renewal's ttl to what the lease's MAXHOLD leaves; it
@@ -521,17 +550,16 @@ func (s *Session) autoRenew(ls *lease) {
 	s.mu.Unlock()
 
 	sent := time.Now()
+	if ls.capReached(sent) {
+		s.capOut(ls) // not a renewal that failed: nothing is counted as lost
+		return
+	}
 	if !sent.Before(until) {
 		s.l.obs.AutoRenewed("lost")
 		s.lose(ls, "renewal did not succeed before its validity ran out", true)
 		return
 	}
-	storeTTL, open := ls.capped(sent, ttl)
-	if !open {
-		s.l.obs.AutoRenewed("lost")
-		s.lose(ls, "it reached its MAXHOLD", true)
-		return
-	}
+	storeTTL, _ := ls.capped(sent, ttl)
 	ctx, cancel := context.WithDeadline(s.l.ctx, until)
 	ok, err := s.l.store.Renew(ctx, ls.name, ls.token, storeTTL)
 	cancel()
