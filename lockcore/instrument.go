@@ -63,4 +63,3 @@ func (s *instrumented) Health(ctx context.Context) (Health, error) {
 	defer s.since("health", time.Now())
 	return s.Store.Health(ctx)
 }
-

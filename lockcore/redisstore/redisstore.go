@@ -410,7 +410,6 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
-
 // errUnchecked refuses acquires while Options.Guard holds them back.
 var errUnchecked = errors.New("the upstream has not been checked since lockproxy started; retry in a moment")
 
