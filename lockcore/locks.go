@@ -217,13 +217,27 @@ func (l *Locks) callCtx(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, l.cfg.UpstreamTimeout)
 }
 
+// StopGranting is the first step of a shutdown: nothing is granted from
+// now on, and every blocked acquire ends with ErrShuttingDown. Sessions
+// that close after it still release their owned leases. It is safe to call
+// more than once.
+func (l *Locks) StopGranting() {
+	l.mu.Lock()
+	l.closing = true
+	for _, q := range l.queues {
+		l.stopQueueTimersLocked(q)
+	}
+	l.mu.Unlock()
+	l.cancel()
+}
+
 // Shutdown stops granting, ends every blocked acquire with ErrShuttingDown,
 // releases every owned lease of every session in one batch, and waits for
 // background work, all within ctx. Detached leases are left to their ttl:
 // they belong to no connection. It is safe to call more than once.
 func (l *Locks) Shutdown(ctx context.Context) error {
+	l.StopGranting()
 	l.mu.Lock()
-	l.closing = true
 	sessions := make([]*Session, 0, len(l.sessions))
 	for s := range l.sessions {
 		sessions = append(sessions, s)

@@ -205,6 +205,10 @@ func TestHandOffInOneCall(t *testing.T) {
 			got <- tok
 		}()
 		queuedIs(t, c, "h", 1)
+		// And its queueing call has returned: under load its reply can come
+		// after the store queued it, and a release before that is not the
+		// case this test is about.
+		waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight["h"] == 0 })
 		acquiresBefore, releasesBefore, _ := c.counts()
 		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
 			t.Fatal(ok, err)

@@ -41,6 +41,7 @@ type Conn struct {
 	value     any
 	closeOnce sync.Once
 	bg        *backgroundRead // set by Block until the serve loop stops it
+	reading   atomic.Bool     // blocked reading the next request (see Server.Drain)
 
 	// wmu orders writes to nc: a pipeline's replies and pushes never
 	// interleave mid-frame.
@@ -111,6 +112,12 @@ func (c *Conn) closeNet() {
 func (c *Conn) serve() {
 	defer c.srv.conns.Done()
 	defer c.srv.forget(c)
+	// OnClose runs after the socket is closed: when the server ends a
+	// connection (a drain, a protocol error, QUIT), the client sees the
+	// close before OnClose gives its locks to anyone else.
+	if c.srv.opt.OnClose != nil {
+		defer c.srv.opt.OnClose(c)
+	}
 	defer c.closeNet()
 	// A bug in one command must not take every client's locks down with the
 	// process: log it, and end only this connection (OnClose still runs).
@@ -121,9 +128,6 @@ func (c *Conn) serve() {
 	}()
 	if c.srv.opt.OnOpen != nil {
 		c.srv.opt.OnOpen(c)
-	}
-	if c.srv.opt.OnClose != nil {
-		defer c.srv.opt.OnClose(c)
 	}
 	for {
 		cmd, ok, err := c.rd.Next()
@@ -139,7 +143,18 @@ func (c *Conn) serve() {
 				return
 			}
 			c.armRequestTimeout()
-			if err := c.rd.Fill(); err != nil {
+			// Set before draining is read, and Drain reads it after setting
+			// draining: a drain either stops this read here or interrupts it.
+			c.reading.Store(true)
+			if c.srv.draining.Load() {
+				return
+			}
+			err := c.rd.Fill()
+			c.reading.Store(false)
+			if err != nil {
+				if c.srv.draining.Load() {
+					return
+				}
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					c.out = redcon.AppendError(c.out, "ERR Protocol error: request timeout (LOCKPROXY_REQUEST_TIMEOUT)")
 					c.flush(false)
@@ -161,7 +176,7 @@ func (c *Conn) serve() {
 		if c.readErr != nil || c.ctx.Err() != nil {
 			return // the client went away while the command blocked
 		}
-		if c.quit {
+		if c.quit || c.srv.draining.Load() {
 			c.flush(false)
 			return
 		}

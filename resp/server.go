@@ -73,6 +73,8 @@ type Server struct {
 	accepts sync.WaitGroup // the accept loop
 	conns   sync.WaitGroup // connection goroutines
 
+	draining atomic.Bool // Drain began: connections end after their current reply
+
 	mu    sync.Mutex
 	open  map[*Conn]struct{} // guarded by mu
 	count int                // guarded by mu; len(open), kept for MaxClients
@@ -212,6 +214,35 @@ func (s *Server) forget(c *Conn) {
 func (s *Server) StopAccepting() {
 	_ = s.ln.Close()
 	s.accepts.Wait()
+}
+
+// Drain stops accepting and ends every connection once the reply to its
+// current command, if any, is written: a connection waiting for a request
+// is closed at once, one serving a command (a blocked WAIT the caller has
+// answered) after its reply. OnClose runs after each socket is closed. It
+// waits like Close, and closes what is left when ctx ends.
+func (s *Server) Drain(ctx context.Context) error {
+	s.StopAccepting()
+	s.draining.Store(true)
+	s.mu.Lock()
+	for c := range s.open {
+		if c.reading.Load() {
+			// Wakes the read at once; the serve loop sees draining and ends.
+			_ = c.nc.SetReadDeadline(time.Now())
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return s.Close(ctx) // ctx is done: closes every connection and returns
+	}
 }
 
 // Close stops accepting, closes every connection, and waits until each

@@ -306,3 +306,64 @@ func TestAcceptBackoff(t *testing.T) {
 		want *= 2
 	}
 }
+
+// Drain closes an idle connection at once, lets a blocked command write its
+// reply first, and runs OnClose only once the client can see the close.
+func TestDrain(t *testing.T) {
+	release, blocked := make(chan struct{}), make(chan struct{})
+	eof := make(chan struct{}, 2)
+	onCloseOK := make(chan bool, 2)
+	s, err := resp.Listen("tcp", "127.0.0.1:0", resp.HandlerFunc(func(c *resp.Conn, cmd resp.Command) {
+		if strings.EqualFold(string(cmd.Args[0]), "block") {
+			c.Block(func(ctx context.Context) {
+				close(blocked)
+				<-release
+			})
+			c.WriteSimple("ANSWERED")
+			return
+		}
+		c.WriteSimple("OK")
+	}), resp.Options{OnClose: func(c *resp.Conn) {
+		// The client must already see EOF: wait for the test to say so.
+		select {
+		case <-eof:
+			onCloseOK <- true
+		case <-time.After(5 * time.Second):
+			onCloseOK <- false
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+
+	idle, busy := dial(t, s), dial(t, s)
+	io.WriteString(idle, "PING\r\n")
+	idle.read(t, 1)
+	io.WriteString(busy, "BLOCK\r\n")
+	<-blocked
+	expectEOF := func(c *client) {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.r.ReadByte(); err != io.EOF {
+			t.Errorf("want EOF, got %v", err)
+		}
+		eof <- struct{}{}
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- s.Drain(context.Background()) }()
+	expectEOF(idle) // closed at once, although busy still blocks
+	if !<-onCloseOK {
+		t.Error("OnClose ran while the idle client could not see the close")
+	}
+	close(release)
+	if got := busy.read(t, 1); got != "+ANSWERED\r\n" {
+		t.Errorf("the blocked command's reply: %q", got)
+	}
+	expectEOF(busy)
+	if !<-onCloseOK {
+		t.Error("OnClose ran while the busy client could not see the close")
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("Drain: %v", err)
+	}
+}

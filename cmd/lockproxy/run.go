@@ -289,8 +289,8 @@ func (a *app) readRisks(ctx context.Context) {
 }
 
 // shutdown stops in order, within the shutdown timeout: not ready, stop
-// accepting, answer the waiting and release every lock, close connections,
-// close the upstream, stop HTTP.
+// accepting, answer the waiting, close each connection and then release its
+// locks, close the upstream, stop HTTP.
 func (a *app) shutdown() error {
 	var err error
 	a.closeOnce.Do(func() {
@@ -301,8 +301,12 @@ func (a *app) shutdown() error {
 		a.log.Info("shutting down", "locks_held", held, "timeout", a.cfg.ShutdownTimeout)
 		a.stopping.Store(true)
 		a.srv.StopAccepting()
+		// Answer the blocked, then close each connection before its locks
+		// are released (by its OnClose): a holder learns that it holds
+		// nothing any more before anyone else can be granted its lock.
+		a.locks.StopGranting()
+		err = errors.Join(err, a.srv.Drain(ctx))
 		err = errors.Join(err, a.locks.Shutdown(ctx))
-		err = errors.Join(err, a.srv.Close(ctx))
 		a.stopHealth()
 		<-a.healthDone
 		err = errors.Join(err, a.store.Close())
