@@ -1,0 +1,38 @@
+//go:build linux
+
+package faults
+
+import (
+	"testing"
+)
+
+// TestFaults runs every scenario in turn (they measure time, so they do
+// not share the machine with each other) and reports them in one table.
+func TestFaults(t *testing.T) {
+	rep := &report{}
+	defer rep.publish(t)
+	for _, s := range []struct {
+		name, fault string
+		run         func(*testing.T, *row)
+	}{
+		{"client-killed", "client process SIGKILL mid-hold and mid-wait", clientKilled},
+		{"client-paused", "client process SIGSTOP past its ttl, without and with MAXHOLD", clientPaused},
+		{"sidecar-sigterm", "sidecar SIGTERM holding 1,000 locks", sidecarTerm},
+		{"sidecar-killed", "sidecar SIGKILL", sidecarKilled},
+		{"sidecar-stopped", "sidecar SIGSTOP past the ttl, then SIGCONT", sidecarStopped},
+		{"upstream-restart", "upstream SIGKILL and restart (no persistence)", upstreamRestart},
+		{"upstream-paused", "upstream SIGSTOP past the ttl, then SIGCONT", upstreamPaused},
+		{"latency", "upstream latency, round trip 0.5–2× ttl", latency},
+		{"partition-frozen", "partition: frozen (black hole)", partitionFrozen},
+		{"partition-refused", "partition: refused (resets, new connections refused)", partitionRefused},
+		{"partition-reset", "partition: every upstream connection reset", partitionReset},
+		{"reply-lost", "replies lost after the script ran", replyLost},
+		{"eviction", "upstream maxmemory 2mb, allkeys-lru, filled", evictionEpoch},
+		{"eviction-per-lock", "upstream maxmemory 2mb, volatile-lru (epoch key spared), filled", evictionPerLock},
+		{"idle-connections", "idle client connections", idleConnections},
+		{"slowloris", "slowloris clients (a byte a second)", slowloris},
+		{"malformed-frames", "malformed frames (fuzz corpus and hand-written)", malformedFrames},
+	} {
+		t.Run(s.name, func(t *testing.T) { s.run(t, rep.add(t, s.fault)) })
+	}
+}

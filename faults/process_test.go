@@ -1,0 +1,385 @@
+//go:build linux
+
+package faults
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// syncBuffer collects a child's output from its copying goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// tail is the last n lines, for failure messages.
+func (s *syncBuffer) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(s.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// childAttr puts a child in its own process group, so that a Ctrl-C on the
+// test does not hit it mid-test, and kills it if the test binary dies
+// without running its cleanups.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// sidecar is one lockproxy process.
+type sidecar struct {
+	id      string
+	addr    string // RESP
+	metrics string // HTTP: /readyz
+	cmd     *exec.Cmd
+	logs    *syncBuffer // stdout and stderr
+	exited  chan struct{}
+	exitErr error // read after exited
+}
+
+// startSidecar runs lockproxy with the given LOCKPROXY_* settings (keys
+// without the prefix) on top of a few defaults fit for tests, and waits
+// until /readyz says it serves and sees its upstream. It is stopped at
+// cleanup, and its log printed if the test failed.
+func startSidecar(t testing.TB, id string, settings map[string]string) *sidecar {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		sc := &sidecar{id: id, addr: freeAddr(t), metrics: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+		env := map[string]string{
+			"LISTEN": sc.addr, "METRICS_LISTEN": sc.metrics, "LOG_FORMAT": "json",
+			"QUIET_PERIOD": "2s", "MAX_TTL": "1m", "UPSTREAM_TIMEOUT": "1s", "SHUTDOWN_TIMEOUT": "5s",
+		}
+		for k, v := range settings {
+			env[k] = v
+		}
+		sc.cmd = exec.Command(lockproxyBin)
+		for k, v := range env {
+			sc.cmd.Env = append(sc.cmd.Env, "LOCKPROXY_"+k+"="+v)
+		}
+		sc.cmd.Stdout, sc.cmd.Stderr = sc.logs, sc.logs
+		sc.cmd.SysProcAttr = childAttr()
+		if err := sc.cmd.Start(); err != nil {
+			t.Fatalf("start lockproxy: %v", err)
+		}
+		go func() {
+			sc.exitErr = sc.cmd.Wait()
+			close(sc.exited)
+		}()
+		err := sc.waitReady(10 * time.Second)
+		if err == nil {
+			t.Cleanup(func() {
+				sc.stop()
+				if t.Failed() {
+					t.Logf("sidecar %s (pid %d) log, last lines:\n%s", sc.id, sc.pid(), sc.logs.tail(60))
+				}
+			})
+			return sc
+		}
+		sc.stop()
+		if !strings.Contains(sc.logs.String(), "address already in use") || attempt == 3 {
+			t.Fatalf("sidecar %s: %v\n%s", id, err, sc.logs.tail(60))
+		}
+	}
+}
+
+func (sc *sidecar) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-sc.exited:
+			return fmt.Errorf("exited during start-up: %v", sc.exitErr)
+		default:
+		}
+		if resp, err := client.Get("http://" + sc.metrics + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %v", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (sc *sidecar) pid() int { return sc.cmd.Process.Pid }
+
+func (sc *sidecar) running() bool {
+	select {
+	case <-sc.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// signal sends sig to this process only (by PID, never its group).
+func (sc *sidecar) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := sc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("sidecar %s: %v: %v", sc.id, sig, err)
+	}
+}
+
+// kill is SIGKILL, waiting until the process is reaped.
+func (sc *sidecar) kill(t testing.TB) {
+	t.Helper()
+	sc.signal(t, syscall.SIGKILL)
+	<-sc.exited
+}
+
+// stop asks with SIGTERM (after SIGCONT, in case it is stopped), and
+// insists with SIGKILL after the shutdown timeout's worth of patience.
+func (sc *sidecar) stop() {
+	if !sc.running() {
+		return
+	}
+	_ = sc.cmd.Process.Signal(syscall.SIGCONT)
+	_ = sc.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-sc.exited:
+	case <-time.After(10 * time.Second):
+		_ = sc.cmd.Process.Signal(syscall.SIGKILL)
+		<-sc.exited
+	}
+}
+
+// info returns INFO's fields as a map, through a connection of its own.
+func (sc *sidecar) info(t testing.TB) map[string]string {
+	t.Helper()
+	c, err := dial(sc.addr, nil, nil)
+	if err != nil {
+		t.Fatalf("sidecar %s: %v", sc.id, err)
+	}
+	defer c.close()
+	v, _, err := c.do(5*time.Second, "INFO", "all")
+	if err != nil || v.isErr() {
+		t.Fatalf("sidecar %s: INFO: %v %v", sc.id, v, err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(strings.TrimPrefix(v.str, "txt:"), "\r\n") {
+		if k, val, ok := strings.Cut(line, ":"); ok {
+			m[k] = val
+		}
+	}
+	return m
+}
+
+// lostTotal is INFO's locks_lost_total.
+func (sc *sidecar) lostTotal(t testing.TB) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(sc.info(t)["locks_lost_total"], 10, 64)
+	if err != nil {
+		t.Fatalf("sidecar %s: locks_lost_total: %v", sc.id, err)
+	}
+	return n
+}
+
+// rss is the process's resident set size in bytes.
+func (sc *sidecar) rss(t testing.TB) int64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sc.pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// proc is a client process (see clientProcess), driven over its stdin.
+type proc struct {
+	id     string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr *syncBuffer
+	exited chan struct{}
+
+	mu      sync.Mutex
+	lines   []procLine    // guarded by mu; unconsumed output
+	changed chan struct{} // guarded by mu; closed when lines grows
+}
+
+// procLine is one line a client process printed.
+type procLine struct {
+	kind       string    // reply, push, fenced, ready, error
+	sent, recv time.Time // reply, fenced: sent and received; push: recv
+	rest       string    // the value, or "NAME TOKEN" for a push
+}
+
+// startProc starts a client process connected to sc, and waits until it
+// has said HELLO.
+func startProc(t testing.TB, id string, sc *sidecar, res string) *proc {
+	t.Helper()
+	p := &proc{id: id, stderr: &syncBuffer{}, exited: make(chan struct{}), changed: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	p.cmd.Env = append(os.Environ(), procEnv+"="+sc.addr, resourceEnv+"="+res)
+	p.cmd.Stderr = p.stderr
+	p.cmd.SysProcAttr = childAttr()
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.add(parseProcLine(sc.Text()))
+		}
+		p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		if t.Failed() {
+			t.Logf("client process %s stderr:\n%s", p.id, p.stderr.tail(20))
+		}
+	})
+	p.next(t, "ready", 10*time.Second)
+	return p
+}
+
+func parseProcLine(s string) procLine {
+	kind, rest, _ := strings.Cut(s, " ")
+	l := procLine{kind: kind, rest: rest}
+	stamp := func() {
+		f, r, _ := strings.Cut(l.rest, " ")
+		n, _ := strconv.ParseInt(f, 10, 64)
+		l.rest = r
+		if l.sent.IsZero() && kind != "push" {
+			l.sent = time.Unix(0, n)
+		} else {
+			l.recv = time.Unix(0, n)
+		}
+	}
+	switch kind {
+	case "reply", "fenced":
+		stamp()
+		stamp()
+	case "push":
+		stamp()
+	}
+	return l
+}
+
+func (p *proc) add(l procLine) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lines = append(p.lines, l)
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// send writes one command line to the process.
+func (p *proc) send(t testing.TB, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("client process %s: %v", p.id, err)
+	}
+}
+
+// next consumes the first line of kind, waiting up to timeout for it.
+func (p *proc) next(t testing.TB, kind string, timeout time.Duration) procLine {
+	t.Helper()
+	l, err := p.await(kind, timeout)
+	if err != nil {
+		t.Fatalf("client process %s: %v", p.id, err)
+	}
+	return l
+}
+
+func (p *proc) await(kind string, timeout time.Duration) (procLine, error) {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		for i, l := range p.lines {
+			if l.kind == kind {
+				p.lines = append(p.lines[:i], p.lines[i+1:]...)
+				p.mu.Unlock()
+				return l, nil
+			}
+			if l.kind == "error" {
+				p.mu.Unlock()
+				return l, errors.New(l.rest)
+			}
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-p.exited:
+			return procLine{}, fmt.Errorf("exited before printing %q", kind)
+		case <-deadline:
+			return procLine{}, fmt.Errorf("no %q line within %v", kind, timeout)
+		}
+	}
+}
+
+// printed reports whether the process printed a line of kind not yet
+// consumed.
+func (p *proc) printed(kind string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if l.kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *proc) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("client process %s: %v: %v", p.id, sig, err)
+	}
+}
