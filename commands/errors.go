@@ -45,10 +45,11 @@ func (h *Handler) writeError(c *resp.Conn, err error) {
 	}
 }
 
-// roundLeft shows a time left to the second, or to the millisecond under one.
+// roundLeft shows a time left to the second, or to the millisecond (up,
+// so that time left never shows as 0s) under one.
 func roundLeft(d time.Duration) string {
 	if d < time.Second {
-		return d.Round(time.Millisecond).String()
+		return ((d + time.Millisecond - 1) / time.Millisecond * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
 }

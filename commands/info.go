@@ -67,7 +67,8 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		if h.cfg.UpstreamRisks != nil {
 			line("upstream_risks", strings.Join(h.cfg.UpstreamRisks(), ","))
 		}
-		line("quiet_period_left_ms", strconv.FormatInt(h.locks.QuietLeft().Milliseconds(), 10))
+		// Rounded up, as LOCK.INFO's ttl is: 0 only once the period is over.
+		line("quiet_period_left_ms", strconv.FormatInt(int64((h.locks.QuietLeft()+time.Millisecond-1)/time.Millisecond), 10))
 		line("locks_held", strconv.FormatInt(st.Held, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))
