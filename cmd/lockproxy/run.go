@@ -217,16 +217,31 @@ func (a *app) watchUpstream(ctx context.Context) {
 	defer close(a.healthDone)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-a.recheck:
+			// Pokes come from acquires, as fast as clients retry: while the
+			// upstream is down or unchecked, check at most every 100 ms.
+			if wait := time.Until(last.Add(recheckGap)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+		last = time.Now()
 		a.checkUpstream(ctx)
 	}
 }
+
+// recheckGap is the least time between two health checks asked for by
+// acquires that found the upstream changed or unchecked.
+const recheckGap = 100 * time.Millisecond
 
 // pokeCheck asks watchUpstream to check now. It never blocks: one pending
 // poke is enough.
