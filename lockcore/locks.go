@@ -108,7 +108,8 @@ type Locks struct {
 	lost    atomic.Int64 // leases lost since start
 	waiters atomic.Int64 // acquires blocked
 
-	quietUntil atomic.Int64 // unix ns; no grant before it (see UpstreamReset)
+	quietUntil atomic.Int64 // ns since base; no grant before it (see UpstreamReset)
+	base       time.Time    // read with its monotonic clock, so a clock step cannot end a quiet period
 	checkMu    sync.Mutex   // serialises CheckUpstream
 	storeID    string       // guarded by checkMu; the store's last Health ID
 
@@ -140,6 +141,7 @@ func New(store Store, cfg Config) *Locks {
 		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
 		id:       newNonce()[:16],
+		base:     time.Now(),
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,7 +38,7 @@ func (l *Locks) Quiet(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	until := time.Now().Add(d).UnixNano()
+	until := int64(time.Since(l.base) + d)
 	for {
 		old := l.quietUntil.Load()
 		if old >= until || l.quietUntil.CompareAndSwap(old, until) {
@@ -51,7 +53,7 @@ func (l *Locks) QuietLeft() time.Duration {
 	if u == 0 {
 		return 0
 	}
-	return max(time.Until(time.Unix(0, u)), 0)
+	return max(time.Duration(u)-time.Since(l.base), 0)
 }
 
 // quiet returns a *QuietError while the quiet period runs, else nil.
@@ -90,21 +92,27 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 		}
 	}
 	l.mu.Unlock()
-	lost := 0
+	// One goroutine per session: telling a holder is a push, which may wait
+	// for a client that reads slowly; the others must not wait for it.
+	var lost atomic.Int64
+	var wg sync.WaitGroup
 	for _, s := range sessions {
-		for _, ls := range s.all() {
-			s.mu.Lock()
-			owned := !ls.detached
-			s.mu.Unlock()
-			if owned {
-				lost++
+		wg.Go(func() {
+			for _, ls := range s.all() {
+				s.mu.Lock()
+				owned := !ls.detached
+				s.mu.Unlock()
+				if owned {
+					lost.Add(1)
+				}
+				// Given back by token: after a failover that kept the data
+				// the lock is still there, and nobody should wait for its ttl.
+				s.lapse(ls, why, true)
 			}
-			// Given back by token: after a failover that kept the data the
-			// lock is still there, and nobody should wait for its ttl.
-			s.lapse(ls, why, true)
-		}
+		})
 	}
-	return lost
+	wg.Wait()
+	return int(lost.Load())
 }
 
 // all returns the session's leases.
@@ -134,15 +142,21 @@ func (l *Locks) CheckUpstream(ctx context.Context) error {
 	l.Quiet(h.Quiet)
 	if l.storeID != "" && h.ID != l.storeID {
 		d := l.cfg.QuietPeriod
+		// Announced before the holders are told, which may take a while:
+		// sidecars that never held a lock through the old upstream learn
+		// of the period only from the announcement.
+		l.Quiet(d)
+		var aerr error
+		if d > 0 {
+			aerr = l.store.AnnounceQuiet(ctx, d)
+		}
 		lost := l.UpstreamReset(d, "upstream restarted or failed over")
 		l.log.Error("the upstream restarted or failed over and may have lost its locks: every lock held through it is lost, and no lock is granted during the quiet period",
 			"locks_lost", lost, "quiet_period", d.String(), "before", l.storeID, "now", h.ID)
-		if d > 0 {
-			if err := l.store.AnnounceQuiet(ctx, d); err != nil {
-				// Not accepted yet: the next check finds the change again
-				// and announces again.
-				return fmt.Errorf("announcing the quiet period: %w", err)
-			}
+		if aerr != nil {
+			// Not accepted yet: the next check finds the change again and
+			// announces again.
+			return fmt.Errorf("announcing the quiet period: %w", aerr)
 		}
 	}
 	l.storeID = h.ID

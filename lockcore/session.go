@@ -160,7 +160,17 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	}
 	s.mu.Unlock()
 	if old != nil {
-		s.l.leaseEnded(old, false)
+		// An owned lease still listed here was lost without this session
+		// noticing yet (released by its token elsewhere, or gone from the
+		// store): its holder is told, as at any loss.
+		lost := !old.detached
+		s.l.leaseEnded(old, lost)
+		if lost {
+			s.l.log.Warn("lock lost", "lock", old.name, "why", "the upstream granted it anew")
+			if s.onLost != nil {
+				s.onLost(old.name, old.token)
+			}
+		}
 	}
 	s.l.leaseStarted()
 	if g.handover != nil {
@@ -183,7 +193,9 @@ func (s *Session) settle(ls *lease) {
 	if s.leases[ls.name] != ls {
 		return
 	}
-	ls.validUntil = validity(ho.sent, ls.ttl)
+	// The store's ttl was capped by MAXHOLD, if any: so is the validity.
+	storeTTL, _ := ls.capped(ho.sent, ls.ttl)
+	ls.validUntil = validity(ho.sent, storeTTL)
 	if !ls.detached && ls.timer == nil {
 		s.scheduleLocked(ls, s.renewDelay(ls, ho.sent, ls.ttl))
 	}

@@ -432,3 +432,24 @@ func TestRenewStopsAtMaxHold(t *testing.T) {
 		t.Errorf("store ttl after RENEW = %v, past the 1s cap", st.TTL)
 	}
 }
+
+// An owned lease the session still lists when the store grants the name
+// anew (it was released by its token elsewhere) is lost, and its holder
+// told, not silently replaced.
+func TestReplacedOwnedLeaseIsLost(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	ev := newLostEvents()
+	s := l.NewSession(ev.onLost)
+	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	if r, _ := f.Store.Release(context.Background(), lockcore.ReleaseRequest{Name: "a", Token: tok}); !r.Released {
+		t.Fatal("direct release failed")
+	}
+	acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
+	ev.wait(t)
+	if n := l.Stats().Lost; n != 1 {
+		t.Errorf("lost %d, want 1", n)
+	}
+	if held := l.Stats().Held; held != 1 {
+		t.Errorf("held %d, want 1 (the new detached lease)", held)
+	}
+}

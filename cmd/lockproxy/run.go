@@ -296,10 +296,11 @@ func (a *app) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
-	if q := a.cfg.quietPeriod(); q > time.Hour && slices.Contains(kinds, "no_persistence") {
-		a.log.Warn("a restart of this upstream would stop every lock for the whole quiet period: "+
+	if q := a.cfg.quietPeriod(); q > time.Hour {
+		// Any restart or failover starts it, with persistence or without.
+		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
 			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
-			"quiet_period", q.String())
+			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))
 	}
 }
 
@@ -320,7 +321,12 @@ func (a *app) shutdown() error {
 		// are released (by its OnClose): a holder learns that it holds
 		// nothing any more before anyone else can be granted its lock.
 		a.locks.StopGranting()
-		err = errors.Join(err, a.srv.Drain(ctx))
+		// The drain gets all but one upstream call's worth of the budget:
+		// a client that stopped reading must not leave the locks of the
+		// connections still open without time to release them.
+		dctx, dcancel := context.WithTimeout(ctx, max(a.cfg.ShutdownTimeout-a.cfg.UpstreamTimeout, a.cfg.ShutdownTimeout/2))
+		err = errors.Join(err, a.srv.Drain(dctx))
+		dcancel()
 		err = errors.Join(err, a.locks.Shutdown(ctx))
 		a.stopHealth()
 		<-a.healthDone

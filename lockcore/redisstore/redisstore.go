@@ -479,15 +479,16 @@ func infoField(info, name string) string {
 // AnnounceQuiet implements lockcore.Store. It never shortens an announced
 // period: another sidecar may have seen an earlier restart.
 func (s *Store) AnnounceQuiet(ctx context.Context, d time.Duration) error {
-	left, err := s.rdb.PTTL(ctx, s.quietKey()).Result()
-	if err != nil {
-		return err
-	}
-	if left >= d {
-		return nil
-	}
-	return s.rdb.Set(ctx, s.quietKey(), "upstream restarted or failed over", d).Err()
+	// One script, so that two sidecars announcing different periods at once
+	// cannot leave the shorter one.
+	return announceQuiet.Run(ctx, s.rdb, []string{s.quietKey()}, d.Milliseconds()).Err()
 }
+
+var announceQuiet = redis.NewScript(`
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], 'upstream restarted or failed over', 'PX', ARGV[1])
+end
+return 1`)
 
 // Risks implements lockcore.Store from CONFIG GET and INFO persistence.
 // An upstream that refuses CONFIG (managed services, ACLs) is reported as
