@@ -92,10 +92,10 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if s.l.shuttingDown() {
 		return "", ErrShuttingDown
 	}
-	if err := s.l.quiet(); err != nil {
-		return "", err
-	}
 	maxHold := s.l.maxHold(o)
+	// Before the quiet check: keeping a lock the store still holds is a
+	// renewal, which the quiet period does not stop (LOCK.RENEW is not
+	// refused either).
 	if ls := s.current(name); ls != nil && !ls.detached && !o.Detached {
 		ok, err := s.renewLease(ctx, ls, o.TTL)
 		if err != nil {
@@ -105,6 +105,9 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 			return ls.token, nil
 		}
 		// The lease was lost (and dropped); take the lock afresh.
+	}
+	if err := s.l.quiet(); err != nil {
+		return "", err
 	}
 	if err := s.roomFor(name); err != nil {
 		return "", err
