@@ -4,11 +4,12 @@
 package commands
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"log/slog"
 
 	"github.com/lockproxy/lockproxy/lockcore"
 	"github.com/lockproxy/lockproxy/resp"
@@ -174,6 +175,24 @@ func (h *Handler) OnClose(c *resp.Conn) {
 	}
 	h.clients.Add(-1)
 	h.obs.ConnectionsChanged(-1)
+}
+
+// Shutdown stops srv, which serves h, and the locks behind it, in the order
+// that lets no holder learn of its loss after someone else got its lock: no
+// new connection, no new grant, blocked acquires answered, each connection
+// closed before its OnClose releases its locks, and last whatever is left
+// released. The drain ends reserve before ctx does, so that a client which
+// stopped reading cannot use up the time the releases need.
+func (h *Handler) Shutdown(ctx context.Context, srv *resp.Server, reserve time.Duration) error {
+	srv.StopAccepting()
+	h.locks.StopGranting()
+	dctx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithDeadline(ctx, deadline.Add(-reserve))
+		defer cancel()
+	}
+	return errors.Join(srv.Drain(dctx), h.locks.Shutdown(ctx))
 }
 
 // ServeRESP implements resp.Handler.

@@ -53,20 +53,18 @@ func StartServer(opts ...Option) (addr string, stop func(), err error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	// The sidecar's defaults (cmd/lockproxy's Config).
+	// The sidecar's limits (cmd/lockproxy's Config); the rest are the
+	// packages' own defaults, which are the sidecar's.
 	store := memstore.New(memstore.Options{})
 	locks := lockcore.New(store, lockcore.Config{
 		MaxLocksPerSession: 1000,
 		MaxWaitersPerName:  1000,
 	})
 	h := commands.New(locks, commands.Config{
-		MaxTTL:       24 * time.Hour,
-		MaxWait:      5 * time.Minute,
-		MaxNameBytes: 1024,
-		Password:     o.password,
-		Version:      "lockproxytest",
-		Store:        "embedded",
-		UpstreamUp:   func() bool { return true },
+		Password:   o.password,
+		Version:    "lockproxytest",
+		Store:      "embedded",
+		UpstreamUp: func() bool { return true },
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,9 +84,7 @@ func StartServer(opts ...Option) (addr string, stop func(), err error) {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			srv.StopAccepting()
-			_ = locks.Shutdown(ctx)
-			_ = srv.Close(ctx)
+			_ = h.Shutdown(ctx, srv, 2*time.Second)
 			_ = store.Close()
 		})
 	}

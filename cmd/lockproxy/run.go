@@ -66,6 +66,7 @@ type app struct {
 	store   lockcore.Store
 	locks   *lockcore.Locks
 	srv     *resp.Server
+	h       *commands.Handler
 	http    *metrics.HTTPServer // nil when metrics are off
 	metrics *metrics.Metrics
 
@@ -130,7 +131,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Observer:           a.metrics,
 		Logger:             a.log,
 	})
-	h := commands.New(a.locks, commands.Config{
+	a.h = commands.New(a.locks, commands.Config{
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
@@ -158,14 +159,14 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 	if path, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok {
 		network, addr = "unix", path
 	}
-	a.srv, err = listenRESP(cfg, network, addr, h, resp.Options{
+	a.srv, err = listenRESP(cfg, network, addr, a.h, resp.Options{
 		Limits: resp.Limits{MaxArgs: cfg.MaxArgs, MaxBulkBytes: cfg.MaxBulkBytes,
 			MaxInlineBytes: cfg.MaxInlineBytes, MaxQueryBytes: cfg.MaxQueryBytes},
 		MaxClients:     cfg.MaxClients,
 		WriteTimeout:   cfg.WriteTimeout,
 		RequestTimeout: cfg.RequestTimeout,
-		OnOpen:         h.OnOpen,
-		OnClose:        h.OnClose,
+		OnOpen:         a.h.OnOpen,
+		OnClose:        a.h.OnClose,
 		Logger:         a.log,
 	})
 	if err != nil {
@@ -316,18 +317,8 @@ func (a *app) shutdown() error {
 		held := a.locks.Stats().Held
 		a.log.Info("shutting down", "locks_held", held, "timeout", a.cfg.ShutdownTimeout)
 		a.stopping.Store(true)
-		a.srv.StopAccepting()
-		// Answer the blocked, then close each connection before its locks
-		// are released (by its OnClose): a holder learns that it holds
-		// nothing any more before anyone else can be granted its lock.
-		a.locks.StopGranting()
-		// The drain gets all but one upstream call's worth of the budget:
-		// a client that stopped reading must not leave the locks of the
-		// connections still open without time to release them.
-		dctx, dcancel := context.WithTimeout(ctx, max(a.cfg.ShutdownTimeout-a.cfg.UpstreamTimeout, a.cfg.ShutdownTimeout/2))
-		err = errors.Join(err, a.srv.Drain(dctx))
-		dcancel()
-		err = errors.Join(err, a.locks.Shutdown(ctx))
+		// One upstream call's worth of the budget is kept for releasing.
+		err = errors.Join(err, a.h.Shutdown(ctx, a.srv, min(a.cfg.UpstreamTimeout, a.cfg.ShutdownTimeout/2)))
 		a.stopHealth()
 		<-a.healthDone
 		err = errors.Join(err, a.store.Close())
