@@ -1,7 +1,6 @@
 package compat
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -11,25 +10,20 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/docquote"
 )
 
 var update = flag.Bool("update", false, "rewrite the snippets in docs/clients.md from the scenario files")
 
 const clientsDoc = "../docs/clients.md"
 
-var (
-	beginRE  = regexp.MustCompile(`^\s*(?://|#) snippet:begin ([a-z0-9-]+)\s*$`)
-	endRE    = regexp.MustCompile(`^\s*(?://|#) snippet:end\s*$`)
-	markerRE = regexp.MustCompile(`^<!-- snippet: ([a-z0-9-]+) -->$`)
-)
-
-var fenceLang = map[string]string{".go": "go", ".sh": "bash", ".py": "python", ".js": "js"}
+var markerRE = regexp.MustCompile(`^<!-- snippet: ([a-z0-9-]+) -->$`)
 
 // snippet is one region of a scenario file that docs/clients.md quotes.
 type snippet struct {
 	file string
-	lang string
-	text string // dedented, ending in a newline
+	docquote.Quote
 }
 
 // TestDocSnippets checks that docs/clients.md quotes every snippet region
@@ -41,40 +35,27 @@ func TestDocSnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.SplitAfter(string(doc), "\n")
-	var out strings.Builder
 	seen := map[string]bool{}
-	for i := 0; i < len(lines); i++ {
-		out.WriteString(lines[i])
-		m := markerRE.FindStringSubmatch(strings.TrimRight(lines[i], "\n"))
-		if m == nil {
-			continue
-		}
-		id := m[1]
-		s, ok := snippets[id]
+	out, bad := docquote.Sync(string(doc), markerRE, func(m []string) (docquote.Quote, error) {
+		s, ok := snippets[m[1]]
 		if !ok {
-			t.Errorf("%s:%d: marker for snippet %q, which no scenario file has", clientsDoc, i+1, id)
-			continue
+			return docquote.Quote{}, fmt.Errorf("marker for snippet %q, which no scenario file has", m[1])
 		}
-		if seen[id] {
-			t.Errorf("%s:%d: snippet %q quoted twice", clientsDoc, i+1, id)
+		if seen[m[1]] {
+			return docquote.Quote{}, fmt.Errorf("snippet %q quoted twice", m[1])
 		}
-		seen[id] = true
-		// The fenced block right after the marker.
-		want := "```" + s.lang + "\n" + s.text + "```\n"
-		end := i + 1
-		if end < len(lines) && strings.HasPrefix(lines[end], "```") {
-			for end++; end < len(lines) && strings.TrimRight(lines[end], "\n") != "```"; end++ {
-			}
-			end++ // past the closing fence
-		}
-		got := strings.Join(lines[i+1:min(end, len(lines))], "")
-		if got != want && !*update {
+		seen[m[1]] = true
+		return s.Quote, nil
+	})
+	for _, b := range bad {
+		switch {
+		case b.Err != nil:
+			t.Errorf("%s:%d: %v", clientsDoc, b.Line-1, b.Err)
+		case !*update:
+			file := snippets[b.Match[1]].file
 			t.Errorf("%s:%d: snippet %q differs from %s (go test ./compat -run TestDocSnippets -update rewrites it)\n--- doc:\n%s--- %s:\n%s",
-				clientsDoc, i+2, id, s.file, got, s.file, want)
+				clientsDoc, b.Line, b.Match[1], file, b.Got, file, b.Want)
 		}
-		out.WriteString(want)
-		i = end - 1
 	}
 	var missing []string
 	for id := range snippets {
@@ -87,8 +68,8 @@ func TestDocSnippets(t *testing.T) {
 		t.Errorf("%s does not quote snippet %s: add a line <!-- snippet: %s --> where it belongs",
 			clientsDoc, m, strings.Fields(m)[0])
 	}
-	if *update && out.String() != string(doc) {
-		if err := os.WriteFile(clientsDoc, []byte(out.String()), 0o644); err != nil {
+	if *update && out != string(doc) {
+		if err := os.WriteFile(clientsDoc, []byte(out), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("rewrote %s", clientsDoc)
@@ -106,47 +87,26 @@ func findSnippets(t *testing.T) map[string]snippet {
 		if d.IsDir() && d.Name() == "node_modules" {
 			return filepath.SkipDir
 		}
-		lang, ok := fenceLang[filepath.Ext(path)]
+		lang, ok := docquote.FenceLang[filepath.Ext(path)]
 		if d.IsDir() || !ok || path == "snippets_test.go" {
 			return nil
 		}
-		f, err := os.Open(path)
+		src, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		var id string
-		var region []string
-		for n := 1; sc.Scan(); n++ {
-			line := sc.Text()
-			if m := beginRE.FindStringSubmatch(line); m != nil {
-				if id != "" {
-					t.Errorf("compat/%s:%d: snippet %q begins inside snippet %q", path, n, m[1], id)
-				}
-				if prev, dup := snippets[m[1]]; dup {
-					t.Errorf("compat/%s:%d: snippet %q already begins in %s", path, n, m[1], prev.file)
-				}
-				id, region = m[1], nil
-				continue
-			}
-			if endRE.MatchString(line) {
-				if id == "" {
-					t.Errorf("compat/%s:%d: snippet:end without a begin", path, n)
-					continue
-				}
-				snippets[id] = snippet{file: "compat/" + filepath.ToSlash(path), lang: lang, text: dedent(region)}
-				id = ""
-				continue
-			}
-			if id != "" {
-				region = append(region, line)
-			}
+		file := "compat/" + filepath.ToSlash(path)
+		regions, problems := docquote.Regions(string(src))
+		for _, p := range problems {
+			t.Errorf("%s: %s", file, p)
 		}
-		if id != "" {
-			t.Errorf("compat/%s: snippet %q never ends", path, id)
+		for id, text := range regions {
+			if prev, dup := snippets[id]; dup {
+				t.Errorf("%s: snippet %q already begins in %s", file, id, prev.file)
+			}
+			snippets[id] = snippet{file: file, Quote: docquote.Quote{Lang: lang, Text: text}}
 		}
-		return sc.Err()
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,33 +115,4 @@ func findSnippets(t *testing.T) map[string]snippet {
 		t.Fatal("no snippet regions found")
 	}
 	return snippets
-}
-
-// dedent removes the indentation all non-blank lines share, and trailing
-// blank lines.
-func dedent(lines []string) string {
-	for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
-		lines = lines[:len(lines)-1]
-	}
-	prefix := ""
-	first := true
-	for _, l := range lines {
-		if strings.TrimSpace(l) == "" {
-			continue
-		}
-		indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
-		if first {
-			prefix, first = indent, false
-			continue
-		}
-		for !strings.HasPrefix(indent, prefix) {
-			prefix = prefix[:len(prefix)-1]
-		}
-	}
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString(strings.TrimPrefix(l, prefix))
-		b.WriteString("\n")
-	}
-	return b.String()
 }

@@ -3,7 +3,6 @@
 package examples
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"go/ast"
@@ -14,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/docquote"
 )
 
 var update = flag.Bool("update", false, "rewrite the quotes in docs/recipes.md from the recipes")
@@ -26,11 +27,7 @@ var (
 	// quotes the region between "snippet:begin python-buy" and
 	// "snippet:end" comments of any other file.
 	markerRE = regexp.MustCompile(`^<!-- code: (\S+) (\S+) -->$`)
-	beginRE  = regexp.MustCompile(`^\s*(?://|#) snippet:begin ([a-z0-9-]+)\s*$`)
-	endRE    = regexp.MustCompile(`^\s*(?://|#) snippet:end\s*$`)
 )
-
-var fenceLang = map[string]string{".go": "go", ".py": "python", ".js": "js"}
 
 // recipes must each be quoted at least once.
 var recipes = []string{"payments", "inventory", "jobs", "leader", "sequential"}
@@ -44,37 +41,22 @@ func TestRecipesDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.SplitAfter(string(doc), "\n")
-	var out strings.Builder
 	quoted := map[string]bool{}
-	for i := 0; i < len(lines); i++ {
-		out.WriteString(lines[i])
-		m := markerRE.FindStringSubmatch(strings.TrimRight(lines[i], "\n"))
-		if m == nil {
-			continue
-		}
+	out, bad := docquote.Sync(string(doc), markerRE, func(m []string) (docquote.Quote, error) {
 		file, name := m[1], m[2]
 		quoted[file+" "+name] = true
 		quoted[strings.Split(file, "/")[0]] = true
 		text, err := region(file, name)
-		if err != nil {
-			t.Errorf("%s:%d: %v", recipesDoc, i+1, err)
-			continue
-		}
-		want := "```" + fenceLang[filepath.Ext(file)] + "\n" + text + "```\n"
-		end := i + 1
-		if end < len(lines) && strings.HasPrefix(lines[end], "```") {
-			for end++; end < len(lines) && strings.TrimRight(lines[end], "\n") != "```"; end++ {
-			}
-			end++ // past the closing fence
-		}
-		got := strings.Join(lines[i+1:min(end, len(lines))], "")
-		if got != want && !*update {
+		return docquote.Quote{Lang: docquote.FenceLang[filepath.Ext(file)], Text: text}, err
+	})
+	for _, b := range bad {
+		switch {
+		case b.Err != nil:
+			t.Errorf("%s:%d: %v", recipesDoc, b.Line-1, b.Err)
+		case !*update:
 			t.Errorf("%s:%d: the quote of %s %s differs from the code (go test ./examples -run TestRecipesDoc -update rewrites it)\n--- doc:\n%s--- examples/%s:\n%s",
-				recipesDoc, i+2, file, name, got, file, want)
+				recipesDoc, b.Line, b.Match[1], b.Match[2], b.Got, b.Match[1], b.Want)
 		}
-		out.WriteString(want)
-		i = end - 1
 	}
 	for _, r := range recipes {
 		if !quoted[r] {
@@ -86,8 +68,8 @@ func TestRecipesDoc(t *testing.T) {
 			t.Errorf("%s does not quote %s: add <!-- code: %s --> where it belongs", recipesDoc, s, s)
 		}
 	}
-	if *update && out.String() != string(doc) {
-		if err := os.WriteFile(recipesDoc, []byte(out.String()), 0o644); err != nil {
+	if *update && out != string(doc) {
+		if err := os.WriteFile(recipesDoc, []byte(out), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("rewrote %s", recipesDoc)
@@ -95,7 +77,8 @@ func TestRecipesDoc(t *testing.T) {
 }
 
 // region returns the quoted text of name in file (relative to examples/),
-// ending in a newline.
+// ending in a newline: a Go declaration, or a snippet region of any other
+// file.
 func region(file, name string) (string, error) {
 	src, err := os.ReadFile(file)
 	if err != nil {
@@ -104,24 +87,15 @@ func region(file, name string) (string, error) {
 	if filepath.Ext(file) == ".go" {
 		return goDecl(file, src, name)
 	}
-	var body []string
-	in, found := false, false
-	sc := bufio.NewScanner(strings.NewReader(string(src)))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case beginRE.MatchString(line) && beginRE.FindStringSubmatch(line)[1] == name:
-			in, found = true, true
-		case in && endRE.MatchString(line):
-			in = false
-		case in:
-			body = append(body, line)
-		}
+	regions, problems := docquote.Regions(string(src))
+	if len(problems) > 0 {
+		return "", fmt.Errorf("examples/%s: %s", file, strings.Join(problems, "; "))
 	}
-	if !found {
+	text, ok := regions[name]
+	if !ok {
 		return "", fmt.Errorf("examples/%s has no snippet region %q", file, name)
 	}
-	return strings.Join(body, "\n") + "\n", nil
+	return text, nil
 }
 
 // goDecl returns the top-level declaration name of a Go file, from its doc
@@ -179,10 +153,9 @@ func snippetIDs(t *testing.T) []string {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, line := range strings.Split(string(src), "\n") {
-					if m := beginRE.FindStringSubmatch(line); m != nil {
-						ids = append(ids, filepath.ToSlash(file)+" "+m[1])
-					}
+				regions, _ := docquote.Regions(string(src)) // region reports problems
+				for id := range regions {
+					ids = append(ids, filepath.ToSlash(file)+" "+id)
 				}
 			}
 		}
