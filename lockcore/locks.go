@@ -36,8 +36,15 @@ type Config struct {
 	// without word from this sidecar, which renews it every third of that.
 	// A crashed sidecar's waiters stop blocking others after it (3s).
 	WaiterTTL time.Duration
-	Observer  Observer     // (none)
-	Logger    *slog.Logger // (discard)
+	// LocalHandoffs is how many releases in a row may hand a lock to a
+	// waiter on this sidecar while a waiter on another sidecar is first in
+	// the store's queue (0: strict arrival order across sidecars). A local
+	// hand-off skips the upstream round trip and the wake of the other
+	// sidecar; the bound keeps the passed-over waiter's extra wait to that
+	// many holds, as a cohort lock does across processor sockets.
+	LocalHandoffs int
+	Observer      Observer     // (none)
+	Logger        *slog.Logger // (discard)
 }
 
 // Backoff is exponential backoff with jitter: Base, then × Multiplier up to

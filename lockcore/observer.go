@@ -14,6 +14,14 @@ type Observer interface {
 	AutoRenewed(result string)
 	// WaitersChanged adds delta to the number of blocked acquires.
 	WaitersChanged(delta int)
+	// HandedOff reports a lock passed by a release straight to a waiter of
+	// this sidecar, by how: "local", released here to the store's first
+	// waiter, without a round trip on the waiter's path; "local_ahead", the
+	// same ahead of an earlier waiter on another sidecar
+	// (Config.LocalHandoffs); "upstream", by the release script, in the
+	// release's round trip; "remote", by a release on another sidecar, whose
+	// grant came in a wake message.
+	HandedOff(how string)
 }
 
 type nopObserver struct{}
@@ -22,3 +30,4 @@ func (nopObserver) LeaseStarted()                  {}
 func (nopObserver) LeaseEnded(time.Duration, bool) {}
 func (nopObserver) AutoRenewed(string)             {}
 func (nopObserver) WaitersChanged(int)             {}
+func (nopObserver) HandedOff(string)               {}

@@ -123,6 +123,7 @@ type queue struct {
 	cap     time.Duration // the holder's time left at the last try; 0: none known
 	first   string        // the store's first live waiter, as last heard; "": unknown
 	firstAt int64         // the Seq of the reply that said so
+	passes  int           // local hand-offs in a row that may have passed over a waiter elsewhere
 	stop    func()        // ends the store watch; nil until it is active
 	closed  bool
 }
@@ -615,6 +616,10 @@ func (l *Locks) wake(q *queue, wk Wake) {
 		l.pump(q)
 		return
 	}
+	if wk.Seq != 0 {
+		// Every sidecar watching the name hears who is first now.
+		q.learn(wk.First, wk.Seq)
+	}
 	w := q.find(wk.Waiter)
 	if w == nil {
 		return // another sidecar's, or it has left or been answered
@@ -626,6 +631,7 @@ func (l *Locks) wake(q *queue, wk Wake) {
 		if !w.seen.IsZero() && time.Until(until) > handOverMargin && l.trackLocked() {
 			ho := &handover{done: make(chan struct{})}
 			go l.extend(q.name, wk.Token, w.ttl, until, ho)
+			l.obs.HandedOff("remote")
 			l.finish(w, outcome{g: grant{token: wk.Token, sent: time.Now(), until: until, handover: ho}})
 			return
 		}
@@ -660,6 +666,9 @@ func jitter(d time.Duration, j float64) time.Duration {
 
 // candidate returns the first local waiter on name that the store has
 // queued, to hand the lock to in the same step as its release.
+//
+// A release through the store lets the store's order decide again, so it
+// ends a run of local hand-offs.
 func (l *Locks) candidate(name string) (*waiter, *Candidate) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -667,12 +676,26 @@ func (l *Locks) candidate(name string) (*waiter, *Candidate) {
 	if q == nil {
 		return nil, nil
 	}
-	for _, w := range q.waiters {
-		if w.registered && !w.gone && !w.done {
-			return w, &Candidate{Waiter: w.id, Nonce: w.nonce, TTL: w.ttl}
-		}
+	q.passes = 0
+	if w := q.firstReady(); w != nil {
+		return w, &Candidate{Waiter: w.id, Nonce: w.nonce, TTL: w.ttl}
 	}
 	return nil, nil
+}
+
+// ready reports whether w can be given the lock: the store has queued it
+// and it still waits. l.mu is held.
+func (w *waiter) ready() bool { return w.registered && !w.gone && !w.done }
+
+// firstReady is the first local waiter that can be given the lock, or nil.
+// l.mu is held.
+func (q *queue) firstReady() *waiter {
+	for _, w := range q.waiters {
+		if w.ready() {
+			return w
+		}
+	}
+	return nil
 }
 
 // release frees name if token holds it, handing it to the first local
@@ -724,13 +747,26 @@ func (l *Locks) handOver(name, token string, until time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	q := l.queues[name]
-	if q == nil || q.first == "" {
+	if q == nil {
 		return false
 	}
+	how := "local"
 	w := q.find(q.first)
-	if w == nil || !w.registered || w.gone || w.done || !l.trackLocked() {
+	if w == nil || !w.ready() {
+		// The store's first waiter is elsewhere, or not known: a local one
+		// may still go first, a bounded number of times in a row.
+		if w = q.firstReady(); w == nil || q.passes >= l.cfg.LocalHandoffs {
+			return false
+		}
+		how = "local_ahead"
+	}
+	if !l.trackLocked() {
 		return false
 	}
+	if how == "local_ahead" {
+		q.passes++
+	}
+	l.obs.HandedOff(how)
 	ho := &handover{done: make(chan struct{})}
 	to := FormatToken(fence+1, w.nonce)
 	q.first = "" // unknown until the store answers; older replies stay ignored
@@ -791,6 +827,7 @@ func (l *Locks) handedOff(w *waiter, r Released, sent time.Time) {
 		giveBack = true
 		l.finish(w, outcome{err: ErrTooSlow})
 	default:
+		l.obs.HandedOff("upstream")
 		l.finish(w, outcome{g: grant{token: r.Next, sent: sent, until: until}})
 	}
 	l.mu.Unlock()

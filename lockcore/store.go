@@ -117,6 +117,10 @@ type Wake struct {
 	// store for TTL until its sidecar renews it.
 	Token string
 	TTL   time.Duration
+	// First, with Token, is the store's first live waiter once Waiter was
+	// granted ("" for none), as of Seq (see Released).
+	First string
+	Seq   int64
 }
 
 // ReleaseRequest is one release, with the waiter to hand the lock to.

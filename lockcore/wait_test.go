@@ -137,14 +137,36 @@ func queuedIs(t *testing.T, s lockcore.Store, name string, n int) {
 // turn, then releases the lock and checks that they got it in that order,
 // each releasing it to the next.
 func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiters int) {
-	name := "fifo"
-	holder := sidecars[0].NewSession(nil)
-	acquire(t, holder, name, lockcore.AcquireOptions{TTL: time.Minute})
+	on := make([]*lockcore.Locks, waiters)
+	for i := range on {
+		on[i] = sidecars[i%len(sidecars)]
+	}
+	order := serveOrder(t, sidecars[0], on, map[*lockcore.Locks]*counting{}, store)
+	want := make([]int, waiters)
+	for i := range want {
+		want[i] = i
+	}
+	if !slices.Equal(order, want) {
+		t.Errorf("served in order %v, want arrival order %v", order, want)
+	}
+}
+
+// serveOrder has a client of holder take a lock, then one waiter on each of
+// on join in turn (each queued in the store, and its joining call answered
+// by its counting store if it has one in calls, before the next); then it
+// releases the lock, each waiter releasing it in turn when served, and
+// returns the order in which the waiters were served.
+func serveOrder(t *testing.T, holder *lockcore.Locks, on []*lockcore.Locks, calls map[*lockcore.Locks]*counting,
+	store lockcore.Store) []int {
+	t.Helper()
+	name := "order"
+	hs := holder.NewSession(nil)
+	acquire(t, hs, name, lockcore.AcquireOptions{TTL: time.Minute})
 	var mu sync.Mutex
 	var order []int
 	var wg sync.WaitGroup
-	for i := range waiters {
-		s := sidecars[i%len(sidecars)].NewSession(nil)
+	for i, l := range on {
+		s := l.NewSession(nil)
 		wg.Go(func() {
 			tok, err := s.Acquire(context.Background(), name, lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
 			if err != nil || tok == "" {
@@ -159,18 +181,16 @@ func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiter
 			}
 		})
 		queuedIs(t, store, name, i+1) // its place in the store's queue is taken
+		if c := calls[l]; c != nil {
+			// And its sidecar has the reply: only then can it hand the lock on.
+			waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight[name] == 0 })
+		}
 	}
-	if ok, err := holder.Release(context.Background(), name, ""); !ok || err != nil {
+	if ok, err := hs.Release(context.Background(), name, ""); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	wg.Wait()
-	want := make([]int, waiters)
-	for i := range want {
-		want[i] = i
-	}
-	if !slices.Equal(order, want) {
-		t.Errorf("served in order %v, want arrival order %v", order, want)
-	}
+	return order
 }
 
 func TestFIFOOneSidecar(t *testing.T) {
@@ -189,6 +209,61 @@ func TestFIFOTwoSidecars(t *testing.T) {
 		b, _ := sidecar(lockcore.Config{})
 		fifo(t, []*lockcore.Locks{a, b}, c, 8)
 	})
+}
+
+// With LocalHandoffs, a release hands the lock to a waiter on its own
+// sidecar ahead of an earlier waiter on another, at most that many times in
+// a row; then the earlier waiter is served. Without it, arrival order holds.
+func TestLocalHandoffsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		handoffs int
+		want     []int // waiter 0 is on sidecar b, 1..4 on a, where the holder is
+	}{
+		{0, []int{0, 1, 2, 3, 4}},
+		{1, []int{1, 0, 2, 3, 4}},
+		{2, []int{1, 2, 0, 3, 4}},
+	} {
+		t.Run(strconv.Itoa(tc.handoffs), func(t *testing.T) {
+			stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+				obs := &handOffs{}
+				a, ca := sidecar(lockcore.Config{LocalHandoffs: tc.handoffs, Observer: obs})
+				b, cb := sidecar(lockcore.Config{LocalHandoffs: tc.handoffs})
+				calls := map[*lockcore.Locks]*counting{a: ca, b: cb}
+				order := serveOrder(t, a, []*lockcore.Locks{b, a, a, a, a}, calls, ca)
+				if !slices.Equal(order, tc.want) {
+					t.Errorf("served in order %v, want %v", order, tc.want)
+				}
+				if n := obs.count("local_ahead"); n != tc.handoffs {
+					t.Errorf("%d hand-offs counted as local_ahead, want %d", n, tc.handoffs)
+				}
+			})
+		})
+	}
+}
+
+// handOffs counts hand-offs by how, and ignores the rest.
+type handOffs struct {
+	mu  sync.Mutex
+	how map[string]int
+}
+
+func (*handOffs) LeaseStarted()                  {}
+func (*handOffs) LeaseEnded(time.Duration, bool) {}
+func (*handOffs) AutoRenewed(string)             {}
+func (*handOffs) WaitersChanged(int)             {}
+func (h *handOffs) HandedOff(how string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.how == nil {
+		h.how = map[string]int{}
+	}
+	h.how[how]++
+}
+
+func (h *handOffs) count(how string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.how[how]
 }
 
 // A release on this sidecar gives the lock to the first local waiter with

@@ -25,6 +25,7 @@ type Metrics struct {
 	lost        prometheus.Counter
 	held        prometheus.Gauge
 	waiters     prometheus.Gauge
+	handoffs    *prometheus.CounterVec
 	connections prometheus.Gauge
 	acquireWait prometheus.Histogram
 	hold        prometheus.Histogram
@@ -34,6 +35,10 @@ type Metrics struct {
 	quiet       prometheus.Gauge
 	buildInfo   *prometheus.GaugeVec
 }
+
+// HandOffKinds are the values of lockproxy_handoffs_total's how label
+// (lockcore.Observer.HandedOff).
+var HandOffKinds = []string{"local", "local_ahead", "upstream", "remote"}
 
 // RiskKinds are the values of lockproxy_upstream_risk's kind label.
 var RiskKinds = []string{"eviction", "no_persistence", "unknown"}
@@ -62,6 +67,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_waiters", Help: "LOCK.ACQUIRE calls blocked in WAIT.",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockproxy_handoffs_total", Help: "Locks passed by a release straight to a waiter of this sidecar, by how: local (no round trip on the waiter's path), local_ahead (the same, ahead of an earlier waiter on another sidecar, LOCKPROXY_LOCAL_HANDOFFS), upstream (by the release script) or remote (by a release on another sidecar, through a wake message).",
+		}, []string{"how"}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_connections", Help: "Open client connections.",
 		}),
@@ -87,7 +95,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "lockproxy_build_info", Help: "Always 1; its labels say which build is running.",
 		}, []string{"version", "go_version"}),
 	}
-	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.connections,
+	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.handoffs, m.connections,
 		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(Version(), runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
@@ -102,6 +110,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{"ok", "lost", "error"} {
 		m.autoRenew.WithLabelValues(r)
+	}
+	for _, h := range HandOffKinds {
+		m.handoffs.WithLabelValues(h)
 	}
 	for _, k := range RiskKinds {
 		m.risk.WithLabelValues(k)
@@ -141,6 +152,9 @@ func (m *Metrics) AutoRenewed(result string) { m.autoRenew.WithLabelValues(resul
 
 // WaitersChanged moves the waiter gauge.
 func (m *Metrics) WaitersChanged(delta int) { m.waiters.Add(float64(delta)) }
+
+// HandedOff counts one hand-off to a waiter, by how.
+func (m *Metrics) HandedOff(how string) { m.handoffs.WithLabelValues(how).Inc() }
 
 // Upstream records one upstream call.
 func (m *Metrics) Upstream(op string, took time.Duration) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures waiting and hand-off (docs/waiting.md): 32 clients on one lock,
-# 1 ms holds, 1 ms think time, through one and two sidecars and against a
+# 1 ms holds, 1 ms think time, through one and two sidecars (in strict
+# arrival order, and with one local hand-off allowed ahead) and against a
 # polling baseline, with lockproxy and Redis pinned to different CPUs.
 # Usage: scripts/bench-waiting.sh [seconds per workload, default 10]
 set -euo pipefail
@@ -16,8 +17,11 @@ common=(-lockproxy "$bin/lockproxy" -clients 32 -names 1 -hold 1ms -think 1ms -d
 echo "== one sidecar, Redis store, with the polling baseline"
 taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 1
 echo
-echo "== two sidecars on one Redis"
-taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 2 -baseline=false
+echo "== two sidecars on one Redis, strict arrival order (LOCKPROXY_LOCAL_HANDOFFS=0)"
+LOCKPROXY_LOCAL_HANDOFFS=0 taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 2 -baseline=false
+echo
+echo "== two sidecars on one Redis, LOCKPROXY_LOCAL_HANDOFFS=1"
+LOCKPROXY_LOCAL_HANDOFFS=1 taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 2 -baseline=false
 echo
 echo "== one sidecar, embedded store"
 taskset -c 1 "$bin/lockbench" "${common[@]}" -store embedded -baseline=false

@@ -29,6 +29,9 @@ type workload struct {
 	// commandstats (calls by command), given how many counter updates ran.
 	countCommands func(calls map[string]int64, updates int64) int64
 	newLocker     func(client int) (locker, error)
+	// sidecars is how many sidecars the clients are spread over, in turn
+	// (0 for the baseline), so hand-offs across sidecars can be told apart.
+	sidecars int
 }
 
 // acquisition is one hold of a lock, in time since the run began.
@@ -39,14 +42,20 @@ type acquisition struct {
 
 // result is one workload's figures.
 type result struct {
-	name          string
-	ping          time.Duration // idle round trip p50 to what the clients talk to, for scale
-	duration      time.Duration
-	acquisitions  int   // after the warm-up
-	all           int   // all, for the counter check
-	perClient     []int // after the warm-up
-	wait          []time.Duration
-	gap           []time.Duration // hand-offs to another client
+	name         string
+	ping         time.Duration // idle round trip p50 to what the clients talk to, for scale
+	duration     time.Duration
+	acquisitions int   // after the warm-up
+	all          int   // all, for the counter check
+	perClient    []int // after the warm-up
+	wait         []time.Duration
+	gap          []time.Duration // hand-offs to another client
+	gapAcross    []time.Duration // of those, to a client of another sidecar
+	gapWithin    []time.Duration // of those, to a client of the same sidecar
+	// idle is, for every release while another client waited, the time
+	// until the next grant, whoever got it (the releaser included): how
+	// long the lock sat free while someone wanted it.
+	idle          []time.Duration
 	selfShare     float64
 	meanHold      time.Duration
 	cycle         time.Duration // time per acquisition of one name
@@ -123,7 +132,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		calls[k] = v - before[k]
 	}
 	r.commands = float64(w.countCommands(calls, int64(r.all))) / float64(max(r.all, 1))
-	r.stats(cfg, acqs)
+	r.stats(cfg, w.sidecars, acqs)
 
 	// Mutual exclusion: every holder read, incremented and wrote back a plain
 	// counter; a second holder at the same time would have lost an update.
@@ -179,7 +188,7 @@ func loop(ctx context.Context, cfg config, id int, l locker, up *client, counter
 }
 
 // stats computes the figures from the acquisitions after the warm-up.
-func (r *result) stats(cfg config, acqs []acquisition) {
+func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 	byName := make([][]acquisition, cfg.names)
 	for _, a := range acqs {
 		byName[a.name] = append(byName[a.name], a)
@@ -203,10 +212,19 @@ func (r *result) stats(cfg config, acqs []acquisition) {
 				continue
 			}
 			pairs++
+			if othersWaited(as, i) {
+				r.idle = append(r.idle, a.got-as[i-1].freed)
+			}
 			if prev := as[i-1]; prev.client == a.client {
 				self++
 			} else {
-				r.gap = append(r.gap, a.got-prev.freed)
+				gap := a.got - prev.freed
+				r.gap = append(r.gap, gap)
+				if sidecars > 1 && prev.client%sidecars != a.client%sidecars {
+					r.gapAcross = append(r.gapAcross, gap)
+				} else if sidecars > 1 {
+					r.gapWithin = append(r.gapWithin, gap)
+				}
 			}
 		}
 	}
@@ -219,6 +237,37 @@ func (r *result) stats(cfg config, acqs []acquisition) {
 	}
 	sortDurations(r.wait)
 	sortDurations(r.gap)
+	sortDurations(r.gapAcross)
+	sortDurations(r.gapWithin)
+	sortDurations(r.idle)
+}
+
+// othersWaited reports whether, when as[i-1] (of one name, in grant order)
+// was released, a client other than its holder had asked for the lock and
+// not been served yet: that client is among the next grants, since every
+// client keeps coming back.
+func othersWaited(as []acquisition, i int) bool {
+	prev := as[i-1]
+	for _, a := range as[i:] {
+		if a.got-prev.freed > time.Second {
+			return false // far past any client's turn
+		}
+		if a.asked < prev.freed && a.client != prev.client {
+			return true
+		}
+	}
+	return false
+}
+
+func mean(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, x := range d {
+		sum += x
+	}
+	return sum / time.Duration(len(d))
 }
 
 func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
@@ -285,8 +334,9 @@ func commandstats(c *client) (map[string]int64, error) {
 // LOCK.RELEASE; clients are spread over the sidecars in turn.
 func lockproxyWorkload(sidecars []string) workload {
 	return workload{
-		name: "lockproxy",
-		addr: sidecars[0],
+		name:     "lockproxy",
+		addr:     sidecars[0],
+		sidecars: len(sidecars),
 		countCommands: func(calls map[string]int64, _ int64) int64 {
 			// Each script is one EVALSHA (or EVAL when it is loaded); the
 			// wake subscription changes as names gain and lose waiters.

@@ -63,6 +63,16 @@ func report(w io.Writer, cfg config, rs []*result) {
 	row("idle PING round trip p50", func(r *result) string { return us(r.ping) }, nil)
 	row("hand-off gap p50", func(r *result) string { return us(pct(r.gap, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 50) }))
 	row("hand-off gap p99", func(r *result) string { return us(pct(r.gap, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 99) }))
+	if len(rs[0].gapAcross) > 0 {
+		row("  of which across sidecars: share", func(r *result) string {
+			return fmt.Sprintf("%.0f%%", 100*float64(len(r.gapAcross))/float64(max(len(r.gap), 1)))
+		}, nil)
+		row("  across sidecars: gap p50 / p99", func(r *result) string { return us(pct(r.gapAcross, 50)) + " / " + us(pct(r.gapAcross, 99)) }, nil)
+		row("  within a sidecar: gap p50 / p99", func(r *result) string { return us(pct(r.gapWithin, 50)) + " / " + us(pct(r.gapWithin, 99)) }, nil)
+	}
+	row("free while others waited p50", func(r *result) string { return us(pct(r.idle, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 50) }))
+	row("free while others waited p99", func(r *result) string { return us(pct(r.idle, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 99) }))
+	row("free while others waited mean", func(r *result) string { return us(mean(r.idle)) }, durRatio(func(r *result) time.Duration { return mean(r.idle) }))
 	row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
 	row("fairness (max/min per client)", func(r *result) string { return fmt.Sprintf("%.2f", r.fairness()) }, nil)
 	row("upstream commands / acquisition", func(r *result) string { return fmt.Sprintf("%.2f", r.commands) }, nil)

@@ -33,6 +33,7 @@ type Config struct {
 	RetryMax          time.Duration `env:"RETRY_MAX" envDefault:"500ms" help:"largest fallback poll interval; never past the holder's ttl"`
 	RetryJitter       float64       `env:"RETRY_JITTER" envDefault:"0.2" help:"random spread of each poll interval, 0..1"`
 	WaiterTTL         time.Duration `env:"WAITER_TTL" envDefault:"3s" help:"how long a dead sidecar's waiters keep their place in a lock's queue"`
+	LocalHandoffs     int           `env:"LOCAL_HANDOFFS" envDefault:"0" help:"releases in a row that may pass a lock to a waiter on this sidecar ahead of an earlier one on another; 0: strict arrival order"`
 	MaxHold           time.Duration `env:"MAX_HOLD" help:"longest an owned lock may be held, renewals included; empty: unlimited"`
 	QuietPeriod       autoDuration  `env:"QUIET_PERIOD" envDefault:"auto" help:"no new lock for this long after the upstream restarted or failed over; auto: LOCKPROXY_MAX_TTL + drift"`
 	Password          string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
@@ -169,6 +170,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad(field, "%v must be positive", d)
 		}
+	}
+	if c.LocalHandoffs < 0 {
+		bad("LocalHandoffs", "%d is negative", c.LocalHandoffs)
 	}
 	if c.MaxHold < 0 {
 		bad("MaxHold", "%v is negative", c.MaxHold)

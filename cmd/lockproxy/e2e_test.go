@@ -636,6 +636,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"LOCKPROXY_LOG_FORMAT=xml", "LOCKPROXY_LOG_FORMAT"},
 		{"LOCKPROXY_DEFAULT_TTL=48h", "LOCKPROXY_DEFAULT_TTL"},
 		{"LOCKPROXY_LISTEN=256.0.0.1:1", "LOCKPROXY_LISTEN"},
+		{"LOCKPROXY_LOCAL_HANDOFFS=-1", "LOCKPROXY_LOCAL_HANDOFFS"},
 	} {
 		err := run(bg(), nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", tc.env}, nil, &syncBuffer{}, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

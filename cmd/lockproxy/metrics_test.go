@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestMetrics(t *testing.T) {
 	for _, name := range []string{"lockproxy_acquire_total", "lockproxy_release_total", "lockproxy_renew_total",
 		"lockproxy_locks_lost_total", "lockproxy_locks_held", "lockproxy_waiters", "lockproxy_connections",
 		"lockproxy_acquire_wait_seconds", "lockproxy_hold_seconds", "lockproxy_upstream_seconds", "lockproxy_upstream_up",
-		"lockproxy_auto_renew_total", "lockproxy_build_info", "go_goroutines", "process_resident_memory_bytes"} {
+		"lockproxy_auto_renew_total", "lockproxy_handoffs_total", "lockproxy_build_info", "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(text, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
@@ -90,6 +91,15 @@ func TestMetrics(t *testing.T) {
 		if v := metric(t, text, series); v != want {
 			t.Errorf("%s = %s, want %s", series, v, want)
 		}
+	}
+	// The release passed the lock straight to the waiter, one way or another.
+	handoffs := 0
+	for _, how := range []string{"local", "local_ahead", "upstream", "remote"} {
+		n, _ := strconv.Atoi(metric(t, text, `lockproxy_handoffs_total{how="`+how+`"}`))
+		handoffs += n
+	}
+	if handoffs != 1 {
+		t.Errorf("lockproxy_handoffs_total sums to %d over its kinds, want 1 hand-off", handoffs)
 	}
 	// INFO locks shows the same figures to redis-cli.
 	info, _ := do(t, c, "INFO", "locks").Text()

@@ -128,6 +128,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		QuietPeriod:        cfg.quietPeriod(),
 		UpstreamTimeout:    cfg.UpstreamTimeout,
 		WaiterTTL:          cfg.WaiterTTL,
+		LocalHandoffs:      cfg.LocalHandoffs,
 		Observer:           a.metrics,
 		Logger:             a.log,
 	})

@@ -544,6 +544,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_RETRY_MAX":            "1s",
 		"LOCKPROXY_RETRY_JITTER":         "0.1",
 		"LOCKPROXY_WAITER_TTL":           "4s",
+		"LOCKPROXY_LOCAL_HANDOFFS":       "2",
 		"LOCKPROXY_MAX_HOLD":             "10m",
 		"LOCKPROXY_QUIET_PERIOD":         "30s",
 		"LOCKPROXY_TLS_CERT":             "/etc/lockproxy/tls/tls.crt",

@@ -289,8 +289,9 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		r.dequeue(head)
 		ttl := min(q.ttl, req.GrantTTL)
 		token := s.grant(r, now, q.nonce, ttl)
-		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head, Token: token, TTL: ttl})
-		return lockcore.Released{Released: true, First: r.liveHead(now), Seq: s.next()}
+		first, seq := r.liveHead(now), s.next()
+		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head, Token: token, TTL: ttl, First: first, Seq: seq})
+		return lockcore.Released{Released: true, First: first, Seq: seq}
 	default:
 		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head})
 		return lockcore.Released{Released: true, First: head, Seq: s.next()}

@@ -188,15 +188,24 @@ func (w *watcher) receive(ps *redis.PubSub) {
 	}
 }
 
-// parseWake reads a wake message: "<waiter>", or "<waiter> <token> <ttl ms>"
-// when the release granted the lock to the waiter.
+// parseWake reads a wake message: "<waiter>", or "<waiter> <token> <ttl ms>
+// <first> <now µs>" when the release granted the lock to the waiter (first
+// is "-" for none). Three fields are what sidecars before first was sent
+// publish, during a rolling upgrade.
 func parseWake(payload string) lockcore.Wake {
 	f := strings.Fields(payload)
-	if len(f) != 3 {
+	if len(f) != 3 && len(f) != 5 {
 		return lockcore.Wake{Waiter: payload}
 	}
 	ms, _ := strconv.ParseInt(f[2], 10, 64)
-	return lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
+	wk := lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
+	if len(f) == 5 {
+		if f[3] != "-" {
+			wk.First = f[3]
+		}
+		wk.Seq, _ = strconv.ParseInt(f[4], 10, 64)
+	}
+	return wk
 }
 
 func listFns(sub *subscription) []*wakeFn {

@@ -585,7 +585,8 @@ func testTransfer(t *testing.T, s lockcore.Store) {
 }
 
 // A release may grant the lock to another sidecar's first waiter, for a
-// short ttl, and send it the token; the waiter's own try finds the same.
+// short ttl, and send it the token and who is first after it; the waiter's
+// own try finds the same.
 func testGrantToAnotherSidecar(t *testing.T, s lockcore.Store) {
 	n := name(t)
 	wakes, _ := watchWakes(t, s, n)
@@ -605,6 +606,10 @@ func testGrantToAnotherSidecar(t *testing.T, s lockcore.Store) {
 	}
 	if wk.Waiter != "remote" || !strings.HasSuffix(wk.Token, ":remote-nonce") || wk.TTL != 2*time.Second {
 		t.Fatalf("wake = %+v, want the remote waiter's grant for 2s", wk)
+	}
+	// Every sidecar watching hears who is first now, as of the release.
+	if wk.First != "local" || wk.Seq != r.Seq {
+		t.Errorf("wake says first %q as of %d, want %q as of the release's %d", wk.First, wk.Seq, "local", r.Seq)
 	}
 	st, _ := s.Inspect(ctx(t), n)
 	if st.Token != wk.Token || st.TTL > 2*time.Second || st.Queued != 1 || fenceOf(t, wk.Token) <= fenceOf(t, holder) {
