@@ -14,8 +14,11 @@ go build -o "$bin/lockbench" ./cmd/lockbench
 common=(-lockproxy "$bin/lockproxy" -clients 32 -names 1 -hold 1ms -think 1ms -duration "${secs}s"
         -sidecar-cpu 0 -redis-cpu 1)
 # The load tool shares CPU 1 with Redis: the sidecar gets a CPU of its own.
-echo "== one sidecar, Redis store, with the polling baseline"
+echo "== one sidecar, Redis store, with the polling baseline; clients are goroutines of the tool"
 taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 1
+echo
+echo "== the same with each client in a process of its own (-procs), as application instances are"
+taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 1 -procs
 echo
 echo "== two sidecars on one Redis, strict arrival order (LOCKPROXY_LOCAL_HANDOFFS=0)"
 LOCKPROXY_LOCAL_HANDOFFS=0 taskset -c 1 "$bin/lockbench" "${common[@]}" -sidecars 2 -baseline=false

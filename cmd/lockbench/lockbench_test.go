@@ -2,16 +2,32 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 )
+
+// TestMain lets the test binary serve as a client process (-procs), which
+// lockbench starts by re-running its own executable.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == clientFlag {
+		if err := runClientProcess(context.Background(), os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "lockbench client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // buildLockproxy compiles the sidecar the load tool starts.
 func buildLockproxy(t *testing.T) string {
@@ -45,6 +61,42 @@ func TestRun(t *testing.T) {
 	if !regexpLine(out.String(), "lost updates, overlaps", "0", "0") {
 		t.Errorf("violations reported:\n%s", out.String())
 	}
+}
+
+// With -procs, every client runs in a process of its own, for both
+// workloads, and the run verifies mutual exclusion all the same.
+func TestRunProcesses(t *testing.T) {
+	bin := buildLockproxy(t)
+	srv := redistest.Start(t)
+	var out strings.Builder
+	err := run(context.Background(), []string{"-lockproxy", bin, "-redis", srv.URL(), "-procs",
+		"-clients", "4", "-names", "1", "-duration", "800ms", "-warmup", "100ms", "-hold", "500us", "-think", "200us",
+		"-baseline-retry", "2ms"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !regexpLine(out.String(), "lost updates, overlaps", "0", "0") {
+		t.Errorf("violations reported:\n%s", out.String())
+	}
+	for _, w := range []int{1, 2} { // lockproxy's column, then polling's
+		if n := column(out.String(), "acquisitions", w); n < 4 {
+			t.Errorf("workload %d: %d acquisitions by 4 client processes in 700ms:\n%s", w, n, out.String())
+		}
+	}
+}
+
+// column reads the n-th figure (from 1) of the line labelled label.
+func column(out, label string, n int) int {
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), label); ok {
+			fields := strings.Fields(rest)
+			if len(fields) >= n {
+				v, _ := strconv.Atoi(fields[n-1])
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 func regexpLine(out, label string, want ...string) bool {

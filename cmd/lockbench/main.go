@@ -40,6 +40,7 @@ type config struct {
 	redisCPU   string
 	baseline   bool
 	retry      time.Duration
+	procs      bool
 }
 
 func main() {
@@ -48,6 +49,13 @@ func main() {
 	debug.SetGCPercent(800)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) == 3 && os.Args[1] == clientFlag {
+		if err := runClientProcess(ctx, os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "lockbench client:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "lockbench:", err)
 		os.Exit(1)
@@ -74,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.redisCPU, "redis-cpu", "", "taskset CPU list for the redis-server it starts, e.g. 1")
 	fs.BoolVar(&c.baseline, "baseline", true, "also run the polling baseline straight to Redis")
 	fs.DurationVar(&c.retry, "baseline-retry", 10*time.Millisecond, "the baseline's retry interval (redislock's LinearBackoff)")
+	fs.BoolVar(&c.procs, "procs", false, "run each client in its own process, as separate application instances are, rather than as goroutines of this one")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -29,9 +30,10 @@ type workload struct {
 	// commandstats (calls by command), given how many counter updates ran.
 	countCommands func(calls map[string]int64, updates int64) int64
 	newLocker     func(client int) (locker, error)
-	// sidecars is how many sidecars the clients are spread over, in turn
-	// (0 for the baseline), so hand-offs across sidecars can be told apart.
-	sidecars int
+	// sidecarAddrs are the sidecars the clients are spread over, in turn
+	// (none for the baseline), so hand-offs across sidecars can be told
+	// apart.
+	sidecarAddrs []string
 }
 
 // acquisition is one hold of a lock, in time since the run began.
@@ -71,7 +73,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		return nil, err
 	}
 	defer admin.Close()
-	counter := func(n int) string { return "lockbench:counter:" + w.name + ":" + strconv.Itoa(n) }
+	counter := counterKey(w.name)
 	for n := range cfg.names {
 		if _, err := admin.do("DEL", counter(n)); err != nil {
 			return nil, err
@@ -86,35 +88,13 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		return nil, err
 	}
 
-	lockers := make([]locker, cfg.clients)
-	updaters := make([]*client, cfg.clients)
-	for i := range lockers {
-		if lockers[i], err = w.newLocker(i); err != nil {
-			return nil, err
-		}
-		defer lockers[i].Close()
-		if updaters[i], err = dial(redisAddr); err != nil {
-			return nil, err
-		}
-		defer updaters[i].Close()
+	run := runGoroutines
+	if cfg.procs {
+		run = runProcesses
 	}
-
-	start := time.Now()
-	end := start.Add(cfg.duration)
-	records := make([][]acquisition, cfg.clients)
-	errs := make([]error, cfg.clients)
-	var wg sync.WaitGroup
-	for i := range cfg.clients {
-		wg.Go(func() {
-			records[i], errs[i] = loop(ctx, cfg, i, lockers[i], updaters[i], counter, start, end)
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	records, elapsed, err := run(ctx, cfg, redisAddr, w)
+	if err != nil {
+		return nil, err
 	}
 	after, err := commandstats(admin)
 	if err != nil {
@@ -132,7 +112,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		calls[k] = v - before[k]
 	}
 	r.commands = float64(w.countCommands(calls, int64(r.all))) / float64(max(r.all, 1))
-	r.stats(cfg, w.sidecars, acqs)
+	r.stats(cfg, len(w.sidecarAddrs), acqs)
 
 	// Mutual exclusion: every holder read, incremented and wrote back a plain
 	// counter; a second holder at the same time would have lost an update.
@@ -151,6 +131,41 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		}
 	}
 	return r, nil
+}
+
+// runGoroutines runs the clients as goroutines of this process, and
+// returns each one's acquisitions and how long the run took.
+func runGoroutines(ctx context.Context, cfg config, redisAddr string, w workload) ([][]acquisition, time.Duration, error) {
+	lockers := make([]locker, cfg.clients)
+	updaters := make([]*client, cfg.clients)
+	var err error
+	for i := range lockers {
+		if lockers[i], err = w.newLocker(i); err != nil {
+			return nil, 0, err
+		}
+		defer lockers[i].Close()
+		if updaters[i], err = dial(redisAddr); err != nil {
+			return nil, 0, err
+		}
+		defer updaters[i].Close()
+	}
+	start := time.Now()
+	end := start.Add(cfg.duration)
+	records := make([][]acquisition, cfg.clients)
+	errs := make([]error, cfg.clients)
+	var wg sync.WaitGroup
+	for i := range cfg.clients {
+		wg.Go(func() {
+			records[i], errs[i] = loop(ctx, cfg, i, lockers[i], updaters[i], counterKey(w.name), start, end)
+		})
+	}
+	wg.Wait()
+	return records, time.Since(start), errors.Join(errs...)
+}
+
+// counterKey names the plain counter a workload's holders of lock n update.
+func counterKey(workload string) func(n int) string {
+	return func(n int) string { return "lockbench:counter:" + workload + ":" + strconv.Itoa(n) }
 }
 
 // loop is one client: acquire, update the counter, hold, release, think,
@@ -334,9 +349,9 @@ func commandstats(c *client) (map[string]int64, error) {
 // LOCK.RELEASE; clients are spread over the sidecars in turn.
 func lockproxyWorkload(sidecars []string) workload {
 	return workload{
-		name:     "lockproxy",
-		addr:     sidecars[0],
-		sidecars: len(sidecars),
+		name:         "lockproxy",
+		addr:         sidecars[0],
+		sidecarAddrs: sidecars,
 		countCommands: func(calls map[string]int64, _ int64) int64 {
 			// Each script is one EVALSHA (or EVAL when it is loaded); the
 			// wake subscription changes as names gain and lose waiters.

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// Clients as processes (-procs). Goroutines of one process share one Go
+// runtime, whose sleeping goroutines wake together: an idle Go process
+// waits for its next timer with millisecond resolution, and any network
+// event (a release's reply, say) fires every timer already due. A polling
+// client's retries then bunch up just after other clients' releases, which
+// separate application instances, each with its own timers, would not do.
+// Each client in its own process removes that coupling, for both
+// workloads alike.
+
+// clientFlag marks a run of lockbench as one client process of a parent
+// lockbench; the argument after it is the clientSpec, in JSON.
+const clientFlag = "-client-process"
+
+// clientSpec is what a client process needs to run its loop.
+type clientSpec struct {
+	Workload string   // "lockproxy" or "polling"
+	Sidecars []string // for lockproxy
+	Redis    string
+	Retry    time.Duration // the baseline's retry interval
+	Client   int
+	Names    int
+	Hold     time.Duration
+	Think    time.Duration
+	Start    int64 // Unix ns: the processes share the wall clock
+	End      int64
+}
+
+// clientRecord is one acquisition as a client process reports it, in ns
+// since Start.
+type clientRecord struct{ Asked, Got, Freed int64 }
+
+// processStartDelay gives the client processes time to start and connect
+// before the run begins.
+const processStartDelay = time.Second
+
+// runProcesses runs each client as a lockbench process of its own, and
+// returns each one's acquisitions and how long the run took.
+func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload) ([][]acquisition, time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now().Add(processStartDelay)
+	cmds := make([]*exec.Cmd, cfg.clients)
+	outs := make([]*bytes.Buffer, cfg.clients)
+	for i := range cmds {
+		spec, err := json.Marshal(clientSpec{Workload: w.name, Sidecars: w.sidecarAddrs, Redis: redisAddr, Retry: cfg.retry,
+			Client: i, Names: cfg.names, Hold: cfg.hold, Think: cfg.think,
+			Start: start.UnixNano(), End: start.Add(cfg.duration).UnixNano()})
+		if err != nil {
+			return nil, 0, err
+		}
+		// Killed with the context; the processes inherit this one's CPUs.
+		cmds[i] = exec.CommandContext(ctx, self, clientFlag, string(spec))
+		outs[i] = &bytes.Buffer{}
+		cmds[i].Stdout, cmds[i].Stderr = outs[i], os.Stderr
+		if err := cmds[i].Start(); err != nil {
+			for _, c := range cmds[:i] {
+				_ = c.Process.Kill()
+				_ = c.Wait()
+			}
+			return nil, 0, err
+		}
+	}
+	records := make([][]acquisition, cfg.clients)
+	var errs []error
+	var last int64
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("client process %d: %w", i, err))
+			continue
+		}
+		var rs []clientRecord
+		if err := json.Unmarshal(outs[i].Bytes(), &rs); err != nil {
+			errs = append(errs, fmt.Errorf("client process %d: %w", i, err))
+			continue
+		}
+		for _, r := range rs {
+			records[i] = append(records[i], acquisition{client: i, name: i % cfg.names,
+				asked: time.Duration(r.Asked), got: time.Duration(r.Got), freed: time.Duration(r.Freed)})
+			last = max(last, r.Freed)
+		}
+	}
+	return records, time.Duration(last), errors.Join(errs...)
+}
+
+// runClientProcess is the child side: it runs one client's loop and prints
+// its acquisitions as JSON.
+func runClientProcess(ctx context.Context, arg string, stdout *os.File) error {
+	var spec clientSpec
+	if err := json.Unmarshal([]byte(arg), &spec); err != nil {
+		return err
+	}
+	var w workload
+	switch spec.Workload {
+	case "lockproxy":
+		w = lockproxyWorkload(spec.Sidecars)
+	case "polling":
+		w = pollingWorkload(spec.Redis, spec.Retry)
+	default:
+		return fmt.Errorf("unknown workload %q", spec.Workload)
+	}
+	l, err := w.newLocker(spec.Client)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	up, err := dial(spec.Redis)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	start, end := time.Unix(0, spec.Start), time.Unix(0, spec.End)
+	time.Sleep(time.Until(start))
+	cfg := config{names: spec.Names, hold: spec.Hold, think: spec.Think}
+	acqs, err := loop(ctx, cfg, spec.Client, l, up, counterKey(spec.Workload), start, end)
+	if err != nil {
+		return err
+	}
+	rs := make([]clientRecord, len(acqs))
+	for i, a := range acqs {
+		rs[i] = clientRecord{Asked: int64(a.asked), Got: int64(a.got), Freed: int64(a.freed)}
+	}
+	return json.NewEncoder(stdout).Encode(rs)
+}
