@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockproxy/lockproxy/lockcore"
 	"github.com/lockproxy/lockproxy/resp"
 )
 
@@ -72,6 +73,9 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		line("locks_held", strconv.FormatInt(st.Held, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))
+		for i, how := range lockcore.HandOffKinds {
+			line("handoffs_"+how+"_total", strconv.FormatInt(st.HandOffs[i], 10))
+		}
 		for _, r := range countedResults {
 			line(r+"_total", strconv.FormatInt(h.counts[r].Load(), 10))
 		}

@@ -114,6 +114,8 @@ type Locks struct {
 	held    atomic.Int64 // leases held by all sessions
 	lost    atomic.Int64 // leases lost since start
 	waiters atomic.Int64 // acquires blocked
+	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
+	handOffs [len(HandOffKinds)]atomic.Int64
 
 	quietUntil atomic.Int64 // ns since base; no grant before it (see UpstreamReset)
 	base       time.Time    // read with its monotonic clock, so a clock step cannot end a quiet period
@@ -279,15 +281,37 @@ func (l *Locks) Shutdown(ctx context.Context) error {
 
 // Stats are the figures INFO shows.
 type Stats struct {
-	Held    int64 // leases held by all sessions
-	Lost    int64 // leases lost since start
-	Waiters int64 // acquires blocked now
+	Held     int64 // leases held by all sessions
+	Lost     int64 // leases lost since start
+	Waiters  int64 // acquires blocked now
+	HandOffs [len(HandOffKinds)]int64
 }
+
+// HandOffKinds are how a release can pass a lock straight to a waiter of
+// this sidecar (see Observer.HandedOff), in the order of Stats.HandOffs.
+var HandOffKinds = [...]string{"local", "local_ahead", "upstream", "remote"}
 
 // Stats returns current figures.
 func (l *Locks) Stats() Stats {
-	return Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load()}
+	st := Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load()}
+	for i := range l.handOffs {
+		st.HandOffs[i] = l.handOffs[i].Load()
+	}
+	return st
 }
+
+// countHandOff counts a hand-off to a waiter, by its index in HandOffKinds.
+func (l *Locks) countHandOff(kind int) {
+	l.handOffs[kind].Add(1)
+	l.obs.HandedOff(HandOffKinds[kind])
+}
+
+const (
+	handOffLocal = iota
+	handOffLocalAhead
+	handOffUpstream
+	handOffRemote
+)
 
 func (l *Locks) leaseStarted() {
 	l.held.Add(1)

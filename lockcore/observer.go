@@ -15,9 +15,9 @@ type Observer interface {
 	// WaitersChanged adds delta to the number of blocked acquires.
 	WaitersChanged(delta int)
 	// HandedOff reports a lock passed by a release straight to a waiter of
-	// this sidecar, by how: "local", released here to the store's first
-	// waiter, without a round trip on the waiter's path; "local_ahead", the
-	// same ahead of an earlier waiter on another sidecar
+	// this sidecar, by how (one of HandOffKinds): "local", released here to
+	// the store's first waiter, without a round trip on the waiter's path;
+	// "local_ahead", the same ahead of an earlier waiter on another sidecar
 	// (Config.LocalHandoffs); "upstream", by the release script, in the
 	// release's round trip; "remote", by a release on another sidecar, whose
 	// grant came in a wake message.

@@ -631,7 +631,7 @@ func (l *Locks) wake(q *queue, wk Wake) {
 		if !w.seen.IsZero() && time.Until(until) > handOverMargin && l.trackLocked() {
 			ho := &handover{done: make(chan struct{})}
 			go l.extend(q.name, wk.Token, w.ttl, until, ho)
-			l.obs.HandedOff("remote")
+			l.countHandOff(handOffRemote)
 			l.finish(w, outcome{g: grant{token: wk.Token, sent: time.Now(), until: until, handover: ho}})
 			return
 		}
@@ -750,7 +750,7 @@ func (l *Locks) handOver(name, token string, until time.Time) bool {
 	if q == nil {
 		return false
 	}
-	how := "local"
+	how := handOffLocal
 	w := q.find(q.first)
 	if w == nil || !w.ready() {
 		// The store's first waiter is elsewhere, or not known: a local one
@@ -758,15 +758,15 @@ func (l *Locks) handOver(name, token string, until time.Time) bool {
 		if w = q.firstReady(); w == nil || q.passes >= l.cfg.LocalHandoffs {
 			return false
 		}
-		how = "local_ahead"
+		how = handOffLocalAhead
 	}
 	if !l.trackLocked() {
 		return false
 	}
-	if how == "local_ahead" {
+	if how == handOffLocalAhead {
 		q.passes++
 	}
-	l.obs.HandedOff(how)
+	l.countHandOff(how)
 	ho := &handover{done: make(chan struct{})}
 	to := FormatToken(fence+1, w.nonce)
 	q.first = "" // unknown until the store answers; older replies stay ignored
@@ -827,7 +827,7 @@ func (l *Locks) handedOff(w *waiter, r Released, sent time.Time) {
 		giveBack = true
 		l.finish(w, outcome{err: ErrTooSlow})
 	default:
-		l.obs.HandedOff("upstream")
+		l.countHandOff(handOffUpstream)
 		l.finish(w, outcome{g: grant{token: r.Next, sent: sent, until: until}})
 	}
 	l.mu.Unlock()

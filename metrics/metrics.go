@@ -37,7 +37,7 @@ type Metrics struct {
 }
 
 // HandOffKinds are the values of lockproxy_handoffs_total's how label
-// (lockcore.Observer.HandedOff).
+// (lockcore.HandOffKinds, which this package may not import).
 var HandOffKinds = []string{"local", "local_ahead", "upstream", "remote"}
 
 // RiskKinds are the values of lockproxy_upstream_risk's kind label.

@@ -53,7 +53,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"throughput /s", "wait p99", "hand-off gap p50", "self re-acquire share",
-		"fairness (max/min per client)", "upstream commands / acquisition", "polling ÷ lockproxy"} {
+		"fairness (max/min per client)", "upstream commands / acquisition", "polling ÷ lockproxy", "hand-offs local / ahead / upstream / remote"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

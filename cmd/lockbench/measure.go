@@ -64,6 +64,9 @@ type result struct {
 	commands      float64       // upstream lock commands per acquisition
 	violations    int
 	counterErrors []string
+	// handOffs are the sidecars' hand-offs to their waiters during the run,
+	// by how (INFO's handoffs_<how>_total); nil for the baseline.
+	handOffs map[string]int64
 }
 
 // measure runs w for cfg.duration and computes its figures.
@@ -87,6 +90,10 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	if err != nil {
 		return nil, err
 	}
+	handOffsBefore, err := handOffs(w.sidecarAddrs)
+	if err != nil {
+		return nil, err
+	}
 
 	run := runGoroutines
 	if cfg.procs {
@@ -100,8 +107,18 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	if err != nil {
 		return nil, err
 	}
+	handOffsAfter, err := handOffs(w.sidecarAddrs)
+	if err != nil {
+		return nil, err
+	}
 
 	r := &result{name: w.name, duration: elapsed - cfg.warmup, perClient: make([]int, cfg.clients), ping: ping}
+	for how, n := range handOffsAfter {
+		if r.handOffs == nil {
+			r.handOffs = map[string]int64{}
+		}
+		r.handOffs[how] = n - handOffsBefore[how]
+	}
 	var acqs []acquisition
 	for _, rs := range records {
 		r.all += len(rs)
@@ -325,6 +342,30 @@ func pingRTT(addr string) (time.Duration, error) {
 	}
 	sortDurations(rtts)
 	return pct(rtts, 50), nil
+}
+
+// handOffs adds up the sidecars' hand-off counters, by how, from INFO.
+func handOffs(sidecars []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, addr := range sidecars {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		v, err := c.do("INFO", "locks")
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(v.str, "\r\n") {
+			rest, ok := strings.CutPrefix(line, "handoffs_")
+			if how, n, ok2 := strings.Cut(rest, "_total:"); ok && ok2 {
+				v, _ := strconv.ParseInt(n, 10, 64)
+				out[how] += v
+			}
+		}
+	}
+	return out, nil
 }
 
 // commandstats reads Redis's per-command call counts.

@@ -73,6 +73,17 @@ func report(w io.Writer, cfg config, rs []*result) {
 	row("free while others waited p50", func(r *result) string { return us(pct(r.idle, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 50) }))
 	row("free while others waited p99", func(r *result) string { return us(pct(r.idle, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 99) }))
 	row("free while others waited mean", func(r *result) string { return us(mean(r.idle)) }, durRatio(func(r *result) time.Duration { return mean(r.idle) }))
+	if rs[0].handOffs != nil {
+		row("hand-offs local / ahead / upstream / remote", func(r *result) string {
+			h := r.handOffs
+			if h == nil {
+				return "-"
+			}
+			total := max(h["local"]+h["local_ahead"]+h["upstream"]+h["remote"], 1)
+			pc := func(how string) string { return fmt.Sprintf("%.0f", 100*float64(h[how])/float64(total)) }
+			return pc("local") + " / " + pc("local_ahead") + " / " + pc("upstream") + " / " + pc("remote") + " %"
+		}, nil)
+	}
 	row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
 	row("fairness (max/min per client)", func(r *result) string { return fmt.Sprintf("%.2f", r.fairness()) }, nil)
 	row("upstream commands / acquisition", func(r *result) string { return fmt.Sprintf("%.2f", r.commands) }, nil)

@@ -4,12 +4,15 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/metrics"
 )
 
 func scrape(t *testing.T, p *proxy) string {
@@ -93,16 +96,22 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// The release passed the lock straight to the waiter, one way or another.
+	info, _ := do(t, c, "INFO", "locks").Text()
 	handoffs := 0
-	for _, how := range []string{"local", "local_ahead", "upstream", "remote"} {
+	for _, how := range metrics.HandOffKinds {
 		n, _ := strconv.Atoi(metric(t, text, `lockproxy_handoffs_total{how="`+how+`"}`))
 		handoffs += n
+		if !strings.Contains(info, "handoffs_"+how+"_total:"+strconv.Itoa(n)+"\r\n") {
+			t.Errorf("INFO locks lacks handoffs_%s_total:%d, as in /metrics:\n%s", how, n, info)
+		}
 	}
 	if handoffs != 1 {
 		t.Errorf("lockproxy_handoffs_total sums to %d over its kinds, want 1 hand-off", handoffs)
 	}
+	if !slices.Equal(metrics.HandOffKinds, lockcore.HandOffKinds[:]) {
+		t.Errorf("metrics.HandOffKinds %v, lockcore.HandOffKinds %v: the label values must be the kinds", metrics.HandOffKinds, lockcore.HandOffKinds)
+	}
 	// INFO locks shows the same figures to redis-cli.
-	info, _ := do(t, c, "INFO", "locks").Text()
 	for _, want := range []string{"upstream_up:1", "locks_held:0", "waiters:0", "acquire_acquired_total:2",
 		"acquire_timeout_total:1", "release_released_total:2", "release_not_held_total:1", "renew_renewed_total:1"} {
 		if !strings.Contains(info, want+"\r\n") {
