@@ -27,6 +27,7 @@ func TestFaults(t *testing.T) {
 		{"partition-refused", "partition: refused (resets, new connections refused)", partitionRefused},
 		{"partition-reset", "partition: every upstream connection reset", partitionReset},
 		{"reply-lost", "replies lost after the script ran", replyLost},
+		{"reply-lost-local-handoffs", "replies lost after the script ran, LOCKPROXY_LOCAL_HANDOFFS=2", replyLostLocalHandoffs},
 		{"eviction", "upstream maxmemory 2mb, allkeys-lru, filled", evictionEpoch},
 		{"eviction-per-lock", "upstream maxmemory 2mb, volatile-lru (epoch key spared), filled", evictionPerLock},
 		{"idle-connections", "idle client connections", idleConnections},

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,12 +197,25 @@ func partitionReset(t *testing.T, r *row)   { partition(t, r, "reset") }
 // acquire took the lock, so it must fail it and give back whatever it may
 // hold, by token. Never two holders, and no lock held by nobody for longer
 // than its ttl.
-func replyLost(t *testing.T, r *row) {
+func replyLost(t *testing.T, r *row) { replyLostWith(t, r, nil) }
+
+// The same with local hand-offs ahead of the other sidecar's waiters
+// allowed: a hand-off that skips the queue is a transfer whose reply can be
+// lost like any other, and must be as safe.
+func replyLostLocalHandoffs(t *testing.T, r *row) {
+	replyLostWith(t, r, map[string]string{"LOCAL_HANDOFFS": "2"})
+}
+
+func replyLostWith(t *testing.T, r *row, settings map[string]string) {
 	cl := newCluster(t, r)
 	rl := cl.withRelay()
 	const ttl = time.Second
-	a := cl.sidecar("a", true, map[string]string{"UPSTREAM_TIMEOUT": "300ms"})
-	b := cl.sidecar("b", false, nil)
+	aSettings := map[string]string{"UPSTREAM_TIMEOUT": "300ms"}
+	for k, v := range settings {
+		aSettings[k] = v
+	}
+	a := cl.sidecar("a", true, aSettings)
+	b := cl.sidecar("b", false, settings)
 	w := workload{perSidecar: heavy(3, 6), names: names("s9-w", 3), ttl: ttl, wait: ttl, hold: 2 * time.Millisecond}
 	wa, wb := w, w
 	wa.sidecars, wb.sidecars = []*sidecar{a}, []*sidecar{b}
@@ -224,7 +238,18 @@ func replyLost(t *testing.T, r *row) {
 	// must go within its ttl of the last drop.
 	orphan := cl.orphans(t, "s9-", time.Until(dropEnd.Add(ttl+500*time.Millisecond)))
 	nobody := cl.checkOrphans(orphans, ttl)
+	var ahead int
+	if settings["LOCAL_HANDOFFS"] != "" {
+		for _, sc := range []*sidecar{a, b} {
+			n, _ := strconv.Atoi(sc.info(t)["handoffs_local_ahead_total"])
+			ahead += n
+		}
+		if ahead == 0 {
+			t.Errorf("no hand-off went ahead of the other sidecar's waiters: the scenario tested nothing new")
+		}
+	}
 	cl.finish()
-	r.note("%d drops of 300ms; a's errors %s; %s; keys gone %v after the clients let go",
-		r.injections, wlA.errors(), nobody, orphan.Round(time.Millisecond))
+	r.note("%d drops of 300ms; a's errors %s; %s; keys gone %v after the clients let go%s",
+		r.injections, wlA.errors(), nobody, orphan.Round(time.Millisecond), map[bool]string{
+			true: fmt.Sprintf("; %d local hand-offs ahead of an earlier waiter", ahead), false: ""}[ahead > 0])
 }
