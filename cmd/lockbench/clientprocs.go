@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"time"
 )
 
@@ -53,6 +54,10 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 	if err != nil {
 		return nil, 0, err
 	}
+	// One client's failure ends the run: the others may be blocked for the
+	// lock it held, so they are killed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	start := time.Now().Add(processStartDelay)
 	cmds := make([]*exec.Cmd, cfg.clients)
 	outs := make([]*bytes.Buffer, cfg.clients)
@@ -76,25 +81,34 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 		}
 	}
 	records := make([][]acquisition, cfg.clients)
-	var errs []error
-	var last int64
+	errs := make([]error, cfg.clients)
+	var wg sync.WaitGroup
 	for i, c := range cmds {
-		if err := c.Wait(); err != nil {
-			errs = append(errs, fmt.Errorf("client process %d: %w", i, err))
-			continue
-		}
-		var rs []clientRecord
-		if err := json.Unmarshal(outs[i].Bytes(), &rs); err != nil {
-			errs = append(errs, fmt.Errorf("client process %d: %w", i, err))
-			continue
-		}
-		for _, r := range rs {
-			records[i] = append(records[i], acquisition{client: i, name: i % cfg.names,
-				asked: time.Duration(r.Asked), got: time.Duration(r.Got), freed: time.Duration(r.Freed)})
-			last = max(last, r.Freed)
+		wg.Go(func() {
+			var rs []clientRecord
+			err := c.Wait()
+			if err == nil {
+				err = json.Unmarshal(outs[i].Bytes(), &rs)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("client process %d: %w", i, err)
+				cancel()
+				return
+			}
+			for _, r := range rs {
+				records[i] = append(records[i], acquisition{client: i, name: i % cfg.names,
+					asked: time.Duration(r.Asked), got: time.Duration(r.Got), freed: time.Duration(r.Freed)})
+			}
+		})
+	}
+	wg.Wait()
+	var last time.Duration
+	for _, rs := range records {
+		for _, a := range rs {
+			last = max(last, a.freed)
 		}
 	}
-	return records, time.Duration(last), errors.Join(errs...)
+	return records, last, errors.Join(errs...)
 }
 
 // runClientProcess is the child side: it runs one client's loop and prints

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -177,5 +178,55 @@ func TestStats(t *testing.T) {
 	}
 	if r.selfShare != 3.0/7 {
 		t.Errorf("self re-acquire share %v, want 3/7", r.selfShare)
+	}
+}
+
+// blockedLock blocks in acquire until closed, as a client waiting for a
+// lock nobody will release does.
+type blockedLock struct{ closed chan struct{} }
+
+func (b *blockedLock) acquire(string) error {
+	<-b.closed
+	return errors.New("closed")
+}
+func (*blockedLock) release(string) error { return nil }
+func (b *blockedLock) Close() error {
+	select {
+	case <-b.closed:
+	default:
+		close(b.closed)
+	}
+	return nil
+}
+
+// failingLock fails at once.
+type failingLock struct{ noLock }
+
+func (*failingLock) acquire(string) error { return errors.New("upstream down") }
+
+// One client's failure ends the run, although the others are blocked for
+// good: it does not wait for the run's duration, or for ever.
+func TestOneFailureEndsTheRun(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := config{clients: 4, names: 1, duration: time.Hour, warmup: time.Millisecond}
+	w := workload{name: "failing", addr: srv.Addr(), countCommands: func(map[string]int64, int64) int64 { return 0 },
+		newLocker: func(i int) (locker, error) {
+			if i == 2 {
+				return &failingLock{}, nil
+			}
+			return &blockedLock{closed: make(chan struct{})}, nil
+		}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := measure(context.Background(), cfg, srv.Addr(), w)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "upstream down") {
+			t.Errorf("measure = %v, want the failing client's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run went on after a client failed")
 	}
 }

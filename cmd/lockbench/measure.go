@@ -166,6 +166,17 @@ func runGoroutines(ctx context.Context, cfg config, redisAddr string, w workload
 		}
 		defer updaters[i].Close()
 	}
+	// One client's failure ends the run: the others may be blocked for the
+	// lock it held, so their connections are closed under them.
+	ctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		for _, l := range lockers {
+			l.Close()
+		}
+	}()
 	start := time.Now()
 	end := start.Add(cfg.duration)
 	records := make([][]acquisition, cfg.clients)
@@ -174,10 +185,16 @@ func runGoroutines(ctx context.Context, cfg config, redisAddr string, w workload
 	for i := range cfg.clients {
 		wg.Go(func() {
 			records[i], errs[i] = loop(ctx, cfg, i, lockers[i], updaters[i], counterKey(w.name), start, end)
+			if errs[i] != nil {
+				cancel()
+			}
 		})
 	}
 	wg.Wait()
-	return records, time.Since(start), errors.Join(errs...)
+	elapsed := time.Since(start)
+	cancel()
+	<-stopped
+	return records, elapsed, errors.Join(errs...)
 }
 
 // counterKey names the plain counter a workload's holders of lock n update.
