@@ -611,14 +611,16 @@ func (l *Locks) wake(q *queue, wk Wake) {
 	if q.closed {
 		return
 	}
-	if wk.Waiter == "" {
-		q.pollDue = true
-		l.pump(q)
-		return
-	}
 	if wk.Seq != 0 {
 		// Every sidecar watching the name hears who is first now.
 		q.learn(wk.First, wk.Seq)
+	}
+	if wk.Waiter == "" {
+		if wk.Seq == 0 {
+			q.pollDue = true
+			l.pump(q)
+		}
+		return
 	}
 	w := q.find(wk.Waiter)
 	if w == nil {
@@ -666,9 +668,6 @@ func jitter(d time.Duration, j float64) time.Duration {
 
 // candidate returns the first local waiter on name that the store has
 // queued, to hand the lock to in the same step as its release.
-//
-// A release through the store lets the store's order decide again, so it
-// ends a run of local hand-offs.
 func (l *Locks) candidate(name string) (*waiter, *Candidate) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -676,7 +675,6 @@ func (l *Locks) candidate(name string) (*waiter, *Candidate) {
 	if q == nil {
 		return nil, nil
 	}
-	q.passes = 0
 	if w := q.firstReady(); w != nil {
 		return w, &Candidate{Waiter: w.id, Nonce: w.nonce, TTL: w.ttl}
 	}
@@ -713,11 +711,17 @@ func (l *Locks) release(ctx context.Context, name, token string) (bool, error) {
 	return r.Released, nil
 }
 
-// learnFirst records who a release left first in the store's queue.
+// learnFirst records who a release left first in the store's queue. A
+// release that freed the lock let the store's order choose who is next, so
+// it ends a run of local hand-offs; one that freed nothing (a stale token,
+// a waiter giving back a grant it never had) does not.
 func (l *Locks) learnFirst(name string, r Released) {
 	l.mu.Lock()
 	if q := l.queues[name]; q != nil {
 		q.learn(r.First, r.Seq)
+		if r.Released {
+			q.passes = 0
+		}
 	}
 	l.mu.Unlock()
 }

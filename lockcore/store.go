@@ -48,7 +48,8 @@ type Store interface {
 	KeepAlive(ctx context.Context, name string, waiters []string, ttl time.Duration) error
 	// Watch calls wake whenever the store wakes a waiter of name: after a
 	// release on any sidecar, or when a try finds the lock free but
-	// reserved. A zero Wake means wakes may have been missed (a reconnect),
+	// reserved, and with news of who is first. A zero Wake means wakes may
+	// have been missed (a reconnect),
 	// so every waiter should try again. Watch returns once wakes flow; stop
 	// ends them. wake must not block.
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
@@ -110,15 +111,18 @@ type Grant struct {
 	Seq int64
 }
 
-// Wake tells a sidecar that its waiter is first for a lock.
+// Wake tells a sidecar that its waiter is first for a lock, or, with Seq
+// set, who is first in its queue.
 type Wake struct {
 	Waiter string
 	// Token, when set, is the lock already granted to Waiter, held in the
 	// store for TTL until its sidecar renews it.
 	Token string
 	TTL   time.Duration
-	// First, with Token, is the store's first live waiter once Waiter was
-	// granted ("" for none), as of Seq (see Released).
+	// First, when Seq is set, is the store's first live waiter ("" for none)
+	// as of Seq (see Released): a release that granted the lock to a waiter
+	// tells every sidecar who is next, in the same Wake or in one of its
+	// own (Waiter "").
 	First string
 	Seq   int64
 }

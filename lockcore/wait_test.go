@@ -141,7 +141,7 @@ func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiter
 	for i := range on {
 		on[i] = sidecars[i%len(sidecars)]
 	}
-	order := serveOrder(t, sidecars[0], on, map[*lockcore.Locks]*counting{}, store)
+	order := serveOrder(t, sidecars[0], on, map[*lockcore.Locks]*counting{}, store, nil)
 	want := make([]int, waiters)
 	for i := range want {
 		want[i] = i
@@ -154,10 +154,11 @@ func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiter
 // serveOrder has a client of holder take a lock, then one waiter on each of
 // on join in turn (each queued in the store, and its joining call answered
 // by its counting store if it has one in calls, before the next); then it
-// releases the lock, each waiter releasing it in turn when served, and
-// returns the order in which the waiters were served.
+// releases the lock, each waiter releasing it in turn when served (after
+// between(i), when given), and returns the order in which the waiters were
+// served.
 func serveOrder(t *testing.T, holder *lockcore.Locks, on []*lockcore.Locks, calls map[*lockcore.Locks]*counting,
-	store lockcore.Store) []int {
+	store lockcore.Store, between func(i int)) []int {
 	t.Helper()
 	name := "order"
 	hs := holder.NewSession(nil)
@@ -176,6 +177,9 @@ func serveOrder(t *testing.T, holder *lockcore.Locks, on []*lockcore.Locks, call
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
+			if between != nil {
+				between(i)
+			}
 			if ok, err := s.Release(context.Background(), name, ""); !ok || err != nil {
 				t.Errorf("waiter %d release: %v %v", i, ok, err)
 			}
@@ -229,7 +233,7 @@ func TestLocalHandoffsBounded(t *testing.T) {
 				a, ca := sidecar(lockcore.Config{LocalHandoffs: tc.handoffs, Observer: obs})
 				b, cb := sidecar(lockcore.Config{LocalHandoffs: tc.handoffs})
 				calls := map[*lockcore.Locks]*counting{a: ca, b: cb}
-				order := serveOrder(t, a, []*lockcore.Locks{b, a, a, a, a}, calls, ca)
+				order := serveOrder(t, a, []*lockcore.Locks{b, a, a, a, a}, calls, ca, nil)
 				if !slices.Equal(order, tc.want) {
 					t.Errorf("served in order %v, want %v", order, tc.want)
 				}
@@ -239,6 +243,30 @@ func TestLocalHandoffsBounded(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Releases that free nothing, between hand-offs, do not restart the count
+// of local hand-offs ahead: a release with a stale token, and a local
+// waiter giving up (it gives back, by its nonce, a grant it may have had).
+func TestLocalHandoffsNotResetByReleasesThatFreeNothing(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		a, ca := sidecar(lockcore.Config{LocalHandoffs: 1})
+		b, cb := sidecar(lockcore.Config{LocalHandoffs: 1})
+		calls := map[*lockcore.Locks]*counting{a: ca, b: cb}
+		stray := func(int) {
+			if ok, err := a.NewSession(nil).Release(context.Background(), "order", "1:stale"); ok || err != nil {
+				t.Errorf("release with a stale token = %v, %v", ok, err)
+			}
+			tok, err := a.NewSession(nil).Acquire(context.Background(), "order", lockcore.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Millisecond})
+			if tok != "" || err != nil {
+				t.Errorf("a short wait on the held lock = %q, %v", tok, err)
+			}
+		}
+		order := serveOrder(t, a, []*lockcore.Locks{b, a, a, a, a}, calls, ca, stray)
+		if want := []int{1, 0, 2, 3, 4}; !slices.Equal(order, want) {
+			t.Errorf("served in order %v, want %v: the waiter on b was passed over more than once", order, want)
+		}
+	})
 }
 
 // handOffs counts hand-offs by how, and ignores the rest.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,7 +80,7 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 		}
 	}
 	records := make([][]acquisition, cfg.clients)
-	errs := make([]error, cfg.clients)
+	var first firstError
 	var wg sync.WaitGroup
 	for i, c := range cmds {
 		wg.Go(func() {
@@ -91,7 +90,7 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 				err = json.Unmarshal(outs[i].Bytes(), &rs)
 			}
 			if err != nil {
-				errs[i] = fmt.Errorf("client process %d: %w", i, err)
+				first.set(fmt.Errorf("client process %d: %w", i, err))
 				cancel()
 				return
 			}
@@ -108,7 +107,7 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 			last = max(last, a.freed)
 		}
 	}
-	return records, last, errors.Join(errs...)
+	return records, last, first.get()
 }
 
 // runClientProcess is the child side: it runs one client's loop and prints

@@ -152,32 +152,34 @@ func TestStats(t *testing.T) {
 	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
 	acqs := []acquisition{
 		{client: 0, asked: us(0), got: us(0), freed: us(1000)},
-		{client: 1, asked: us(10), got: us(1100), freed: us(2100)},    // across: gap 100
-		{client: 2, asked: us(20), got: us(2150), freed: us(3150)},    // across: gap 50
-		{client: 0, asked: us(2000), got: us(3170), freed: us(4170)},  // within: gap 20
-		{client: 0, asked: us(5000), got: us(5000), freed: us(6000)},  // self, nobody waited
-		{client: 0, asked: us(6100), got: us(6100), freed: us(7000)},  // self, nobody waited
-		{client: 1, asked: us(6500), got: us(8000), freed: us(9000)},  // across, after 1000 free
-		{client: 1, asked: us(9200), got: us(9200), freed: us(10000)}, // self, nobody waited
+		{client: 1, asked: us(10), got: us(1100), freed: us(2100)},         // across: gap 100
+		{client: 2, asked: us(20), got: us(2150), freed: us(3150)},         // across: gap 50
+		{client: 0, asked: us(2000), got: us(3170), freed: us(4170)},       // within: gap 20
+		{client: 0, asked: us(5000), got: us(5000), freed: us(6000)},       // self, nobody waited
+		{client: 0, asked: us(6100), got: us(6100), freed: us(7000)},       // self, nobody waited
+		{client: 1, asked: us(6500), got: us(8000), freed: us(9000)},       // across, after 1000 free
+		{client: 1, asked: us(9200), got: us(9200), freed: us(10000)},      // self, nobody waited
+		{client: 2, asked: us(9500), got: us(2009500), freed: us(2010000)}, // across, after 2 s free
 	}
 	r := &result{perClient: make([]int, 3)}
 	r.stats(config{names: 1, clients: 3}, 2, acqs)
-	if want := []time.Duration{us(20), us(50), us(100), us(1000)}; !slices.Equal(r.gap, want) {
+	if want := []time.Duration{us(20), us(50), us(100), us(1000), us(1999500)}; !slices.Equal(r.gap, want) {
 		t.Errorf("gaps %v, want %v", r.gap, want)
 	}
-	if want := []time.Duration{us(50), us(100), us(1000)}; !slices.Equal(r.gapAcross, want) {
+	if want := []time.Duration{us(50), us(100), us(1000), us(1999500)}; !slices.Equal(r.gapAcross, want) {
 		t.Errorf("gaps across sidecars %v, want %v", r.gapAcross, want)
 	}
 	if want := []time.Duration{us(20)}; !slices.Equal(r.gapWithin, want) {
 		t.Errorf("gaps within a sidecar %v, want %v", r.gapWithin, want)
 	}
-	// Free while others waited: the first three hand-offs, and the 1000 µs
-	// the lock sat free while client 1 had asked (client 0's last release).
-	if want := []time.Duration{us(20), us(50), us(100), us(1000)}; !slices.Equal(r.idle, want) {
+	// Free while others waited: the first three hand-offs, the 1000 µs the
+	// lock sat free while client 1 had asked (client 0's last release), and
+	// the 2 s while client 2 had (client 1's last).
+	if want := []time.Duration{us(20), us(50), us(100), us(1000), us(1999500)}; !slices.Equal(r.idle, want) {
 		t.Errorf("free while others waited %v, want %v", r.idle, want)
 	}
-	if r.selfShare != 3.0/7 {
-		t.Errorf("self re-acquire share %v, want 3/7", r.selfShare)
+	if r.selfShare != 3.0/8 {
+		t.Errorf("self re-acquire share %v, want 3/8", r.selfShare)
 	}
 }
 

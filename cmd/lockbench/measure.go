@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -180,12 +179,14 @@ func runGoroutines(ctx context.Context, cfg config, redisAddr string, w workload
 	start := time.Now()
 	end := start.Add(cfg.duration)
 	records := make([][]acquisition, cfg.clients)
-	errs := make([]error, cfg.clients)
+	var first firstError
 	var wg sync.WaitGroup
 	for i := range cfg.clients {
 		wg.Go(func() {
-			records[i], errs[i] = loop(ctx, cfg, i, lockers[i], updaters[i], counterKey(w.name), start, end)
-			if errs[i] != nil {
+			var err error
+			records[i], err = loop(ctx, cfg, i, lockers[i], updaters[i], counterKey(w.name), start, end)
+			if err != nil {
+				first.set(err)
 				cancel()
 			}
 		})
@@ -194,7 +195,28 @@ func runGoroutines(ctx context.Context, cfg config, redisAddr string, w workload
 	elapsed := time.Since(start)
 	cancel()
 	<-stopped
-	return records, elapsed, errors.Join(errs...)
+	return records, elapsed, first.get()
+}
+
+// firstError keeps the first of the clients' errors: the ones after it are
+// mostly the others being stopped because of it.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // counterKey names the plain counter a workload's holders of lock n update.
@@ -244,6 +266,7 @@ func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 	}
 	var holds time.Duration
 	var pairs, self int
+	seen := make([]bool, cfg.clients)
 	for _, as := range byName {
 		sort.Slice(as, func(i, j int) bool { return as[i].got < as[j].got })
 		for i, a := range as {
@@ -261,7 +284,7 @@ func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 				continue
 			}
 			pairs++
-			if othersWaited(as, i) {
+			if othersWaited(as, i, seen) {
 				r.idle = append(r.idle, a.got-as[i-1].freed)
 			}
 			if prev := as[i-1]; prev.client == a.client {
@@ -293,16 +316,22 @@ func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 
 // othersWaited reports whether, when as[i-1] (of one name, in grant order)
 // was released, a client other than its holder had asked for the lock and
-// not been served yet: that client is among the next grants, since every
-// client keeps coming back.
-func othersWaited(as []acquisition, i int) bool {
+// not been served yet: whether some client's first grant after that asked
+// before it. seen is scratch space, one entry per client.
+func othersWaited(as []acquisition, i int, seen []bool) bool {
 	prev := as[i-1]
+	clear(seen)
+	left := len(seen)
 	for _, a := range as[i:] {
-		if a.got-prev.freed > time.Second {
-			return false // far past any client's turn
+		if seen[a.client] {
+			continue
 		}
 		if a.asked < prev.freed && a.client != prev.client {
 			return true
+		}
+		seen[a.client] = true
+		if left--; left == 0 {
+			break
 		}
 	}
 	return false

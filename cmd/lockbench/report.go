@@ -74,6 +74,7 @@ func report(w io.Writer, cfg config, rs []*result) {
 	row("free while others waited p99", func(r *result) string { return us(pct(r.idle, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 99) }))
 	row("free while others waited mean", func(r *result) string { return us(mean(r.idle)) }, durRatio(func(r *result) time.Duration { return mean(r.idle) }))
 	if rs[0].handOffs != nil {
+		// From the sidecars' counters: the whole run, warm-up included.
 		row("hand-offs local / ahead / upstream / remote", func(r *result) string {
 			h := r.handOffs
 			if h == nil {

@@ -188,24 +188,25 @@ func (w *watcher) receive(ps *redis.PubSub) {
 	}
 }
 
-// parseWake reads a wake message: "<waiter>", or "<waiter> <token> <ttl ms>
-// <first> <now µs>" when the release granted the lock to the waiter (first
-// is "-" for none). Three fields are what sidecars before first was sent
-// publish, during a rolling upgrade.
+// parseWake reads a wake message: "<waiter>"; "<waiter> <token> <ttl ms>"
+// when the release granted the lock to the waiter; or "~first <waiter>
+// <now µs>", who is first after such a grant. Waiter ids are hex and
+// digits, so none is "~first": a sidecar from before the news reads it as
+// a grant to a waiter it does not have, and ignores it.
 func parseWake(payload string) lockcore.Wake {
 	f := strings.Fields(payload)
-	if len(f) != 3 && len(f) != 5 {
-		return lockcore.Wake{Waiter: payload}
-	}
-	ms, _ := strconv.ParseInt(f[2], 10, 64)
-	wk := lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
-	if len(f) == 5 {
-		if f[3] != "-" {
-			wk.First = f[3]
+	switch {
+	case len(f) == 3 && f[0] == "~first":
+		seq, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil || seq == 0 {
+			return lockcore.Wake{} // unreadable news: look again
 		}
-		wk.Seq, _ = strconv.ParseInt(f[4], 10, 64)
+		return lockcore.Wake{First: f[1], Seq: seq}
+	case len(f) == 3:
+		ms, _ := strconv.ParseInt(f[2], 10, 64)
+		return lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
 	}
-	return wk
+	return lockcore.Wake{Waiter: payload}
 }
 
 func listFns(sub *subscription) []*wakeFn {
