@@ -2,7 +2,6 @@ package compat
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // lockproxyBin is the binary TestMain builds once for every test.
@@ -68,7 +68,7 @@ const (
 type sidecar struct {
 	addr string // host:port it listens on
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	done chan struct{} // closed once the process has been reaped
 }
 
@@ -82,7 +82,7 @@ func startSidecar(t testing.TB, b backend) *sidecar {
 	if b == upstream {
 		env = append(env, "LOCKPROXY_UPSTREAM="+redistest.Start(t).URL())
 	}
-	s := &sidecar{logs: &syncBuffer{}, done: make(chan struct{})}
+	s := &sidecar{logs: &syncbuf.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(lockproxyBin)
 	s.cmd.Env = env
 	s.cmd.SysProcAttr = sysProcAttr()
@@ -138,24 +138,6 @@ func (s *sidecar) stop(t testing.TB) {
 	if t.Failed() {
 		t.Logf("lockproxy log:\n%s", s.logs)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Steps of the scenario every client runs, in order. A client reports each

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // client is one Redis client the suite holds to the scenario.
@@ -173,7 +175,7 @@ func runScript(t *testing.T, addr string, name string, args ...string) (*stepRes
 	cmd.Env = append(os.Environ(), "LOCKPROXY_ADDR="+addr)
 	cmd.SysProcAttr = sysProcAttr() // its own process group, for the kill below
 	cmd.WaitDelay = 5 * time.Second // a leftover grandchild must not hold Wait up
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -17,31 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
-
-// syncBuffer collects a child's output from its copying goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// tail is the last n lines, for failure messages.
-func (s *syncBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(s.String(), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
 
 // childAttr puts a child in its own process group, so that a Ctrl-C on the
 // test does not hit it mid-test, and kills it if the test binary dies
@@ -67,7 +45,7 @@ type sidecar struct {
 	addr    string // RESP
 	metrics string // HTTP: /readyz
 	cmd     *exec.Cmd
-	logs    *syncBuffer // stdout and stderr
+	logs    *syncbuf.Buffer // stdout and stderr
 	exited  chan struct{}
 	exitErr error // read after exited
 }
@@ -79,7 +57,7 @@ type sidecar struct {
 func startSidecar(t testing.TB, id string, settings map[string]string) *sidecar {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		sc := &sidecar{id: id, addr: freeAddr(t), metrics: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+		sc := &sidecar{id: id, addr: freeAddr(t), metrics: freeAddr(t), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 		env := map[string]string{
 			"LISTEN": sc.addr, "METRICS_LISTEN": sc.metrics, "LOG_FORMAT": "json",
 			"QUIET_PERIOD": "2s", "MAX_TTL": "1m", "UPSTREAM_TIMEOUT": "1s", "SHUTDOWN_TIMEOUT": "5s",
@@ -105,14 +83,14 @@ func startSidecar(t testing.TB, id string, settings map[string]string) *sidecar 
 			t.Cleanup(func() {
 				sc.stop()
 				if t.Failed() {
-					t.Logf("sidecar %s (pid %d) log, last lines:\n%s", sc.id, sc.pid(), sc.logs.tail(60))
+					t.Logf("sidecar %s (pid %d) log, last lines:\n%s", sc.id, sc.pid(), sc.logs.Tail(60))
 				}
 			})
 			return sc
 		}
 		sc.stop()
 		if !strings.Contains(sc.logs.String(), "address already in use") || attempt == 3 {
-			t.Fatalf("sidecar %s: %v\n%s", id, err, sc.logs.tail(60))
+			t.Fatalf("sidecar %s: %v\n%s", id, err, sc.logs.Tail(60))
 		}
 	}
 }
@@ -234,7 +212,7 @@ type proc struct {
 	id     string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{}
 
 	mu      sync.Mutex
@@ -253,7 +231,7 @@ type procLine struct {
 // has said HELLO.
 func startProc(t testing.TB, id string, sc *sidecar, res string) *proc {
 	t.Helper()
-	p := &proc{id: id, stderr: &syncBuffer{}, exited: make(chan struct{}), changed: make(chan struct{})}
+	p := &proc{id: id, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}), changed: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), procEnv+"="+sc.addr, resourceEnv+"="+res)
 	p.cmd.Stderr = p.stderr
@@ -281,7 +259,7 @@ func startProc(t testing.TB, id string, sc *sidecar, res string) *proc {
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
 		if t.Failed() {
-			t.Logf("client process %s stderr:\n%s", p.id, p.stderr.tail(20))
+			t.Logf("client process %s stderr:\n%s", p.id, p.stderr.Tail(20))
 		}
 	})
 	p.next(t, "ready", 10*time.Second)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 	"github.com/lockproxy/lockproxy/lockcore"
 )
 
@@ -638,7 +639,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"LOCKPROXY_LISTEN=256.0.0.1:1", "LOCKPROXY_LISTEN"},
 		{"LOCKPROXY_LOCAL_HANDOFFS=-1", "LOCKPROXY_LOCAL_HANDOFFS"},
 	} {
-		err := run(bg(), nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", tc.env}, nil, &syncBuffer{}, nil)
+		err := run(bg(), nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", tc.env}, nil, &syncbuf.Buffer{}, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one naming %s", tc.env, err, tc.want)
 		}
@@ -796,7 +797,7 @@ func TestWaitTimeoutOnTheWire(t *testing.T) {
 // The start-up log shows the configuration, with secrets masked.
 func TestStartupLogMasksSecrets(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Args: []string{"--user", "locker", "on", ">sup3rsecret", "~*", "&*", "+@all"}})
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(bg())
 	environ := []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json", "LOCKPROXY_PASSWORD=hunter2",
 		"LOCKPROXY_UPSTREAM=redis://locker:sup3rsecret@" + srv.Addr() + "/0"}

@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // proxy is a lockproxy started through run() for one test.
 type proxy struct {
 	*app
-	stop func() error // cancels run's context and returns run's error
-	logs *syncBuffer  // what it logged
+	stop func() error    // cancels run's context and returns run's error
+	logs *syncbuf.Buffer // what it logged
 }
 
 // startProxy runs lockproxy on 127.0.0.1:0 with the given LOCKPROXY_*
@@ -37,7 +39,7 @@ func startProxy(t testing.TB, settings map[string]string) *proxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan *app, 1)
 	errc := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	go func() {
 		errc <- run(ctx, nil, environ, io.Discard, logs, func(a *app) { started <- a })
 	}()
@@ -66,24 +68,6 @@ func startProxy(t testing.TB, settings map[string]string) *proxy {
 		}
 	})
 	return p
-}
-
-// syncBuffer collects logs from run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // client returns a go-redis client to p speaking protocol proto.

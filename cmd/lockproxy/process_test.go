@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net"
-
 	"os/exec"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // redis-cli, the demo client, works unchanged, in RESP2 and RESP3.
@@ -69,7 +69,7 @@ func TestUpstreamURLWithUserAndDB(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, bad, nil, &syncBuffer{}, func(a *app) {
+		done <- run(ctx, nil, bad, nil, &syncbuf.Buffer{}, func(a *app) {
 			c := redis.NewClient(&redis.Options{Addr: a.Addr().String()})
 			err := c.Do(bg(), "LOCK.ACQUIRE", "x").Err()
 			c.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // testPKI is a throwaway CA with a server certificate (127.0.0.1, ::1,
@@ -440,7 +441,7 @@ func TestTLSConfigErrors(t *testing.T) {
 			// returns at once instead of serving.
 			ctx, cancel := context.WithCancel(bg())
 			cancel()
-			err := run(ctx, nil, environ, nil, &syncBuffer{}, nil)
+			err := run(ctx, nil, environ, nil, &syncbuf.Buffer{}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one naming %s", err, tc.want)
 			}
