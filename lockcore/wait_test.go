@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
@@ -70,29 +71,14 @@ func (c *counting) counts() (acquires, releases, maxFlight int) {
 // stores runs fn on the embedded store and on a real Redis. fn gets a
 // function making sidecars (Locks) that share the one store.
 func stores(t *testing.T, fn func(t *testing.T, sidecar func(cfg lockcore.Config) (*lockcore.Locks, *counting))) {
-	run := func(t *testing.T, newStore func() lockcore.Store) {
-		fn(t, func(cfg lockcore.Config) (*lockcore.Locks, *counting) {
-			c := &counting{Store: newStore(), inFlight: map[string]int{}}
-			l := lockcore.New(c, cfg)
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := l.Shutdown(ctx); err != nil {
-					t.Errorf("Shutdown: %v", err)
-				}
-				c.Close()
-			})
-			return l, c
-		})
-	}
 	t.Run("embedded", func(t *testing.T) {
 		mem := memstore.New(memstore.Options{})
-		run(t, func() lockcore.Store { return sharedStore{mem} })
+		withStore(t, func() lockcore.Store { return sharedStore{mem} }, fn)
 		t.Cleanup(func() { mem.Close() })
 	})
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t)
-		run(t, func() lockcore.Store {
+		withStore(t, func() lockcore.Store {
 			rdb, err := redisstore.NewClient(srv.URL())
 			if err != nil {
 				t.Fatal(err)
@@ -102,7 +88,26 @@ func stores(t *testing.T, fn func(t *testing.T, sidecar func(cfg lockcore.Config
 				t.Fatal(err)
 			}
 			return s
+		}, fn)
+	})
+}
+
+// withStore runs fn with sidecars on stores that newStore makes, one per
+// sidecar, all on the same data.
+func withStore(t *testing.T, newStore func() lockcore.Store,
+	fn func(t *testing.T, sidecar func(cfg lockcore.Config) (*lockcore.Locks, *counting))) {
+	fn(t, func(cfg lockcore.Config) (*lockcore.Locks, *counting) {
+		c := &counting{Store: newStore(), inFlight: map[string]int{}}
+		l := lockcore.New(c, cfg)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := l.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			c.Close()
 		})
+		return l, c
 	})
 }
 
@@ -209,6 +214,23 @@ func TestFIFOOneSidecar(t *testing.T) {
 
 func TestFIFOTwoSidecars(t *testing.T) {
 	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		a, c := sidecar(lockcore.Config{})
+		b, _ := sidecar(lockcore.Config{})
+		fifo(t, []*lockcore.Locks{a, b}, c, 8)
+	})
+}
+
+// The same on a Redis Cluster of three masters, where releases reach the
+// other sidecar by sharded pub/sub.
+func TestFIFOTwoSidecarsCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	withStore(t, func() lockcore.Store {
+		s, err := redisstore.New(redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()}), redisstore.Options{Prefix: "lock:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
 		a, c := sidecar(lockcore.Config{})
 		b, _ := sidecar(lockcore.Config{})
 		fifo(t, []*lockcore.Locks{a, b}, c, 8)

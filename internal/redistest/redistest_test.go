@@ -241,3 +241,27 @@ func TestRestartOnStolenPortFailsWithLog(t *testing.T) {
 		t.Logf("Restart on a taken port reported:\n%s", f.msg)
 	}
 }
+
+// A started cluster has every slot assigned, and a cluster client reaches
+// keys on every node.
+func TestStartCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	rdb := cl.Client(t)
+	ctx := context.Background()
+	info, err := rdb.ClusterInfo(ctx).Result()
+	if err != nil || !strings.Contains(info, "cluster_slots_assigned:16384\r\n") {
+		t.Fatalf("CLUSTER INFO = %q, %v", info, err)
+	}
+	nodes := map[string]bool{}
+	for i := range 30 {
+		key := fmt.Sprintf("k%d", i)
+		if err := rdb.Set(ctx, key, "v", 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", key, err)
+		}
+		slot, _ := rdb.ClusterKeySlot(ctx, key).Result()
+		nodes[fmt.Sprint(slot*3/16384)] = true
+	}
+	if len(nodes) != 3 {
+		t.Errorf("30 keys landed in the slots of %d nodes, want all 3", len(nodes))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +287,39 @@ func TestRisks(t *testing.T) {
 	}
 	if !slices.Equal(kinds, []string{"eviction", "no_persistence"}) {
 		t.Errorf("risks %+v", risks)
+	}
+}
+
+// The same contract on a Redis Cluster of three masters: every script's
+// keys share one slot, and wakes travel by sharded pub/sub (SPUBLISH and
+// SSUBSCRIBE on the slot's node).
+func TestConformanceCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	storetest.Run(t, func(t *testing.T) lockcore.Store {
+		s, err := redisstore.New(cl.Client(t), redisstore.Options{Prefix: "lock:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+	// Wakes went by sharded pub/sub only: plain PUBLISH reaches only
+	// subscribers of the node it is sent to.
+	calls := map[string]int{}
+	for _, n := range cl.Nodes {
+		stats, err := n.Client(t).Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range []string{"spublish", "ssubscribe", "publish", "subscribe"} {
+			if _, rest, ok := strings.Cut(stats, "cmdstat_"+cmd+":calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				calls[cmd] += n
+			}
+		}
+	}
+	t.Logf("pub/sub calls on the cluster: %v", calls)
+	if calls["spublish"] == 0 || calls["ssubscribe"] == 0 || calls["publish"] != 0 || calls["subscribe"] != 0 {
+		t.Errorf("pub/sub calls on the cluster %v: want sharded ones only", calls)
 	}
 }
