@@ -68,10 +68,13 @@ func (w *watcher) watch(ctx context.Context, channel string, fn func(lockcore.Wa
 		w.subs[channel] = sub
 		var err error
 		if w.sharded {
+			// Subscribe before the receive loop reads: a cluster PubSub picks
+			// its node when it first connects, by the channels it has then,
+			// and a read with none yet would pin it to a random node.
 			sub.ps = w.rdb.SSubscribe(context.Background())
+			err = sub.ps.SSubscribe(ctx, channel)
 			w.loops.Add(1)
 			go w.receive(sub.ps)
-			err = sub.ps.SSubscribe(ctx, channel)
 		} else {
 			if w.ps == nil {
 				w.ps = w.rdb.Subscribe(context.Background())
