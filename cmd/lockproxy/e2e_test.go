@@ -852,3 +852,11 @@ func TestSameConnectionDetachedContends(t *testing.T) {
 		}
 	})
 }
+
+// LOCKPROXY_LOCAL_HANDOFFS reaches the lock core, and INFO says so.
+func TestLocalHandoffsSetting(t *testing.T) {
+	p := startProxy(t, map[string]string{"LOCAL_HANDOFFS": "2"})
+	if info, _ := do(t, p.conn(t, 2), "INFO", "locks").Text(); !strings.Contains(info, "local_handoffs:2\r\n") {
+		t.Errorf("INFO locks lacks local_handoffs:2:\n%s", info)
+	}
+}

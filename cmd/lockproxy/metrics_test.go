@@ -112,7 +112,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("metrics.HandOffKinds %v, lockcore.HandOffKinds %v: the label values must be the kinds", metrics.HandOffKinds, lockcore.HandOffKinds)
 	}
 	// INFO locks shows the same figures to redis-cli.
-	for _, want := range []string{"upstream_up:1", "locks_held:0", "waiters:0", "acquire_acquired_total:2",
+	for _, want := range []string{"upstream_up:1", "locks_held:0", "waiters:0", "local_handoffs:0", "acquire_acquired_total:2",
 		"acquire_timeout_total:1", "release_released_total:2", "release_not_held_total:1", "renew_renewed_total:1"} {
 		if !strings.Contains(info, want+"\r\n") {
 			t.Errorf("INFO locks lacks %s:\n%s", want, info)
