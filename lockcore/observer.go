@@ -17,7 +17,8 @@ type Observer interface {
 	// HandedOff reports a lock passed by a release straight to a waiter of
 	// this sidecar, by how (one of HandOffKinds): "local", released here to
 	// the store's first waiter, without a round trip on the waiter's path;
-	// "local_ahead", the same ahead of an earlier waiter on another sidecar
+	// "local_ahead", the same to a waiter not known to be first, so possibly
+	// ahead of an earlier waiter on another sidecar
 	// (Config.LocalHandoffs); "upstream", by the release script, in the
 	// release's round trip; "remote", by a release on another sidecar, whose
 	// grant came in a wake message.

@@ -68,7 +68,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "lockproxy_waiters", Help: "LOCK.ACQUIRE calls blocked in WAIT.",
 		}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lockproxy_handoffs_total", Help: "Locks passed by a release straight to a waiter of this sidecar, by how: local (no round trip on the waiter's path), local_ahead (the same, ahead of an earlier waiter on another sidecar, LOCKPROXY_LOCAL_HANDOFFS), upstream (by the release script) or remote (by a release on another sidecar, through a wake message).",
+			Name: "lockproxy_handoffs_total", Help: "Locks passed by a release straight to a waiter of this sidecar, by how: local (no round trip on the waiter's path), local_ahead (the same, to a waiter not known to be first: possibly ahead of an earlier waiter on another sidecar, as LOCKPROXY_LOCAL_HANDOFFS allows), upstream (by the release script) or remote (by a release on another sidecar, through a wake message).",
 		}, []string{"how"}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_connections", Help: "Open client connections.",
