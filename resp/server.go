@@ -232,17 +232,10 @@ func (s *Server) Drain(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.conns.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
+	if s.waitConns(ctx) {
 		return nil
-	case <-ctx.Done():
-		return s.Close(ctx) // ctx is done: closes every connection and returns
 	}
+	return s.Close(ctx) // ctx is done: closes every connection and returns
 }
 
 // Close stops accepting, closes every connection, and waits until each
@@ -256,6 +249,15 @@ func (s *Server) Close(ctx context.Context) error {
 		c.closeNet()
 	}
 	s.mu.Unlock()
+	if s.waitConns(ctx) {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// waitConns reports whether every connection's goroutine finished before
+// ctx ended. The waiting goroutine it starts ends with the last of them.
+func (s *Server) waitConns(ctx context.Context) bool {
 	done := make(chan struct{})
 	go func() {
 		s.conns.Wait()
@@ -263,8 +265,8 @@ func (s *Server) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		return true
 	case <-ctx.Done():
-		return ctx.Err()
+		return false
 	}
 }
