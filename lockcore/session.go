@@ -303,7 +303,8 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 
 // Release frees name. With token "" it releases the session's own lease;
 // with a token, whichever lease that token holds. It reports false when the
-// caller did not hold the lock.
+// caller did not hold the lock. When the store fails, the session's own
+// lease ends all the same and is released in the background.
 func (s *Session) Release(ctx context.Context, name, token string) (bool, error) {
 	s.mu.Lock()
 	ls := s.leases[name]
@@ -335,6 +336,14 @@ func (s *Session) Release(ctx context.Context, name, token string) (bool, error)
 	defer cancel()
 	ok, err := s.l.release(cctx, name, token)
 	if err != nil {
+		if ls != nil && s.end(ls, false) {
+			// The client let go: renewing the lock from here on would keep
+			// it for a client that no longer wants it, and an acquire on
+			// this connection would be handed the same token again. Try
+			// once more in the background; failing that, it expires by its
+			// ttl.
+			s.l.releaseLater(name, token)
+		}
 		return false, fmt.Errorf("release %q: %w", name, err)
 	}
 	if ls == nil {

@@ -25,11 +25,23 @@ type faulty struct {
 	// acquireDelay holds Acquire's reply back after the store ran it.
 	acquireDelay time.Duration
 	renews       int
+	// releaseFails is how many of the next Release calls fail without
+	// reaching the store.
+	releaseFails int
 	// released receives each token Release was called with, after the call.
 	released chan string
 }
 
 func (f *faulty) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
+	f.mu.Lock()
+	fail := f.releaseFails > 0
+	if fail {
+		f.releaseFails--
+	}
+	f.mu.Unlock()
+	if fail {
+		return lockcore.Released{}, errors.New("injected: upstream down")
+	}
 	r, err := f.Store.Release(ctx, req)
 	select {
 	case f.released <- req.Token:
@@ -167,6 +179,38 @@ func TestLostAtValidityDeadline(t *testing.T) {
 	}
 	if st := l.Stats(); st.Held != 0 || st.Lost != 1 {
 		t.Errorf("Stats = %+v, want 0 held, 1 lost", st)
+	}
+}
+
+// A RELEASE the store does not answer still ends the lease: the sidecar
+// stops renewing the lock its client let go, and releases it in the
+// background. A later acquire on the same connection gets a new grant, not
+// the old token again.
+func TestFailedReleaseStillLetsGo(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: 200 * time.Millisecond})
+	f.set(func(f *faulty) { f.releaseFails = 1 })
+	if ok, err := s.Release(context.Background(), "a", ""); ok || err == nil {
+		t.Fatalf("Release with the upstream down = %v, %v; want an error", ok, err)
+	}
+	if held := s.Held(); len(held) != 0 {
+		t.Errorf("Held = %v after the release failed, want nothing", held)
+	}
+	if got := f.waitRelease(t); got != tok {
+		t.Errorf("background release of %q, want the lease's token %q", got, tok)
+	}
+	f.mu.Lock()
+	renews := f.renews
+	f.mu.Unlock()
+	again := acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute})
+	if again == tok {
+		t.Errorf("acquire after a failed release returned the released token %q", tok)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.renews != renews {
+		t.Errorf("the released lease was renewed %d times after its release", f.renews-renews)
 	}
 }
 
