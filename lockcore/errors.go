@@ -17,4 +17,9 @@ var (
 	// ErrTooSlow: the store granted the lock, but its reply came after the
 	// lease's validity had already run out, so the grant was given back.
 	ErrTooSlow = errors.New("lockcore: the upstream's reply arrived after the lease's validity ran out")
+	// ErrStoreReset is what a store returns when it can tell that it has
+	// lost its locks since the sidecar last checked it (it restarted empty,
+	// or another server took over): nothing may be granted until Locks has
+	// been told, through CheckUpstream.
+	ErrStoreReset = errors.New("lockcore: the upstream has lost its locks since it was last checked (restart or failover)")
 )

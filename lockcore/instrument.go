@@ -6,8 +6,8 @@ import (
 )
 
 // Instrument wraps store so that observe sees the latency of every call,
-// by operation: acquire, renew, release, transfer, release_all, leave, keepalive,
-// inspect or ping.
+// by operation: acquire, renew, release, transfer, release_all, leave,
+// keepalive or inspect. InstrumentUpstream does the same for health.
 func Instrument(store Store, observe func(op string, took time.Duration)) Store {
 	return &instrumented{Store: store, observe: observe}
 }
@@ -59,7 +59,18 @@ func (s *instrumented) Inspect(ctx context.Context, name string) (State, error) 
 	return s.Store.Inspect(ctx, name)
 }
 
-func (s *instrumented) Health(ctx context.Context) (Health, error) {
-	defer s.since("health", time.Now())
-	return s.Store.Health(ctx)
+// InstrumentUpstream wraps up so that observe sees the latency of each
+// health check, as the operation health.
+func InstrumentUpstream(up Upstream, observe func(op string, took time.Duration)) Upstream {
+	return &instrumentedUpstream{Upstream: up, observe: observe}
+}
+
+type instrumentedUpstream struct {
+	Upstream
+	observe func(op string, took time.Duration)
+}
+
+func (u *instrumentedUpstream) Health(ctx context.Context) (Health, error) {
+	defer func(start time.Time) { u.observe("health", time.Since(start)) }(time.Now())
+	return u.Upstream.Health(ctx)
 }

@@ -2,120 +2,24 @@ package lockcore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Config tunes Locks. Zero fields take the defaults in parentheses.
-type Config struct {
-	DefaultTTL    time.Duration // ttl when a client gives none (30s)
-	RenewFraction float64       // an owned lease is renewed every ttl × this (0.5)
-	Retry         Backoff       // polling while a WAIT finds the lock held
-	// MaxLocksPerSession bounds the leases one connection may hold (0: no bound).
-	MaxLocksPerSession int
-	// MaxWaitersPerName bounds the acquires this sidecar lets block on one
-	// name (0: no bound).
-	MaxWaitersPerName int
-	// MaxHold caps how long an owned lease may be kept, renewals included:
-	// at the cap it is released and its holder told, as for a lost lease,
-	// so a client that hangs with its connection open cannot block others
-	// for ever (0: no cap). A per-acquire MaxHold may only lower it.
-	MaxHold time.Duration
-	// QuietPeriod is how long nothing is granted after CheckUpstream finds
-	// that the store restarted or failed over: long enough for every lease
-	// granted through the old store to have expired, so no holder that was
-	// not told can still believe it holds (0: no quiet period).
-	QuietPeriod time.Duration
-	// UpstreamTimeout bounds each store call made for a client command (2s).
-	UpstreamTimeout time.Duration
-	// WaiterTTL is how long a waiter keeps its place in the store's queue
-	// without word from this sidecar, which renews it every third of that.
-	// A crashed sidecar's waiters stop blocking others after it (3s).
-	WaiterTTL time.Duration
-	// LocalHandoffs is how many releases in a row may hand a lock to a
-	// waiter on this sidecar while a waiter on another sidecar is first in
-	// the store's queue (0: strict arrival order across sidecars). A local
-	// hand-off skips the upstream round trip and the wake of the other
-	// sidecar; the bound keeps the passed-over waiter's extra wait to that
-	// many holds, as a cohort lock does across processor sockets.
-	LocalHandoffs int
-	Observer      Observer     // (none)
-	Logger        *slog.Logger // (discard)
-}
-
-// Backoff is exponential backoff with jitter: Base, then × Multiplier up to
-// Max, each sleep varied by ±Jitter of itself so that waiters spread out.
-type Backoff struct {
-	Base       time.Duration // (10ms)
-	Multiplier float64       // (2)
-	Max        time.Duration // (500ms)
-	Jitter     float64       // 0..1 (0.2)
-}
-
-func (c *Config) setDefaults() {
-	if c.DefaultTTL <= 0 {
-		c.DefaultTTL = 30 * time.Second
-	}
-	if c.RenewFraction <= 0 || c.RenewFraction >= 1 {
-		c.RenewFraction = 0.5
-	}
-	if c.Retry.Base <= 0 {
-		c.Retry.Base = 10 * time.Millisecond
-	}
-	if c.Retry.Multiplier < 1 {
-		c.Retry.Multiplier = 2
-	}
-	if c.Retry.Max < c.Retry.Base {
-		c.Retry.Max = max(500*time.Millisecond, c.Retry.Base)
-	}
-	c.Retry.Jitter = min(max(c.Retry.Jitter, 0), 1)
-	if c.UpstreamTimeout <= 0 {
-		c.UpstreamTimeout = 2 * time.Second
-	}
-	if c.WaiterTTL <= 0 {
-		c.WaiterTTL = 3 * time.Second
-	}
-	if c.Observer == nil {
-		c.Observer = nopObserver{}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
-// Drift is the margin by which a lease's validity ends before the store's
-// expiry could: 1ms for the store's millisecond clock plus 1% of the ttl for
-// the rate difference between two clocks (the Redlock rule).
-func Drift(ttl time.Duration) time.Duration { return time.Millisecond + ttl/100 }
-
-// validity is the deadline after which a lease acquired or renewed by a
-// call sent at sent can no longer be assumed held.
-func validity(sent time.Time, ttl time.Duration) time.Time {
-	return sent.Add(ttl - Drift(ttl))
-}
-
 // Locks grants leases from a Store to sessions. It owns the renewal timers
 // and background releases of every session it made.
+//
+// Lock order: a lease's renewMu, then a Session's mu, then Locks.mu, then
+// a queue's mu. A handover's mu and the tracker's mu are leaves. No store
+// call is made while any of them is held.
 type Locks struct {
-	store Store
-	cfg   Config
-	obs   Observer
-	log   *slog.Logger
-
-	// ctx is cancelled by Shutdown; it ends waits and in-flight renewals.
-	ctx    context.Context
-	cancel context.CancelFunc
-	work   sync.WaitGroup // renewal timers and background releases
-
-	held    atomic.Int64 // leases held by all sessions
-	lost    atomic.Int64 // leases lost since start
-	waiters atomic.Int64 // acquires blocked
-	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
-	handOffs [len(HandOffKinds)]atomic.Int64
+	core
 
 	quietUntil atomic.Int64 // ns since base; no grant before it (see UpstreamReset)
 	base       time.Time    // read with its monotonic clock, so a clock step cannot end a quiet period
@@ -128,30 +32,88 @@ type Locks struct {
 	flights  map[string]*flight    // guarded by mu; try-once acquires in flight
 	holders  map[string]holder     // guarded by mu; the local session holding each name
 	closing  bool                  // guarded by mu
-
-	id         string        // this sidecar's part of waiter ids
-	nextWaiter atomic.Uint64 // the other part
 }
 
-// New returns Locks over store. Shutdown releases what it granted; the
-// caller closes the store afterwards.
-func New(store Store, cfg Config) *Locks {
-	cfg.setDefaults()
+// core is what every part of Locks shares, and all that a name's queue may
+// reach: the store and the settings, the clock, the background work and
+// the counters.
+type core struct {
+	store Store
+	cfg   Config
+	clock Clock
+	work  *tracker
+	obs   Observer
+	log   *slog.Logger
+	id    string // this sidecar's part of waiter ids
+
+	// ctx is cancelled by StopGranting; it ends waits and in-flight renewals.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	nextWaiter atomic.Uint64
+	held       atomic.Int64 // leases held by all sessions
+	lost       atomic.Int64 // leases lost since start
+	waiters    atomic.Int64 // acquires blocked
+	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
+	handOffs [len(HandOffKinds)]atomic.Int64
+}
+
+// New returns Locks over store, or an error naming each field of cfg that
+// is out of range (see VerifyConfig). Shutdown releases what it granted;
+// the caller closes the store afterwards.
+func New(store Store, cfg Config) (*Locks, error) {
+	if err := VerifyConfig(cfg); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Locks{
-		store:    store,
-		cfg:      cfg,
-		obs:      cfg.Observer,
-		log:      cfg.Logger,
-		ctx:      ctx,
-		cancel:   cancel,
+		core: core{
+			store:  store,
+			cfg:    cfg,
+			clock:  cfg.Clock,
+			work:   &tracker{clock: cfg.Clock},
+			obs:    cfg.Observer,
+			log:    cfg.Logger,
+			id:     newNonce()[:16],
+			ctx:    ctx,
+			cancel: cancel,
+		},
 		sessions: make(map[*Session]struct{}),
 		queues:   make(map[string]*queue),
 		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
-		id:       newNonce()[:16],
-		base:     time.Now(),
-	}
+		base:     cfg.Clock.Now(),
+	}, nil
+}
+
+// newNonce returns the random part of a token. 128 bits from crypto/rand make
+// a collision, or a guess of another client's token, impractical.
+func newNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux (Go ≥ 1.24 panics instead)
+	return hex.EncodeToString(b[:])
+}
+
+func (c *core) newWaiterID() string {
+	return c.id + ":" + strconv.FormatUint(c.nextWaiter.Add(1), 36)
+}
+
+// now reads the clock.
+func (c *core) now() time.Time { return c.clock.Now() }
+
+// shuttingDown reports whether StopGranting has begun.
+func (c *core) shuttingDown() bool { return c.ctx.Err() != nil }
+
+// until is context.WithDeadline for a deadline read off the clock: the
+// context's own timer runs on real time, so it is given the time left.
+func (c *core) until(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, deadline.Sub(c.now()))
+}
+
+// callCtx bounds one store call made for a client command.
+func (c *core) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.UpstreamTimeout)
 }
 
 // maxHold is the cap for a new lease: the lower of the configured and the
@@ -188,46 +150,6 @@ func (l *Locks) NewSession(onLost func(name, token string)) *Session {
 	return s
 }
 
-// track counts one piece of background work that Shutdown waits for; the
-// worker calls l.work.Done. It reports false, counting nothing, once
-// Shutdown has begun.
-func (l *Locks) track() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.trackLocked()
-}
-
-// trackLocked is track with l.mu held.
-func (l *Locks) trackLocked() bool {
-	if l.closing {
-		return false
-	}
-	l.work.Add(1)
-	return true
-}
-
-// goTracked runs f as background work, or at once if Shutdown has begun.
-func (l *Locks) goTracked(f func()) {
-	if !l.track() {
-		f()
-		return
-	}
-	go func() {
-		defer l.work.Done()
-		f()
-	}()
-}
-
-// shuttingDown reports whether Shutdown has begun.
-func (l *Locks) shuttingDown() bool {
-	return l.ctx.Err() != nil
-}
-
-// callCtx bounds one store call made for a client command.
-func (l *Locks) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, l.cfg.UpstreamTimeout)
-}
-
 // StopGranting is the first step of a shutdown: nothing is granted from
 // now on, and every blocked acquire ends with ErrShuttingDown. Sessions
 // that close after it still release their owned leases. It is safe to call
@@ -235,11 +157,22 @@ func (l *Locks) callCtx(ctx context.Context) (context.Context, context.CancelFun
 func (l *Locks) StopGranting() {
 	l.mu.Lock()
 	l.closing = true
-	for _, q := range l.queues {
-		l.stopQueueTimersLocked(q)
-	}
+	l.work.Close()
+	queues := l.queueList()
 	l.mu.Unlock()
+	for _, q := range queues {
+		q.stopTimers()
+	}
 	l.cancel()
+}
+
+// queueList is every queue. l.mu is held.
+func (l *Locks) queueList() []*queue {
+	qs := make([]*queue, 0, len(l.queues))
+	for _, q := range l.queues {
+		qs = append(qs, q)
+	}
+	return qs
 }
 
 // Shutdown stops granting, ends every blocked acquire with ErrShuttingDown,
@@ -254,29 +187,14 @@ func (l *Locks) Shutdown(ctx context.Context) error {
 		sessions = append(sessions, s)
 	}
 	clear(l.sessions)
-	for _, q := range l.queues {
-		l.stopQueueTimersLocked(q)
-	}
 	l.mu.Unlock()
-	l.cancel()
 
 	var owned []*lease
 	for _, s := range sessions {
 		owned = append(owned, s.takeOwned(true)...)
 	}
 	err := l.releaseAll(ctx, owned)
-
-	joined := make(chan struct{})
-	go func() {
-		l.work.Wait()
-		close(joined)
-	}()
-	select {
-	case <-joined:
-	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("waiting for background work: %w", ctx.Err()))
-	}
-	return err
+	return errors.Join(err, l.work.Wait(ctx))
 }
 
 // Stats are the figures INFO shows.
@@ -291,6 +209,13 @@ type Stats struct {
 // this sidecar (see Observer.HandedOff), in the order of Stats.HandOffs.
 var HandOffKinds = [...]string{"local", "local_ahead", "upstream", "remote"}
 
+const (
+	handOffLocal = iota
+	handOffLocalAhead
+	handOffUpstream
+	handOffRemote
+)
+
 // Stats returns current figures.
 func (l *Locks) Stats() Stats {
 	st := Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load()}
@@ -301,29 +226,22 @@ func (l *Locks) Stats() Stats {
 }
 
 // countHandOff counts a hand-off to a waiter, by its index in HandOffKinds.
-func (l *Locks) countHandOff(kind int) {
-	l.handOffs[kind].Add(1)
-	l.obs.HandedOff(HandOffKinds[kind])
+func (c *core) countHandOff(kind int) {
+	c.handOffs[kind].Add(1)
+	c.obs.HandedOff(HandOffKinds[kind])
 }
 
-const (
-	handOffLocal = iota
-	handOffLocalAhead
-	handOffUpstream
-	handOffRemote
-)
-
-func (l *Locks) leaseStarted() {
-	l.held.Add(1)
-	l.obs.LeaseStarted()
+func (c *core) leaseStarted() {
+	c.held.Add(1)
+	c.obs.LeaseStarted()
 }
 
-func (l *Locks) leaseEnded(ls *lease, lost bool) {
-	l.held.Add(-1)
+func (c *core) leaseEnded(ls *lease, lost bool) {
+	c.held.Add(-1)
 	if lost {
-		l.lost.Add(1)
+		c.lost.Add(1)
 	}
-	l.obs.LeaseEnded(time.Since(ls.start), lost)
+	c.obs.LeaseEnded(c.now().Sub(ls.start), lost)
 }
 
 // holder is the session on this sidecar that holds a name, and its lease.
@@ -346,15 +264,12 @@ func (l *Locks) clearHolder(ls *lease) {
 	l.mu.Unlock()
 }
 
-// releasedByToken tells the local holder of name, if token was its lease,
-// that another connection released it: its lease is lost.
-func (l *Locks) releasedByToken(name, token string) {
+// heldBy returns the local session and lease whose token is token on name.
+func (l *Locks) heldBy(name, token string) (holder, bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	h, ok := l.holders[name]
-	l.mu.Unlock()
-	if ok && h.ls.token == token {
-		h.s.lapse(h.ls, "another connection released it by its token", false)
-	}
+	return h, ok && h.ls.token == token
 }
 
 func (l *Locks) forget(s *Session) {
@@ -363,9 +278,43 @@ func (l *Locks) forget(s *Session) {
 	l.mu.Unlock()
 }
 
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
+// Waiters reports how many acquires are blocked on name on this sidecar.
+func (l *Locks) Waiters(name string) int {
+	if q := l.queue(name); q != nil {
+		return q.len()
 	}
-	return b
+	return 0
+}
+
+// queue returns name's queue, or nil when nobody waits for it here.
+func (l *Locks) queue(name string) *queue {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queues[name]
+}
+
+// queueFor returns name's queue, making it (and its watch) if there is
+// none open.
+func (l *Locks) queueFor(name string) (*queue, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return nil, ErrShuttingDown
+	}
+	if q := l.queues[name]; q != nil && q.open() {
+		return q, nil
+	}
+	q := newQueue(&l.core, name, l.forgetQueue)
+	l.queues[name] = q
+	l.work.Go(q.watch)
+	return q, nil
+}
+
+// forgetQueue takes a closed queue out of the map.
+func (l *Locks) forgetQueue(q *queue) {
+	l.mu.Lock()
+	if l.queues[q.name] == q {
+		delete(l.queues, q.name)
+	}
+	l.mu.Unlock()
 }

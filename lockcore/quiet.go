@@ -2,21 +2,14 @@ package lockcore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// ErrStoreReset is what a store returns when it can tell that it has lost
-// its locks since the sidecar last checked it (it restarted empty, or
-// another server took over): nothing may be granted until Locks has been
-// told, through UpstreamReset.
-var ErrStoreReset = errors.New("the upstream has lost its locks since it was last checked (restart or failover)")
-
 // ErrQuietPeriod matches a *QuietError with errors.Is.
-var ErrQuietPeriod = errors.New("lockcore: quiet period after an upstream reset")
+var ErrQuietPeriod = fmt.Errorf("lockcore: quiet period after an upstream reset")
 
 // QuietError refuses a grant during the quiet period that follows an
 // upstream reset. Until the period ends, a client that held a lock through
@@ -38,7 +31,7 @@ func (l *Locks) Quiet(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	until := int64(time.Since(l.base) + d)
+	until := int64(l.now().Sub(l.base) + d)
 	for {
 		old := l.quietUntil.Load()
 		if old >= until || l.quietUntil.CompareAndSwap(old, until) {
@@ -53,7 +46,7 @@ func (l *Locks) QuietLeft() time.Duration {
 	if u == 0 {
 		return 0
 	}
-	return max(time.Duration(u)-time.Since(l.base), 0)
+	return max(time.Duration(u)-l.now().Sub(l.base), 0)
 }
 
 // quiet returns a *QuietError while the quiet period runs, else nil.
@@ -69,7 +62,7 @@ func (l *Locks) quiet() error {
 // until then a holder through the old store may still believe it holds its
 // lock. Every owned lease is lost (and pushed to its holder), every
 // detached one ends, and every blocked acquire is answered with a
-// *QuietError. It returns how many leases were lost.
+// *QuietError. It returns how many leases it declared lost.
 func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	// Quiet first: an acquire that lands after this point gives its grant
 	// back (see Session.Acquire), so no lease outlives the reset.
@@ -79,19 +72,16 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	for s := range l.sessions {
 		sessions = append(sessions, s)
 	}
+	queues := l.queueList()
+	l.mu.Unlock()
 	// Their places in the store's queue went with the old store.
 	var werr error = ErrStoreReset // with no quiet period, they may retry at once
 	if left := l.QuietLeft(); left > 0 {
 		werr = &QuietError{Left: left}
 	}
-	for _, q := range l.queues {
-		for _, w := range append([]*waiter(nil), q.waiters...) {
-			if !w.done && !w.gone {
-				l.finish(w, outcome{err: werr})
-			}
-		}
+	for _, q := range queues {
+		q.answerAll(werr)
 	}
-	l.mu.Unlock()
 	// One goroutine per session: telling a holder is a push, which may wait
 	// for a client that reads slowly; the others must not wait for it.
 	var lost atomic.Int64
@@ -99,15 +89,11 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	for _, s := range sessions {
 		wg.Go(func() {
 			for _, ls := range s.all() {
-				s.mu.Lock()
-				owned := !ls.detached
-				s.mu.Unlock()
-				if owned {
-					lost.Add(1)
-				}
 				// Given back by token: after a failover that kept the data
 				// the lock is still there, and nobody should wait for its ttl.
-				s.lapse(ls, why, true)
+				if s.lapse(ls, why, true) {
+					lost.Add(1)
+				}
 			}
 		})
 	}
@@ -126,16 +112,17 @@ func (s *Session) all() []*lease {
 	return out
 }
 
-// CheckUpstream asks the store who it is, and adopts any quiet period
-// another sidecar announced. When the store is no longer the one the last
-// check found, it restarted or failed over and may have forgotten locks:
-// every lease is declared lost (see UpstreamReset), the quiet period is
-// announced to the other sidecars, and only then does the store accept
-// acquires again. An error leaves the store refusing them if it can tell.
-func (l *Locks) CheckUpstream(ctx context.Context) error {
+// CheckUpstream asks up, the store's upstream, who it is, and adopts any
+// quiet period another sidecar announced. When the upstream is no longer
+// the one the last check found, it restarted or failed over and may have
+// forgotten locks: every lease is declared lost (see UpstreamReset), the
+// quiet period is announced to the other sidecars, and only then does the
+// store accept acquires again. An error leaves the store refusing them if
+// it can tell.
+func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
-	h, err := l.store.Health(ctx)
+	h, err := up.Health(ctx)
 	if err != nil {
 		return err
 	}
@@ -148,7 +135,7 @@ func (l *Locks) CheckUpstream(ctx context.Context) error {
 		l.Quiet(d)
 		var aerr error
 		if d > 0 {
-			aerr = l.store.AnnounceQuiet(ctx, d)
+			aerr = up.AnnounceQuiet(ctx, d)
 		}
 		lost := l.UpstreamReset(d, "upstream restarted or failed over")
 		l.log.Error("the upstream restarted or failed over and may have lost its locks: every lock held through it is lost, and no lock is granted during the quiet period",
@@ -160,6 +147,6 @@ func (l *Locks) CheckUpstream(ctx context.Context) error {
 		}
 	}
 	l.storeID = h.ID
-	l.store.Accept(h.ID)
+	up.Accept(h.ID)
 	return nil
 }

@@ -45,6 +45,8 @@ func (r *resettable) Accept(id string) {
 	r.accepted = id
 }
 
+func (r *resettable) Risks(context.Context) ([]lockcore.Risk, error) { return nil, nil }
+
 func (r *resettable) set(fn func(r *resettable)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -55,7 +57,7 @@ func newResettable(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *resetta
 	t.Helper()
 	mem := memstore.New(memstore.Options{})
 	r := &resettable{Store: mem, id: "one"}
-	l := lockcore.New(r, cfg)
+	l := mustNew(t, r, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -72,13 +74,13 @@ func TestCheckUpstreamReset(t *testing.T) {
 	const quiet = 300 * time.Millisecond
 	l, r := newResettable(t, lockcore.Config{QuietPeriod: quiet})
 	ctx := context.Background()
-	if err := l.CheckUpstream(ctx); err != nil {
+	if err := l.CheckUpstream(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	if r.accepted != "one" {
 		t.Fatalf("accepted %q after the first check", r.accepted)
 	}
-	ev := newLostEvents()
+	ev := newLostEvents(lockcore.SystemClock{})
 	s := l.NewSession(ev.onLost)
 	acquire(t, s, "owned", lockcore.AcquireOptions{TTL: time.Minute})
 	acquire(t, s, "detached", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
@@ -93,12 +95,12 @@ func TestCheckUpstreamReset(t *testing.T) {
 	}
 
 	// The same identity again changes nothing.
-	if err := l.CheckUpstream(ctx); err != nil || len(s.Held()) != 2 || l.QuietLeft() != 0 {
+	if err := l.CheckUpstream(ctx, r); err != nil || len(s.Held()) != 2 || l.QuietLeft() != 0 {
 		t.Fatalf("unchanged store: err %v, held %v, quiet %v", err, s.Held(), l.QuietLeft())
 	}
 
 	r.set(func(r *resettable) { r.id = "two" })
-	if err := l.CheckUpstream(ctx); err != nil {
+	if err := l.CheckUpstream(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	ev.wait(t) // the owned lease was pushed as lost
@@ -129,31 +131,31 @@ func TestCheckUpstreamReset(t *testing.T) {
 func TestCheckUpstreamAnnouncement(t *testing.T) {
 	l, r := newResettable(t, lockcore.Config{QuietPeriod: time.Minute})
 	ctx := context.Background()
-	if err := l.CheckUpstream(ctx); err != nil {
+	if err := l.CheckUpstream(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	r.set(func(r *resettable) { r.id, r.announce = "two", errors.New("injected: announce failed") })
-	if err := l.CheckUpstream(ctx); err == nil {
+	if err := l.CheckUpstream(ctx, r); err == nil {
 		t.Fatal("CheckUpstream hid the failed announcement")
 	}
 	if r.accepted != "one" {
 		t.Errorf("accepted %q although the announcement failed", r.accepted)
 	}
 	r.set(func(r *resettable) { r.announce = nil })
-	if err := l.CheckUpstream(ctx); err != nil || r.announced != time.Minute || r.accepted != "two" {
+	if err := l.CheckUpstream(ctx, r); err != nil || r.announced != time.Minute || r.accepted != "two" {
 		t.Fatalf("second check: err %v, announced %v, accepted %q", err, r.announced, r.accepted)
 	}
 
 	l2, r2 := newResettable(t, lockcore.Config{})
 	r2.set(func(r *resettable) { r.quiet = 10 * time.Second })
-	if err := l2.CheckUpstream(ctx); err != nil {
+	if err := l2.CheckUpstream(ctx, r2); err != nil {
 		t.Fatal(err)
 	}
 	if left := l2.QuietLeft(); left <= 9*time.Second || left > 10*time.Second {
 		t.Errorf("adopted quiet left %v, want about 10s", left)
 	}
 	r2.set(func(r *resettable) { r.quiet = time.Second })
-	if err := l2.CheckUpstream(ctx); err != nil {
+	if err := l2.CheckUpstream(ctx, r2); err != nil {
 		t.Fatal(err)
 	}
 	if left := l2.QuietLeft(); left <= 9*time.Second {
@@ -167,7 +169,7 @@ func TestResetDuringAcquire(t *testing.T) {
 	mem := memstore.New(memstore.Options{})
 	defer mem.Close()
 	gate := &gatedStore{Store: mem, ran: make(chan struct{}), release: make(chan struct{})}
-	l := lockcore.New(gate, lockcore.Config{})
+	l := mustNew(t, gate, lockcore.Config{})
 	defer l.Shutdown(context.Background())
 	s := l.NewSession(nil)
 	res := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/clocktest"
 	"github.com/lockproxy/lockproxy/lockcore/memstore"
 )
 
@@ -30,6 +31,8 @@ type faulty struct {
 	releaseFails int
 	// released receives each token Release was called with, after the call.
 	released chan string
+	// clock is the fake clock of the store and of the Locks over it.
+	clock *clocktest.Fake
 }
 
 func (f *faulty) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
@@ -67,7 +70,7 @@ func (f *faulty) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lock
 	f.mu.Lock()
 	aerr, delay := f.acquireErr, f.acquireDelay
 	f.mu.Unlock()
-	time.Sleep(delay)
+	f.clock.Advance(delay)
 	if aerr != nil {
 		return lockcore.Grant{}, aerr
 	}
@@ -91,11 +94,25 @@ func (f *faulty) set(fn func(f *faulty)) {
 	fn(f)
 }
 
+// mustNew is lockcore.New for a config the test knows is good.
+func mustNew(t testing.TB, store lockcore.Store, cfg lockcore.Config) *lockcore.Locks {
+	t.Helper()
+	l, err := lockcore.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// newLocks makes Locks over an embedded store wrapped in faulty, both on
+// one fake clock: time moves only when the test advances f.clock.
 func newLocks(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *faulty) {
 	t.Helper()
-	mem := memstore.New(memstore.Options{})
-	f := &faulty{Store: mem, released: make(chan string, 100)}
-	l := lockcore.New(f, cfg)
+	clock := clocktest.New(time.Now())
+	mem := memstore.New(memstore.Options{Now: clock.Now})
+	f := &faulty{Store: mem, released: make(chan string, 100), clock: clock}
+	cfg.Clock = clock
+	l := mustNew(t, f, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -107,22 +124,45 @@ func newLocks(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *faulty) {
 	return l, f
 }
 
-// lostEvents records onLost calls.
+// lostEvents records onLost calls, and when they came by clock.
 type lostEvents struct {
+	clock lockcore.Clock
 	mu    sync.Mutex
 	names []string
 	at    []time.Time
 	ch    chan struct{}
 }
 
-func newLostEvents() *lostEvents { return &lostEvents{ch: make(chan struct{}, 100)} }
+func newLostEvents(clock lockcore.Clock) *lostEvents {
+	return &lostEvents{clock: clock, ch: make(chan struct{}, 100)}
+}
 
 func (e *lostEvents) onLost(name, _ string) {
 	e.mu.Lock()
 	e.names = append(e.names, name)
-	e.at = append(e.at, time.Now())
+	e.at = append(e.at, e.clock.Now())
 	e.mu.Unlock()
 	e.ch <- struct{}{}
+}
+
+// count is how many losses were told.
+func (e *lostEvents) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.at)
+}
+
+// advanceUntilLost moves clock on in steps of step until a loss is told,
+// for at most limit, and returns when it was.
+func (e *lostEvents) advanceUntilLost(t *testing.T, clock *clocktest.Fake, step, limit time.Duration) time.Time {
+	t.Helper()
+	n := e.count()
+	for end := clock.Now().Add(limit); e.count() == n; clock.Advance(step) {
+		if clock.Now().After(end) {
+			t.Fatalf("no lock.lost within %v", limit)
+		}
+	}
+	return e.wait(t)
 }
 
 func (e *lostEvents) wait(t *testing.T) time.Time {
@@ -150,25 +190,21 @@ func acquire(t *testing.T, s *lockcore.Session, name string, o lockcore.AcquireO
 // later, and Held never lists it past that moment.
 func TestLostAtValidityDeadline(t *testing.T) {
 	l, f := newLocks(t, lockcore.Config{})
-	ev := newLostEvents()
+	ev := newLostEvents(f.clock)
 	s := l.NewSession(ev.onLost)
 	const ttl = 300 * time.Millisecond
-	sent := time.Now()
+	sent := f.clock.Now()
 	acquire(t, s, "a", lockcore.AcquireOptions{TTL: ttl})
 	f.set(func(f *faulty) { f.renewErr = errors.New("injected: upstream down") })
 	deadline := sent.Add(ttl) // the store's expiry is no earlier than this
-	for {
-		asked := time.Now()
-		if !slices.Contains(s.Held(), "a") {
-			break
-		}
-		if asked.After(deadline) {
+	for slices.Contains(s.Held(), "a") {
+		if asked := f.clock.Now(); asked.After(deadline) {
 			t.Fatalf("Held lists the lease %v after its ttl ran out", asked.Sub(deadline))
 		}
-		time.Sleep(time.Millisecond)
+		f.clock.Advance(time.Millisecond)
 	}
 	lostAt := ev.wait(t)
-	if lostAt.After(deadline.Add(50 * time.Millisecond)) {
+	if lostAt.After(deadline) {
 		t.Errorf("lock.lost came %v after the deadline", lostAt.Sub(deadline))
 	}
 	f.mu.Lock()
@@ -203,6 +239,7 @@ func TestFailedReleaseStillLetsGo(t *testing.T) {
 	f.mu.Lock()
 	renews := f.renews
 	f.mu.Unlock()
+	f.clock.Advance(time.Second) // five times the ttl: renewals would have come
 	again := acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute})
 	if again == tok {
 		t.Errorf("acquire after a failed release returned the released token %q", tok)
@@ -218,13 +255,16 @@ func TestFailedReleaseStillLetsGo(t *testing.T) {
 // declares it lost at once.
 func TestLostWhenStoreForgets(t *testing.T) {
 	l, f := newLocks(t, lockcore.Config{})
-	ev := newLostEvents()
+	ev := newLostEvents(f.clock)
 	s := l.NewSession(ev.onLost)
 	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: 100 * time.Millisecond})
 	if r, _ := f.Store.Release(context.Background(), lockcore.ReleaseRequest{Name: "a", Token: tok}); !r.Released {
 		t.Fatal("direct release failed")
 	}
-	ev.wait(t)
+	// Its first renewal, at half the ttl, finds it gone.
+	if at := ev.advanceUntilLost(t, f.clock, time.Millisecond, time.Second); at.After(f.clock.Now()) {
+		t.Errorf("lost at %v", at)
+	}
 	if ok, err := s.Renew(context.Background(), "a", time.Second, ""); ok || err != nil {
 		t.Errorf("Renew after loss = %v, %v; want false", ok, err)
 	}
@@ -273,7 +313,7 @@ func TestFailedShorterRenewShrinksValidity(t *testing.T) {
 	if _, err := s.Renew(context.Background(), "a", 20*time.Millisecond, ""); err == nil {
 		t.Fatal("Renew did not fail")
 	}
-	time.Sleep(30 * time.Millisecond)
+	f.clock.Advance(30 * time.Millisecond)
 	if got := s.Held(); len(got) != 0 {
 		t.Errorf("Held = %v: the 20ms ttl may have been applied, so the lease can't be vouched for", got)
 	}
@@ -359,7 +399,7 @@ func TestReleaseWakesWaiter(t *testing.T) {
 func TestShutdownEndsWaitsAndReleases(t *testing.T) {
 	mem := memstore.New(memstore.Options{})
 	defer mem.Close()
-	l := lockcore.New(mem, lockcore.Config{})
+	l := mustNew(t, mem, lockcore.Config{})
 	holder, waiter := l.NewSession(nil), l.NewSession(nil)
 	acquire(t, holder, "a", lockcore.AcquireOptions{TTL: time.Minute})
 	acquire(t, holder, "d", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
@@ -391,7 +431,7 @@ func TestShutdownEndsWaitsAndReleases(t *testing.T) {
 }
 
 func TestMaxLocksPerSession(t *testing.T) {
-	l, _ := newLocks(t, lockcore.Config{MaxLocksPerSession: 2})
+	l, f := newLocks(t, lockcore.Config{MaxLocksPerSession: 2})
 	s := l.NewSession(nil)
 	acquire(t, s, "a", lockcore.AcquireOptions{})
 	acquire(t, s, "b", lockcore.AcquireOptions{TTL: 20 * time.Millisecond, Detached: true})
@@ -399,7 +439,7 @@ func TestMaxLocksPerSession(t *testing.T) {
 		t.Fatalf("third lock: %v, want ErrTooManyLocks", err)
 	}
 	acquire(t, s, "a", lockcore.AcquireOptions{}) // re-acquiring a held one is fine
-	time.Sleep(30 * time.Millisecond)             // the detached lease's ttl runs out
+	f.clock.Advance(30 * time.Millisecond)        // the detached lease's ttl runs out
 	acquire(t, s, "c", lockcore.AcquireOptions{})
 }
 
@@ -437,17 +477,17 @@ func TestMaxHold(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, f := newLocks(t, lockcore.Config{MaxHold: tc.cfg})
-			ev := newLostEvents()
+			ev := newLostEvents(f.clock)
 			s := l.NewSession(ev.onLost)
-			start := time.Now()
+			start := f.clock.Now()
 			acquire(t, s, "m", lockcore.AcquireOptions{TTL: 100 * time.Millisecond, MaxHold: tc.opt})
 			if st, _ := f.Store.Inspect(context.Background(), "m"); st.TTL > tc.capped {
 				t.Errorf("store ttl %v exceeds the cap %v", st.TTL, tc.capped)
 			}
 			// Renewals keep it well past its 100 ms ttl, until the cap (less
 			// the drift margin: the store's ttl never runs past the cap).
-			lostAt := ev.wait(t)
-			if held := lostAt.Sub(start); held < tc.capped-lockcore.Drift(tc.capped) || held > tc.capped+200*time.Millisecond {
+			lostAt := ev.advanceUntilLost(t, f.clock, 5*time.Millisecond, 10*tc.capped)
+			if held := lostAt.Sub(start); held < tc.capped-lockcore.Drift(tc.capped) || held > tc.capped {
 				t.Errorf("ended after %v, want at the %v cap", held, tc.capped)
 			}
 			if n := l.Stats().Lost; n != 0 {
@@ -482,7 +522,7 @@ func TestRenewStopsAtMaxHold(t *testing.T) {
 // told, not silently replaced.
 func TestReplacedOwnedLeaseIsLost(t *testing.T) {
 	l, f := newLocks(t, lockcore.Config{})
-	ev := newLostEvents()
+	ev := newLostEvents(f.clock)
 	s := l.NewSession(ev.onLost)
 	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Minute})
 	if r, _ := f.Store.Release(context.Background(), lockcore.ReleaseRequest{Name: "a", Token: tok}); !r.Released {

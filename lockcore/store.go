@@ -2,6 +2,7 @@ package lockcore
 
 import (
 	"context"
+	"io"
 	"time"
 )
 
@@ -55,6 +56,14 @@ type Store interface {
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
+	// Close releases the store's resources. Leases in it are left to expire.
+	io.Closer
+}
+
+// Upstream is the supervision side of a store: who it is, and what can
+// make it lose locks. CheckUpstream uses it; a store that can tell it
+// restarted implements it.
+type Upstream interface {
 	// Health reports who the store is now, and any quiet period a sidecar
 	// has announced (see AnnounceQuiet). A changed ID means the store
 	// restarted or another server took over: it may have forgotten locks.
@@ -68,11 +77,9 @@ type Store interface {
 	AnnounceQuiet(ctx context.Context, d time.Duration) error
 	// Risks reports settings of the store that can lose locks.
 	Risks(ctx context.Context) ([]Risk, error)
-	// Close releases the store's resources. Leases in it are left to expire.
-	Close() error
 }
 
-// Health is what Store.Health reports.
+// Health is what Upstream.Health reports.
 type Health struct {
 	ID    string        // changes when the store restarts or fails over
 	Quiet time.Duration // what is left of an announced quiet period; 0: none
@@ -80,7 +87,7 @@ type Health struct {
 
 // Risk is a store setting that can lose locks.
 type Risk struct {
-	Kind   string // "eviction" or "no_persistence"
+	Kind   string // "eviction", "no_persistence", or "unknown" when the settings could not be read
 	Detail string
 }
 

@@ -1,19 +1,9 @@
 package lockcore
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"strings"
 )
-
-// newNonce returns the random part of a token. 128 bits from crypto/rand make
-// a collision, or a guess of another client's token, impractical.
-func newNonce() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux (Go ≥ 1.24 panics instead)
-	return hex.EncodeToString(b[:])
-}
 
 // MaxTokenBytes bounds a client-supplied token; real ones are under 60 bytes.
 const MaxTokenBytes = 128

@@ -98,7 +98,7 @@ func withStore(t *testing.T, newStore func() lockcore.Store,
 	fn func(t *testing.T, sidecar func(cfg lockcore.Config) (*lockcore.Locks, *counting))) {
 	fn(t, func(cfg lockcore.Config) (*lockcore.Locks, *counting) {
 		c := &counting{Store: newStore(), inFlight: map[string]int{}}
-		l := lockcore.New(c, cfg)
+		l := mustNew(t, c, cfg)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -524,7 +524,7 @@ func TestDepartedWaiterDoesNotHoldUpTheLock(t *testing.T) {
 	mem := memstore.New(memstore.Options{})
 	defer mem.Close()
 	store := &lostLeave{Store: mem, lost: make(chan struct{})}
-	l := lockcore.New(store, lockcore.Config{})
+	l := mustNew(t, store, lockcore.Config{})
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

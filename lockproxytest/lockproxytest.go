@@ -56,10 +56,14 @@ func StartServer(opts ...Option) (addr string, stop func(), err error) {
 	// The sidecar's limits (cmd/lockproxy's Config); the rest are the
 	// packages' own defaults, which are the sidecar's.
 	store := memstore.New(memstore.Options{})
-	locks := lockcore.New(store, lockcore.Config{
+	locks, err := lockcore.New(store, lockcore.Config{
 		MaxLocksPerSession: 1000,
 		MaxWaitersPerName:  1000,
 	})
+	if err != nil {
+		store.Close()
+		return "", nil, err
+	}
 	h := commands.New(locks, commands.Config{
 		Password:   o.password,
 		Version:    "lockproxytest",

@@ -64,6 +64,8 @@ type app struct {
 	cfg     Config
 	log     *slog.Logger
 	store   lockcore.Store
+	// upstream is the store's supervision side, timed as the op health.
+	upstream lockcore.Upstream
 	locks   *lockcore.Locks
 	srv     *resp.Server
 	h       *commands.Handler
@@ -99,7 +101,10 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 	a.metrics = metrics.New(reg)
 
 	storeKind := "embedded"
-	var store lockcore.Store
+	var store interface {
+		lockcore.Store
+		lockcore.Upstream
+	}
 	if cfg.Upstream == "" {
 		store = memstore.New(memstore.Options{})
 	} else {
@@ -108,16 +113,19 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if store, err = redisstore.New(rdb, redisstore.Options{
-			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck}); err != nil {
+		rs, err := redisstore.New(rdb, redisstore.Options{
+			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
+		if err != nil {
 			rdb.Close()
 			return nil, err
 		}
+		store = rs
 	}
 	undo = append(undo, func() { store.Close() })
 	a.store = lockcore.Instrument(store, a.metrics.Upstream)
+	a.upstream = lockcore.InstrumentUpstream(store, a.metrics.Upstream)
 
-	a.locks = lockcore.New(a.store, lockcore.Config{
+	a.locks, err = lockcore.New(a.store, lockcore.Config{
 		DefaultTTL:    cfg.DefaultTTL,
 		RenewFraction: cfg.RenewFraction,
 		Retry: lockcore.Backoff{Base: cfg.RetryBase, Multiplier: cfg.RetryMultiplier,
@@ -132,6 +140,9 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		Observer:           a.metrics,
 		Logger:             a.log,
 	})
+	if err != nil {
+		return nil, err
+	}
 	a.h = commands.New(a.locks, commands.Config{
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
@@ -262,7 +273,7 @@ func (a *app) pokeCheck() {
 func (a *app) checkUpstream(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	err := a.locks.CheckUpstream(pctx)
+	err := a.locks.CheckUpstream(pctx, a.upstream)
 	if ctx.Err() != nil {
 		return
 	}
@@ -285,7 +296,7 @@ func (a *app) checkUpstream(ctx context.Context) {
 // readRisks warns about upstream settings that can lose locks, and shows
 // them in INFO and lockproxy_upstream_risk.
 func (a *app) readRisks(ctx context.Context) {
-	risks, err := a.store.Risks(ctx)
+	risks, err := a.upstream.Risks(ctx)
 	if err != nil {
 		a.log.Warn("could not read the upstream's settings; will try again", "err", err)
 		return

@@ -1,0 +1,285 @@
+package lockcore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// grant is a lock the store gave: its token, when the call that took it was
+// sent, and the end of its validity.
+type grant struct {
+	token string
+	sent  time.Time
+	until time.Time
+	// handover, when set, says the lock was handed over locally: the store
+	// still holds it under the previous holder's token until the transfer
+	// lands, and until is that token's validity.
+	handover *handover
+}
+
+// flight is a try-once acquire in flight for a name: others wait for it
+// rather than make a call of their own that can only fail.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// acquire gets name for a session: at once, or by waiting up to wait.
+// Contention returns a zero grant and no error.
+func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duration) (grant, error) {
+	if wait <= 0 {
+		return l.tryOnce(ctx, name, ttl)
+	}
+	w := &waiter{id: l.newWaiterID(), nonce: newNonce(), ttl: ttl, result: make(chan outcome, 1)}
+	if err := l.join(name, w); err != nil {
+		return grant{}, err
+	}
+	l.waiters.Add(1)
+	l.obs.WaitersChanged(1)
+	defer func() {
+		l.waiters.Add(-1)
+		l.obs.WaitersChanged(-1)
+	}()
+	timeout := make(chan struct{})
+	t := l.clock.AfterFunc(wait, func() { close(timeout) })
+	defer t.Stop()
+	select {
+	case o := <-w.result:
+		return o.g, o.err
+	case <-timeout:
+		return w.q.abandon(w, nil)
+	case <-ctx.Done():
+		return w.q.abandon(w, ctx.Err())
+	case <-l.ctx.Done():
+		return w.q.abandon(w, ErrShuttingDown)
+	}
+}
+
+// join puts w at the end of name's local queue, making the queue (and its
+// watch) if it is the first.
+func (l *Locks) join(name string, w *waiter) error {
+	for {
+		q, err := l.queueFor(name)
+		if err != nil {
+			return err
+		}
+		if ok, err := q.join(w); ok {
+			return err
+		}
+		// It closed between the two steps: make another.
+	}
+}
+
+// tryOnce is an acquire without WAIT: one try, and no queueing. When local
+// waiters are queued for the name they come first, so it fails without a
+// call; when another try-once for the name is in flight, it shares that
+// call's outcome, which leaves the lock taken either way.
+func (l *Locks) tryOnce(ctx context.Context, name string, ttl time.Duration) (grant, error) {
+	for {
+		l.mu.Lock()
+		if q := l.queues[name]; q != nil && q.len() > 0 {
+			l.mu.Unlock()
+			return grant{}, nil
+		}
+		f := l.flights[name]
+		if f == nil {
+			f = &flight{done: make(chan struct{})}
+			l.flights[name] = f
+			l.mu.Unlock()
+			g, err := l.try(ctx, AcquireRequest{Name: name, Nonce: newNonce(), TTL: ttl})
+			l.mu.Lock()
+			delete(l.flights, name)
+			f.err = err
+			close(f.done)
+			l.mu.Unlock()
+			return g, err
+		}
+		l.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return grant{}, nil
+			}
+			// That call failed, perhaps for its own client's reasons: try ourselves.
+		case <-ctx.Done():
+			return grant{}, ctx.Err()
+		}
+	}
+}
+
+// try is one acquire call for a request that is not a queued waiter's.
+func (l *Locks) try(ctx context.Context, req AcquireRequest) (grant, error) {
+	if l.shuttingDown() {
+		return grant{}, ErrShuttingDown
+	}
+	sent := l.now()
+	until := validity(sent, req.TTL)
+	actx, cancel := l.until(ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
+	g, err := l.store.Acquire(actx, req)
+	if err == nil && !g.Acquired && l.departed(req.Name, g.Head) {
+		// The lock is free but kept for one of this sidecar's waiters that
+		// has left, whose leaving has not reached the store yet: clear it
+		// and try again.
+		if err = l.store.Leave(actx, req.Name, g.Head); err == nil {
+			sent = l.now()
+			g, err = l.store.Acquire(actx, req)
+		}
+	}
+	cancel()
+	if err != nil {
+		// The call may have taken the lock before failing: fail closed, in
+		// the background so the error reply does not wait on it.
+		l.releaseLater(req.Name, ":"+req.Nonce)
+		if ctx.Err() != nil {
+			return grant{}, ctx.Err()
+		}
+		return grant{}, fmt.Errorf("acquire %q: %w", req.Name, err)
+	}
+	if !g.Acquired {
+		return grant{}, nil
+	}
+	if !l.now().Before(until) {
+		l.releaseLater(req.Name, g.Token)
+		return grant{}, ErrTooSlow
+	}
+	return grant{token: g.Token, sent: sent, until: until}, nil
+}
+
+// departed reports whether waiter is one of this sidecar's that no longer
+// waits for name.
+func (l *Locks) departed(name, waiter string) bool {
+	if !strings.HasPrefix(waiter, l.id+":") {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.queues[name]
+	if q == nil {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.find(waiter) == nil
+}
+
+// tryWaiter is one store call for a queued waiter.
+func (q *queue) tryWaiter(w *waiter) {
+	c := q.c
+	sent := c.now()
+	until := validity(sent, w.ttl)
+	ctx, cancel := c.until(c.ctx, earliest(sent.Add(c.cfg.UpstreamTimeout), until))
+	g, err := c.store.Acquire(ctx, AcquireRequest{Name: q.name, Nonce: w.nonce, TTL: w.ttl, Waiter: w.id, WaiterTTL: c.cfg.WaiterTTL})
+	cancel()
+
+	var giveBack string // a grant nobody can use, released after unlocking
+	leave := false      // the store may have queued a waiter that is gone
+	q.mu.Lock()
+	q.trying = false
+	if err == nil {
+		q.learn(g.First, g.Seq)
+	}
+	switch {
+	case err != nil:
+		giveBack, leave = ":"+w.nonce, true
+		if w.waiting() {
+			q.finish(w, outcome{err: fmt.Errorf("acquire %q: %w", q.name, err)})
+		}
+	case g.Acquired:
+		switch {
+		case w.state == answered && w.granted == g.Token:
+			// A hand-off already gave it this very grant.
+		case !w.waiting():
+			giveBack = g.Token
+		case !c.now().Before(until):
+			giveBack = g.Token
+			q.finish(w, outcome{err: ErrTooSlow})
+		default:
+			q.finish(w, outcome{g: grant{token: g.Token, sent: sent, until: until}})
+		}
+	default:
+		switch w.state {
+		case left:
+			leave = true
+		case joined, queued:
+			w.set(queued)
+			w.seen = sent
+		}
+		q.cap = g.HolderTTL
+		if g.Head != "" {
+			q.cap = 0
+			if h := q.find(g.Head); h != nil {
+				h.due = true
+			}
+		}
+	}
+	q.pump()
+	q.mu.Unlock()
+	if giveBack != "" {
+		q.releaseLater(giveBack)
+	}
+	if leave {
+		q.leaveLater(w)
+	}
+}
+
+// watch subscribes the queue's name to the store's wakes. A waiter queued
+// before the subscription was active may have missed a wake, so once it
+// is, the first waiter tries again.
+func (q *queue) watch() {
+	stop, err := q.c.store.Watch(q.c.ctx, q.name, q.wake)
+	if err != nil {
+		if q.c.ctx.Err() == nil {
+			q.c.log.Warn("could not watch for releases; waiters poll", "lock", q.name, "err", err)
+		}
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		q.c.work.GoOrRun(stop)
+		return
+	}
+	q.stop = stop
+	for _, w := range q.waiters {
+		if w.state == queued {
+			q.pollDue = true
+			q.pump()
+			break
+		}
+	}
+}
+
+// wake is the store telling the queue that a waiter is first (or, with a
+// zero Wake, that wakes may have been missed). When the store has granted
+// the waiter the lock already, the waiter is answered at once and the lock
+// is renewed to its own ttl behind it. A grant to a waiter that has left is
+// given back by the leaving (see leaveLater).
+func (q *queue) wake(wk Wake) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	if wk.Seq != 0 {
+		// Every sidecar watching the name hears who is first now.
+		q.learn(wk.First, wk.Seq)
+	}
+	if wk.Waiter == "" {
+		if wk.Seq == 0 {
+			q.pollDue = true
+			q.pump()
+		}
+		return
+	}
+	w := q.find(wk.Waiter)
+	if w == nil {
+		return // another sidecar's, or it has left or been answered
+	}
+	if wk.Token != "" && q.takeRemoteGrant(w, wk) {
+		return
+	}
+	w.due = true
+	q.pump()
+}

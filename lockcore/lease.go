@@ -1,0 +1,215 @@
+package lockcore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// lease is one lock a session holds, and its renewal.
+type lease struct {
+	name  string
+	token string
+	start time.Time
+
+	// renewMu orders this lease's renewals, so the one applied last in the
+	// store is also the one whose ttl and send time set validUntil.
+	renewMu sync.Mutex
+
+	detached   bool          // guarded by Session.mu
+	ttl        time.Duration // guarded by Session.mu
+	capAt      time.Time     // when MAXHOLD ends the lease; zero: never
+	validUntil time.Time     // guarded by Session.mu
+	timer      *task         // guarded by Session.mu; the next renewal, owned leases only
+	failures   int           // guarded by renewMu; renewals failed in a row
+
+	// handover, when set, is the hand-off that gave the lease; the store
+	// knows its token only once it has landed.
+	handover *handover
+}
+
+// renewLease renews one of the session's leases with ttl, which becomes its
+// ttl from then on. A false result means the lease was lost; it is dropped.
+func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) (bool, error) {
+	l := s.l
+	if err := ls.handover.wait(ctx); err != nil {
+		return false, err
+	}
+	ls.renewMu.Lock()
+	defer ls.renewMu.Unlock()
+	s.mu.Lock()
+	until := ls.validUntil
+	ok := s.leases[ls.name] == ls
+	s.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	sent := l.now()
+	if ls.capReached(sent) {
+		s.capOut(ls)
+		return false, nil
+	}
+	if !sent.Before(until) {
+		s.lapse(ls, "its validity ran out before it could be renewed", true)
+		return false, nil
+	}
+	storeTTL, _ := ls.capped(sent, ttl)
+	ctx, cancel := l.until(ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
+	defer cancel()
+	renewed, err := l.store.Renew(ctx, ls.name, ls.token, storeTTL)
+	if err != nil {
+		// The renewal may have been applied: with a shorter ttl, the store
+		// could now expire the lock sooner than we assumed.
+		s.mu.Lock()
+		ls.validUntil = earliest(ls.validUntil, validity(sent, storeTTL))
+		s.mu.Unlock()
+		return false, fmt.Errorf("renew %q: %w", ls.name, err)
+	}
+	if !renewed {
+		s.lapse(ls, "the upstream no longer has it", false)
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leases[ls.name] != ls {
+		return false, nil // released or lost while the call was in flight
+	}
+	ls.ttl = ttl
+	ls.validUntil = validity(sent, storeTTL)
+	if !ls.detached {
+		ls.stopTimer()
+		s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
+	}
+	return true, nil
+}
+
+// renewDelay is when to renew a lease last acquired or renewed at sent:
+// a fraction of its ttl later, or at its MAXHOLD cap, whichever is first.
+func (s *Session) renewDelay(ls *lease, sent time.Time, ttl time.Duration) time.Duration {
+	at := sent.Add(time.Duration(float64(ttl) * s.l.cfg.RenewFraction))
+	if !ls.capAt.IsZero() {
+		at = earliest(at, ls.capDeadline())
+	}
+	return at.Sub(s.l.now())
+}
+
+// capDeadline is when a lease with a MAXHOLD ends: the cap, less the drift
+// margin its validity keeps, since the store's ttl never runs past the cap.
+func (ls *lease) capDeadline() time.Time {
+	return ls.capAt.Add(-Drift(ls.capAt.Sub(ls.start)))
+}
+
+// capReached reports whether ls has a MAXHOLD and has come to its end.
+func (ls *lease) capReached(now time.Time) bool {
+	return !ls.capAt.IsZero() && !now.Before(ls.capDeadline())
+}
+
+// capOut ends a lease at its MAXHOLD: released, and its holder told as for
+// a lost lock (the lock.lost push). It is not counted as lost: nothing
+// failed, the cap did its job.
+func (s *Session) capOut(ls *lease) {
+	if !s.end(ls, false) {
+		return
+	}
+	s.l.log.Info("lock released at its MAXHOLD", "lock", ls.name)
+	s.l.releaseLater(ls.name, ls.token)
+	if s.onLost != nil {
+		s.onLost(ls.name, ls.token)
+	}
+}
+
+// capped clamps a renewal's ttl to what the lease's MAXHOLD leaves; it
+// reports false when the cap has been reached.
+func (ls *lease) capped(now time.Time, ttl time.Duration) (time.Duration, bool) {
+	if ls.capAt.IsZero() {
+		return ttl, true
+	}
+	left := ls.capAt.Sub(now)
+	if left <= 0 {
+		return 0, false
+	}
+	return min(ttl, left), true
+}
+
+// scheduleLocked arms ls's renewal timer. s.mu is held.
+func (s *Session) scheduleLocked(ls *lease, after time.Duration) {
+	// Shutting down, the tracker arms nothing: the lease is about to be
+	// released.
+	ls.timer = s.l.work.AfterFunc(after, func() { s.autoRenew(ls) })
+}
+
+// stopTimer disarms ls's renewal timer. Session.mu is held.
+func (ls *lease) stopTimer() {
+	ls.timer.Stop()
+	ls.timer = nil
+}
+
+// autoRenew is one background renewal of an owned lease. A failure is
+// retried soon, but only while the lease is still valid; past that the
+// lease is lost.
+func (s *Session) autoRenew(ls *lease) {
+	l := s.l
+	_ = ls.handover.wait(l.ctx)
+	ls.renewMu.Lock()
+	defer ls.renewMu.Unlock()
+	s.mu.Lock()
+	if s.leases[ls.name] != ls || ls.detached {
+		s.mu.Unlock()
+		return
+	}
+	ttl, until := ls.ttl, ls.validUntil
+	s.mu.Unlock()
+
+	sent := l.now()
+	if ls.capReached(sent) {
+		s.capOut(ls) // not a renewal that failed: nothing is counted as lost
+		return
+	}
+	if !sent.Before(until) {
+		l.obs.AutoRenewed("lost")
+		s.lose(ls, "renewal did not succeed before its validity ran out", true)
+		return
+	}
+	storeTTL, _ := ls.capped(sent, ttl)
+	ctx, cancel := l.until(l.ctx, until)
+	ok, err := l.store.Renew(ctx, ls.name, ls.token, storeTTL)
+	cancel()
+	switch {
+	case err == nil && ok:
+		l.obs.AutoRenewed("ok")
+		ls.failures = 0
+		s.mu.Lock()
+		if s.leases[ls.name] == ls && !ls.detached {
+			ls.validUntil = validity(sent, storeTTL)
+			s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
+		}
+		s.mu.Unlock()
+	case err == nil:
+		l.obs.AutoRenewed("lost")
+		s.lose(ls, "the upstream no longer has it", false)
+	default:
+		l.obs.AutoRenewed("error")
+		ls.failures++
+		if ls.failures == 1 {
+			l.log.Warn("renewal failed; retrying until the lock's validity runs out", "lock", ls.name, "err", err)
+		}
+		s.mu.Lock()
+		if s.leases[ls.name] == ls && !ls.detached {
+			s.scheduleLocked(ls, retryDelay(ls.failures, until.Sub(l.now())))
+		}
+		s.mu.Unlock()
+	}
+}
+
+// retryDelay spaces failed renewals: quick at first, never more than a
+// quarter of the validity left, so several tries fit before it runs out.
+// Under a millisecond it waits out what is left, and the next try declares
+// the lease lost, rather than retrying ever sooner.
+func retryDelay(failures int, left time.Duration) time.Duration {
+	d := min(10*time.Millisecond<<min(failures-1, 6), left/4)
+	if d < time.Millisecond {
+		d = left
+	}
+	return max(d, 0)
+}
