@@ -61,16 +61,16 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 
 // app is a running lockproxy.
 type app struct {
-	cfg     Config
-	log     *slog.Logger
-	store   lockcore.Store
+	cfg   Config
+	log   *slog.Logger
+	store lockcore.Store
 	// upstream is the store's supervision side, timed as the op health.
 	upstream lockcore.Upstream
-	locks   *lockcore.Locks
-	srv     *resp.Server
-	h       *commands.Handler
-	http    *metrics.HTTPServer // nil when metrics are off
-	metrics *metrics.Metrics
+	locks    *lockcore.Locks
+	srv      *resp.Server
+	h        *commands.Handler
+	http     *metrics.HTTPServer // nil when metrics are off
+	metrics  *metrics.Metrics
 
 	stopping   atomic.Bool // shutdown began: not ready
 	upstreamUp atomic.Bool
