@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockproxy/lockproxy/internal/respclient"
 )
 
 // recorder is a TCP relay between a client and the sidecar that pairs each
@@ -28,11 +29,10 @@ type recorder struct {
 	wg      sync.WaitGroup
 }
 
-// exchange is one command and a one-line summary of its reply.
+// exchange is one command and its reply.
 type exchange struct {
 	cmd   []string
-	reply string
-	isErr bool
+	reply respclient.Value
 }
 
 func (e exchange) String() string {
@@ -44,7 +44,7 @@ type recConn struct {
 
 	mu        sync.Mutex
 	exchanges []exchange
-	pushes    []string
+	pushes    []respclient.Value
 	broken    string // why parsing stopped, if it did
 }
 
@@ -132,7 +132,7 @@ func (c *recConn) relay(dst io.Writer, src io.Reader, parse func(*bufio.Reader) 
 
 func (c *recConn) readRequests(rd *bufio.Reader) error {
 	for {
-		cmd, err := readRequest(rd)
+		cmd, err := respclient.ReadRequest(rd)
 		if err != nil {
 			return err
 		}
@@ -145,13 +145,13 @@ func (c *recConn) readRequests(rd *bufio.Reader) error {
 
 func (c *recConn) readReplies(rd *bufio.Reader) error {
 	for {
-		v, err := readValue(rd)
+		v, err := respclient.ReadValue(rd)
 		if err != nil {
 			return err
 		}
-		if v.push {
+		if v.Kind == '>' {
 			c.mu.Lock()
-			c.pushes = append(c.pushes, v.text)
+			c.pushes = append(c.pushes, v)
 			c.mu.Unlock()
 			continue
 		}
@@ -164,13 +164,13 @@ func (c *recConn) readReplies(rd *bufio.Reader) error {
 			cmd = []string{"(a reply to no command)"}
 		}
 		c.mu.Lock()
-		c.exchanges = append(c.exchanges, exchange{cmd: cmd, reply: v.text, isErr: v.isErr})
+		c.exchanges = append(c.exchanges, exchange{cmd: cmd, reply: v})
 		c.mu.Unlock()
 	}
 }
 
 // snapshot returns every connection's exchanges so far.
-func (r *recorder) snapshot() (exchanges [][]exchange, pushes []string, broken []string) {
+func (r *recorder) snapshot() (exchanges [][]exchange, pushes []respclient.Value, broken []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.conns {
@@ -198,7 +198,7 @@ func (r *recorder) check(t *testing.T) {
 	var order []string
 	for _, conv := range convs {
 		for _, e := range conv {
-			if e.isErr {
+			if e.reply.IsErr() {
 				if why := tolerated(e.cmd); why != "" {
 					t.Logf("tolerated error reply: %v (%s)", e, why)
 				} else {
@@ -238,118 +238,4 @@ func tolerated(cmd []string) string {
 		}
 	}
 	return ""
-}
-
-// readRequest reads one command: a RESP array of bulk strings, or an inline
-// line.
-func readRequest(rd *bufio.Reader) ([]string, error) {
-	line, err := readLine(rd)
-	if err != nil {
-		return nil, err
-	}
-	if !strings.HasPrefix(line, "*") {
-		return strings.Fields(line), nil
-	}
-	n, err := strconv.Atoi(line[1:])
-	if err != nil {
-		return nil, fmt.Errorf("bad request header %q", line)
-	}
-	cmd := make([]string, 0, max(n, 0))
-	for range n {
-		head, err := readLine(rd)
-		if err != nil {
-			return nil, err
-		}
-		if !strings.HasPrefix(head, "$") {
-			return nil, fmt.Errorf("bad request argument header %q", head)
-		}
-		s, err := readBulk(rd, head[1:])
-		if err != nil {
-			return nil, err
-		}
-		cmd = append(cmd, s)
-	}
-	return cmd, nil
-}
-
-// value is a parsed reply, summarised on one line.
-type value struct {
-	text  string
-	isErr bool
-	push  bool
-}
-
-// readValue reads one RESP2 or RESP3 value.
-func readValue(rd *bufio.Reader) (value, error) {
-	line, err := readLine(rd)
-	if err != nil {
-		return value{}, err
-	}
-	if line == "" {
-		return value{}, errors.New("empty reply line")
-	}
-	kind, rest := line[0], line[1:]
-	switch kind {
-	case '+', ':', ',', '#', '(':
-		return value{text: string(kind) + rest}, nil
-	case '-':
-		return value{text: line, isErr: true}, nil
-	case '_':
-		return value{text: "(null)"}, nil
-	case '$', '=', '!':
-		if rest == "-1" {
-			return value{text: "(null)"}, nil
-		}
-		s, err := readBulk(rd, rest)
-		if err != nil {
-			return value{}, err
-		}
-		return value{text: strconv.Quote(s), isErr: kind == '!'}, nil
-	case '*', '~', '>', '%', '|':
-		n, err := strconv.Atoi(rest)
-		if err != nil {
-			return value{}, fmt.Errorf("bad aggregate header %q", line)
-		}
-		if n < 0 {
-			return value{text: "(null)"}, nil
-		}
-		count := n
-		if kind == '%' || kind == '|' {
-			count = 2 * n
-		}
-		parts := make([]string, 0, count)
-		for range count {
-			v, err := readValue(rd)
-			if err != nil {
-				return value{}, err
-			}
-			parts = append(parts, v.text)
-		}
-		v := value{text: string(kind) + "[" + strings.Join(parts, " ") + "]", push: kind == '>'}
-		if kind == '|' { // an attribute precedes the value it describes
-			return readValue(rd)
-		}
-		return v, nil
-	}
-	return value{}, fmt.Errorf("unknown reply type %q", line)
-}
-
-func readLine(rd *bufio.Reader) (string, error) {
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
-}
-
-func readBulk(rd *bufio.Reader, size string) (string, error) {
-	n, err := strconv.Atoi(size)
-	if err != nil || n < 0 {
-		return "", fmt.Errorf("bad bulk length %q", size)
-	}
-	buf := make([]byte, n+2)
-	if _, err := io.ReadFull(rd, buf); err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }

@@ -32,7 +32,7 @@ func clientKilled(t *testing.T, r *row) {
 	}
 	w := cl.mustClient("waiter-held", b)
 	got := w.acquireAsync(15*time.Second, "s1-held", "30000", "WAIT", "10000")
-	waitFor(t, 5*time.Second, "waiter queued on b", func() bool { return waiters(t, obsB.conn, "s1-held") == 1 })
+	waitFor(t, 5*time.Second, "waiter queued on b", func() bool { return waiters(t, obsB.Timed, "s1-held") == 1 })
 	killedAt := time.Now()
 	holder.signal(t, syscall.SIGKILL)
 	<-holder.exited
@@ -53,10 +53,10 @@ func clientKilled(t *testing.T, r *row) {
 	hid2, token2 := h.mustAcquire("s1-wait", "30000")
 	waiter := startProc(t, "proc-waiter", b, cl.resSrv.Addr())
 	waiter.send(t, "cmd LOCK.ACQUIRE s1-wait 30000 WAIT 20000")
-	waitFor(t, 5*time.Second, "process waiter queued on b", func() bool { return waiters(t, obsB.conn, "s1-wait") == 1 })
+	waitFor(t, 5*time.Second, "process waiter queued on b", func() bool { return waiters(t, obsB.Timed, "s1-wait") == 1 })
 	next := cl.mustClient("waiter-behind", a)
 	got = next.acquireAsync(15*time.Second, "s1-wait", "30000", "WAIT", "10000")
-	waitFor(t, 5*time.Second, "second waiter queued on a", func() bool { return waiters(t, obsA.conn, "s1-wait") == 1 })
+	waitFor(t, 5*time.Second, "second waiter queued on a", func() bool { return waiters(t, obsA.Timed, "s1-wait") == 1 })
 	waiter.signal(t, syscall.SIGKILL)
 	<-waiter.exited
 	r.injections++
@@ -109,7 +109,7 @@ func clientPaused(t *testing.T, r *row) {
 		t.Errorf("a waiter got %v, %v while the paused holder's connection lived (ttl %v, paused %v)",
 			v, err, ttl, time.Since(stoppedAt))
 	}
-	if in := lockInfo(t, w.conn, "s2-nomax"); in["held"].num != 1 || in["fence"].num != pfence {
+	if in := lockInfo(t, w.Timed, "s2-nomax"); in["held"].Num != 1 || in["fence"].Num != pfence {
 		t.Errorf("LOCK.INFO after %v paused: %v; want held with fence %d", time.Since(stoppedAt), in, pfence)
 	}
 	p.signal(t, syscall.SIGCONT)
@@ -167,7 +167,7 @@ func clientPaused(t *testing.T, r *row) {
 	if l := q.next(t, "reply", 5*time.Second); l.rest != ":0" {
 		t.Errorf("RENEW after MAXHOLD = %s; want :0", l.rest)
 	}
-	if v, err := w2.renew(5*time.Second, wid, "s2-max", wtoken, ms(ttl)); err != nil || v.num != 1 {
+	if v, err := w2.renew(5*time.Second, wid, "s2-max", wtoken, ms(ttl)); err != nil || v.Num != 1 {
 		t.Errorf("the new holder's RENEW = %v, %v; want 1 (untouched by the old one)", v, err)
 	}
 	w2.mustRelease(wid, "s2-max", wtoken)

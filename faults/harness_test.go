@@ -19,6 +19,7 @@ import (
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/internal/respclient"
 	"github.com/lockproxy/lockproxy/internal/safety"
 )
 
@@ -171,7 +172,7 @@ type client struct {
 	cl *cluster
 	id string
 	sc *sidecar
-	*conn
+	*respclient.Timed
 
 	mu       sync.Mutex
 	open     map[string]int       // guarded by mu; token → hold id, for holds not yet ended
@@ -185,7 +186,7 @@ func (cl *cluster) client(id string, sc *sidecar) (*client, error) {
 	c := &client{cl: cl, id: id, sc: sc, open: map[string]int{}, early: map[string]time.Time{},
 		lostCh: make(chan string, 1024)}
 	var err error
-	c.conn, err = dial(sc.addr, c.onPush, c.onClose)
+	c.Timed, err = respclient.DialTimed(sc.addr, 5*time.Second, c.onPush, c.onClose)
 	if err != nil {
 		return nil, err
 	}
@@ -199,11 +200,19 @@ func (cl *cluster) mustClient(id string, sc *sidecar) *client {
 	if err != nil {
 		cl.t.Fatalf("client %s to sidecar %s: %v", id, sc.id, err)
 	}
-	cl.t.Cleanup(c.close)
+	cl.t.Cleanup(c.Close)
 	return c
 }
 
-func (c *client) onPush(v value, at time.Time) {
+// lostPush returns the name and token of a lock.lost push.
+func lostPush(v respclient.Value) (name, token string, ok bool) {
+	if v.Kind != '>' || len(v.Elems) != 3 || v.Elems[0].Str != "lock.lost" {
+		return "", "", false
+	}
+	return v.Elems[1].Str, v.Elems[2].Str, true
+}
+
+func (c *client) onPush(v respclient.Value, at time.Time) {
 	_, token, ok := lostPush(v)
 	if !ok {
 		return
@@ -261,12 +270,12 @@ func (c *client) forget(token string) {
 
 // acquire sends LOCK.ACQUIRE name args... and records a grant. It returns
 // the hold id (-1 when not granted), the token and the reply.
-func (c *client) acquire(timeout time.Duration, name string, args ...string) (int, string, value, error) {
-	v, at, err := c.do(timeout, append([]string{"LOCK.ACQUIRE", name}, args...)...)
-	if err != nil || v.kind != '$' || v.null {
+func (c *client) acquire(timeout time.Duration, name string, args ...string) (int, string, respclient.Value, error) {
+	v, at, err := c.Do(timeout, append([]string{"LOCK.ACQUIRE", name}, args...)...)
+	if err != nil || v.Kind != '$' || v.Null {
 		return -1, "", v, err
 	}
-	return c.record(name, v.str, at), v.str, v, nil
+	return c.record(name, v.Str, at), v.Str, v, nil
 }
 
 // mustAcquire is acquire, failing the test unless it grants.
@@ -315,13 +324,13 @@ func (c *client) staleWrite(id int, name, token string) (bool, error) {
 // release ends the belief in hold id the moment before sending
 // LOCK.RELEASE, and returns the reply. A release answered 0 means the lock
 // had ended at some moment the client was not told of.
-func (c *client) release(timeout time.Duration, id int, name, token string) (value, error) {
+func (c *client) release(timeout time.Duration, id int, name, token string) (respclient.Value, error) {
 	if !c.cl.hist.End(id, safety.Released, time.Now()) {
-		return value{}, nil // already ended: lost or the connection died
+		return respclient.Value{}, nil // already ended: lost or the connection died
 	}
 	c.forget(token)
-	v, _, err := c.do(timeout, "LOCK.RELEASE", name)
-	if err == nil && v.kind == ':' && v.num == 0 {
+	v, _, err := c.Do(timeout, "LOCK.RELEASE", name)
+	if err == nil && v.Kind == ':' && v.Num == 0 {
 		c.cl.hist.Reclassify(id, safety.Unknown)
 	}
 	return v, err
@@ -330,15 +339,15 @@ func (c *client) release(timeout time.Duration, id int, name, token string) (val
 // mustRelease is release, failing the test unless it answers 1.
 func (c *client) mustRelease(id int, name, token string) {
 	c.cl.t.Helper()
-	if v, err := c.release(10*time.Second, id, name, token); err != nil || v.num != 1 {
+	if v, err := c.release(10*time.Second, id, name, token); err != nil || v.Num != 1 {
 		c.cl.t.Fatalf("%s: LOCK.RELEASE %s = %v, %v", c.id, name, v, err)
 	}
 }
 
 // renew sends LOCK.RENEW; an answer of 0 tells the client it lost the lock.
-func (c *client) renew(timeout time.Duration, id int, name, token string, ttl string) (value, error) {
-	v, at, err := c.do(timeout, "LOCK.RENEW", name, ttl)
-	if err == nil && v.kind == ':' && v.num == 0 && id >= 0 {
+func (c *client) renew(timeout time.Duration, id int, name, token string, ttl string) (respclient.Value, error) {
+	v, at, err := c.Do(timeout, "LOCK.RENEW", name, ttl)
+	if err == nil && v.Kind == ':' && v.Num == 0 && id >= 0 {
 		c.cl.hist.End(id, safety.Lost, at)
 		c.forget(token)
 	}
@@ -415,10 +424,10 @@ func (ws *workers) stop() {
 
 // fail counts an error reply by kind: its first words, with quoted parts
 // (lock names) blanked so that errors group by kind rather than by name.
-func (ws *workers) fail(v value) {
+func (ws *workers) fail(v respclient.Value) {
 	var b strings.Builder
 	inQuote := false
-	for _, r := range v.str {
+	for _, r := range v.Str {
 		switch {
 		case r == '"':
 			if inQuote {
@@ -482,13 +491,13 @@ func (cl *cluster) work(ctx context.Context, ws *workers, w workload, id string,
 	var c *client
 	defer func() {
 		if c != nil {
-			c.close()
+			c.Close()
 		}
 	}()
 	for ctx.Err() == nil {
 		if c == nil || !c.alive() {
 			if c != nil {
-				c.close()
+				c.Close()
 			}
 			var err error
 			if c, err = cl.client(id, sc); err != nil {
@@ -504,7 +513,7 @@ func (cl *cluster) work(ctx context.Context, ws *workers, w workload, id string,
 		case err != nil:
 			ws.transport.Add(1)
 			continue
-		case v.isErr():
+		case v.IsErr():
 			ws.fail(v)
 			pause(ctx, 20*time.Millisecond) // an outage or quiet period: do not spin
 			continue
@@ -524,9 +533,9 @@ func (cl *cluster) work(ctx context.Context, ws *workers, w workload, id string,
 }
 
 // alive reports whether the connection is still open.
-func (c *conn) alive() bool {
+func (c *client) alive() bool {
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return false
 	default:
 		return true
@@ -547,21 +556,23 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 // lockInfo returns LOCK.INFO name through c as a map.
-func lockInfo(t testing.TB, c *conn, name string) map[string]value {
+func lockInfo(t testing.TB, c *respclient.Timed, name string) map[string]respclient.Value {
 	t.Helper()
-	v, _, err := c.do(5*time.Second, "LOCK.INFO", name)
-	if err != nil || v.kind != '%' {
+	v, _, err := c.Do(5*time.Second, "LOCK.INFO", name)
+	if err != nil || v.Kind != '%' {
 		t.Fatalf("LOCK.INFO %s: %v %v", name, v, err)
 	}
-	m := map[string]value{}
-	for i := 0; i+1 < len(v.elems); i += 2 {
-		m[v.elems[i].str] = v.elems[i+1]
+	m := map[string]respclient.Value{}
+	for i := 0; i+1 < len(v.Elems); i += 2 {
+		m[v.Elems[i].Str] = v.Elems[i+1]
 	}
 	return m
 }
 
 // waiters is LOCK.INFO's count of clients blocked on name on c's sidecar.
-func waiters(t testing.TB, c *conn, name string) int64 { return lockInfo(t, c, name)["waiters"].num }
+func waiters(t testing.TB, c *respclient.Timed, name string) int64 {
+	return lockInfo(t, c, name)["waiters"].Num
+}
 
 // ms formats a duration in whole milliseconds, for commands.
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -570,7 +581,7 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 type grant struct {
 	id    int
 	token string
-	v     value
+	v     respclient.Value
 	err   error
 }
 
@@ -664,22 +675,20 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // records each grant; it fails the test unless all are granted.
 func (c *client) acquireMany(names []string, args ...string) []int {
 	c.cl.t.Helper()
-	c.conn.mu.Lock() // keeps do() out while the pipeline runs
-	defer c.conn.mu.Unlock()
-	var req []byte
-	for _, n := range names {
-		req = append(req, encode(append([]string{"LOCK.ACQUIRE", n}, args...)...)...)
-	}
-	if _, err := c.nc.Write(req); err != nil {
-		c.cl.t.Fatalf("%s: %v", c.id, err)
-	}
-	ids := make([]int, len(names))
+	reqs := make([][]string, len(names))
 	for i, n := range names {
-		v, at, err := c.next(15 * time.Second)
-		if err != nil || v.kind != '$' || v.null {
-			c.cl.t.Fatalf("%s: LOCK.ACQUIRE %s: %v %v", c.id, n, v, err)
+		reqs[i] = append([]string{"LOCK.ACQUIRE", n}, args...)
+	}
+	vs, ats, err := c.Pipeline(15*time.Second, reqs...)
+	ids := make([]int, len(names))
+	for i, v := range vs {
+		if v.Kind != '$' || v.Null {
+			c.cl.t.Fatalf("%s: LOCK.ACQUIRE %s: %v", c.id, names[i], v)
 		}
-		ids[i] = c.record(n, v.str, at)
+		ids[i] = c.record(names[i], v.Str, ats[i])
+	}
+	if err != nil {
+		c.cl.t.Fatalf("%s: LOCK.ACQUIRE %s: %v", c.id, names[len(vs)], err)
 	}
 	return ids
 }

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockproxy/lockproxy/internal/respclient"
 )
 
 // raiseFileLimit makes room for n more descriptors in this process, and in
@@ -165,7 +167,7 @@ func slowloris(t *testing.T, r *row) {
 				got, _ = io.ReadAll(nc)
 				close(closed)
 			}()
-			req := encode("PING")
+			req := respclient.AppendRequest(nil, "PING")
 			first := time.Now()
 			tick := time.NewTicker(time.Second) // the attack's pace
 			defer tick.Stop()
@@ -421,7 +423,7 @@ func sendFrame(addr string, f []byte, quiet time.Duration) (string, string) {
 		return outReply, string(got)
 	}
 	_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := nc.Write(encode("PING")); err != nil {
+	if _, err := nc.Write(respclient.AppendRequest(nil, "PING")); err != nil {
 		return outHung, err.Error()
 	}
 	n, _ := nc.Read(buf)
@@ -470,16 +472,16 @@ func malformedFrames(t *testing.T, r *row) {
 	if !a.running() {
 		t.Fatalf("sidecar a died: %v", a.exitErr)
 	}
-	if v, _, err := holder.do(5*time.Second, "PING"); err != nil || v.str != "PONG" {
+	if v, _, err := holder.Do(5*time.Second, "PING"); err != nil || v.Str != "PONG" {
 		t.Errorf("PING after the frames = %v, %v", v, err)
 	}
 	if !cl.hist.Believes(hid) {
 		t.Errorf("the holder of %s was told its lock was lost", held)
 	}
-	if in := lockInfo(t, holder.conn, held); in["owner"].str != "self" || in["fence"].num != fence {
+	if in := lockInfo(t, holder.Timed, held); in["owner"].Str != "self" || in["fence"].Num != fence {
 		t.Errorf("LOCK.INFO %s after the frames = %v; want owner self, fence %d", held, in, fence)
 	}
-	if v, err := holder.renew(5*time.Second, hid, held, token, "1000"); err != nil || v.num != 1 {
+	if v, err := holder.renew(5*time.Second, hid, held, token, "1000"); err != nil || v.Num != 1 {
 		t.Errorf("RENEW %s after the frames = %v, %v; want 1", held, v, err)
 	}
 	holder.mustRelease(hid, held, token)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/internal/respclient"
 )
 
 var (
@@ -88,7 +90,7 @@ func clientProcess(sidecar, resourceAddr string) int {
 		fmt.Fprintf(os.Stdout, format+"\n", args...)
 	}
 	ns := func(t time.Time) int64 { return t.UnixNano() }
-	c, err := dial(sidecar, func(v value, at time.Time) {
+	c, err := respclient.DialTimed(sidecar, 5*time.Second, func(v respclient.Value, at time.Time) {
 		if name, token, ok := lostPush(v); ok {
 			say("push %d %s %s", ns(at), name, token)
 		}
@@ -109,12 +111,12 @@ func clientProcess(sidecar, resourceAddr string) int {
 		}
 		switch f[0] {
 		case "cmd":
-			sent, err := c.send(f[1:]...)
+			sent, err := c.Send(f[1:]...)
 			if err != nil {
 				say("error %v", err)
 				return 1
 			}
-			v, recv, err := c.next(time.Minute)
+			v, recv, err := c.Next(time.Minute)
 			if err != nil {
 				say("error %v", err)
 				return 1

@@ -48,9 +48,9 @@ func latency(t *testing.T, r *row) {
 		switch {
 		case err != nil:
 			t.Fatalf("RTT %v: probe acquire: %v", rtt, err)
-		case rtt < ttl && id < 0 && !v.isErr():
+		case rtt < ttl && id < 0 && !v.IsErr():
 			t.Errorf("RTT %v (ttl %v): acquire = %v; want a token or an UPSTREAM error", rtt, ttl, v)
-		case rtt >= ttl && (id >= 0 || !v.isErr() || !strings.HasPrefix(v.str, "UPSTREAM")):
+		case rtt >= ttl && (id >= 0 || !v.IsErr() || !strings.HasPrefix(v.Str, "UPSTREAM")):
 			t.Errorf("RTT %v (ttl %v): acquire = %v; want an UPSTREAM error: the grant came back after its validity", rtt, ttl, v)
 		}
 		outcome := "an UPSTREAM error"
@@ -108,7 +108,7 @@ func partition(t *testing.T, r *row, mode string) {
 	if mode == "reset" {
 		// Nobody needs to queue: the locks are meant to survive.
 		for _, c := range ws {
-			c.close()
+			c.Close()
 		}
 	}
 
@@ -136,7 +136,7 @@ func partition(t *testing.T, r *row, mode string) {
 				t.Errorf("%s: lost although the link only reset (the sidecar retries)", name)
 				continue
 			}
-			if v, err := hs[i].renew(5*time.Second, ids[i], name, tokens[i], ms(ttl)); err != nil || v.num != 1 {
+			if v, err := hs[i].renew(5*time.Second, ids[i], name, tokens[i], ms(ttl)); err != nil || v.Num != 1 {
 				t.Errorf("%s: RENEW after the resets = %v, %v; want 1", name, v, err)
 			}
 			hs[i].mustRelease(ids[i], name, tokens[i])

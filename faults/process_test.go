@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockproxy/lockproxy/internal/respclient"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
@@ -162,17 +163,17 @@ func (sc *sidecar) stop() {
 // info returns INFO's fields as a map, through a connection of its own.
 func (sc *sidecar) info(t testing.TB) map[string]string {
 	t.Helper()
-	c, err := dial(sc.addr, nil, nil)
+	c, err := respclient.DialTimed(sc.addr, 5*time.Second, nil, nil)
 	if err != nil {
 		t.Fatalf("sidecar %s: %v", sc.id, err)
 	}
-	defer c.close()
-	v, _, err := c.do(5*time.Second, "INFO", "all")
-	if err != nil || v.isErr() {
+	defer c.Close()
+	v, _, err := c.Do(5*time.Second, "INFO", "all")
+	if err != nil || v.IsErr() {
 		t.Fatalf("sidecar %s: INFO: %v %v", sc.id, v, err)
 	}
 	m := map[string]string{}
-	for _, line := range strings.Split(strings.TrimPrefix(v.str, "txt:"), "\r\n") {
+	for _, line := range strings.Split(strings.TrimPrefix(v.Str, "txt:"), "\r\n") {
 		if k, val, ok := strings.Cut(line, ":"); ok {
 			m[k] = val
 		}

@@ -91,7 +91,7 @@ func (cl *cluster) holdAndQueue(prefix string, n int, ttl time.Duration, holders
 		ids[i], tokens[i] = hs[i].mustAcquire(name, ms(ttl))
 		ws[i] = cl.mustClient("waiter-"+name, waitOn)
 		results[i] = ws[i].acquireAsync(30*time.Second, name, ms(ttl), "WAIT", "20000")
-		waitFor(cl.t, 5*time.Second, "waiter for "+name+" queued", func() bool { return waiters(cl.t, obs.conn, name) == 1 })
+		waitFor(cl.t, 5*time.Second, "waiter for "+name+" queued", func() bool { return waiters(cl.t, obs.Timed, name) == 1 })
 	}
 	return hs, ws, ids, tokens, results
 }
@@ -171,7 +171,7 @@ func sidecarStopped(t *testing.T, r *row) {
 	sent := make([]time.Time, n)
 	for i, name := range names("s4s-p", n) {
 		var err error
-		if sent[i], err = hs[i].send("LOCK.RENEW", name, ms(ttl)); err != nil {
+		if sent[i], err = hs[i].Send("LOCK.RENEW", name, ms(ttl)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,8 +180,8 @@ func sidecarStopped(t *testing.T, r *row) {
 	cl.hist.Resume(c.id, resumedAt)
 	var worst time.Duration
 	for i, name := range names("s4s-p", n) {
-		v, at, err := hs[i].next(10 * time.Second)
-		if err != nil || v.kind != ':' || v.num != 0 {
+		v, at, err := hs[i].Next(10 * time.Second)
+		if err != nil || v.Kind != ':' || v.Num != 0 {
 			t.Errorf("%s: RENEW sent during the stop = %v, %v; want :0", name, v, err)
 		}
 		if !hs[i].awaitLost(tokens[i], 5*time.Second) {
@@ -194,11 +194,11 @@ func sidecarStopped(t *testing.T, r *row) {
 		if ok, err := hs[i].staleWrite(ids[i], name, tokens[i]); ok || err != nil {
 			t.Errorf("%s: the stopped sidecar's client's stale write: accepted %v, %v", name, ok, err)
 		}
-		if v, _, err := hs[i].do(5*time.Second, "LOCK.HELD"); err != nil || len(v.elems) != 0 {
+		if v, _, err := hs[i].Do(5*time.Second, "LOCK.HELD"); err != nil || len(v.Elems) != 0 {
 			t.Errorf("%s: LOCK.HELD after SIGCONT = %v, %v; want empty", name, v, err)
 		}
 		// The stale sidecar's clean-up never touches the new holder.
-		if v, err := ws[i].renew(5*time.Second, grants[i].id, name, grants[i].token, ms(ttl)); err != nil || v.num != 1 {
+		if v, err := ws[i].renew(5*time.Second, grants[i].id, name, grants[i].token, ms(ttl)); err != nil || v.Num != 1 {
 			t.Errorf("%s: the new holder's RENEW = %v, %v; want 1", name, v, err)
 		}
 		ws[i].mustRelease(grants[i].id, name, grants[i].token)

@@ -141,7 +141,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 		if err != nil {
 			return nil, err
 		}
-		if got, _ := strconv.Atoi(v.str); got != perName[n] {
+		if got, _ := strconv.Atoi(v.Str); got != perName[n] {
 			r.counterErrors = append(r.counterErrors, fmt.Sprintf("name %d: counter %d, acquisitions %d", n, got, perName[n]))
 			r.violations++
 		}
@@ -241,7 +241,7 @@ func loop(ctx context.Context, cfg config, id int, l locker, up *client, counter
 		if err != nil {
 			return out, err
 		}
-		n, _ := strconv.Atoi(v.str)
+		n, _ := strconv.Atoi(v.Str)
 		if _, err := up.do("SET", counter(name), strconv.Itoa(n+1)); err != nil {
 			return out, err
 		}
@@ -403,7 +403,7 @@ func handOffs(sidecars []string) (map[string]int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, line := range strings.Split(v.str, "\r\n") {
+		for _, line := range strings.Split(v.Str, "\r\n") {
 			rest, ok := strings.CutPrefix(line, "handoffs_")
 			if how, n, ok2 := strings.Cut(rest, "_total:"); ok && ok2 {
 				v, _ := strconv.ParseInt(n, 10, 64)
@@ -421,7 +421,7 @@ func commandstats(c *client) (map[string]int64, error) {
 		return nil, err
 	}
 	out := map[string]int64{}
-	for _, line := range strings.Split(v.str, "\r\n") {
+	for _, line := range strings.Split(v.Str, "\r\n") {
 		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
 		if !ok {
 			continue
@@ -463,7 +463,7 @@ func (p *proxyLocker) acquire(name string) error {
 		if err != nil {
 			return err
 		}
-		if !r.null {
+		if !r.Null {
 			return nil
 		}
 	}
@@ -471,8 +471,8 @@ func (p *proxyLocker) acquire(name string) error {
 
 func (p *proxyLocker) release(name string) error {
 	r, err := p.do("LOCK.RELEASE", name)
-	if err == nil && r.n != 1 {
-		err = fmt.Errorf("LOCK.RELEASE %s = %d: the lock was lost", name, r.n)
+	if err == nil && r.Num != 1 {
+		err = fmt.Errorf("LOCK.RELEASE %s = %d: the lock was lost", name, r.Num)
 	}
 	return err
 }
@@ -501,7 +501,7 @@ func pollingWorkload(redisAddr string, retry time.Duration) workload {
 				c.Close()
 				return nil, err
 			}
-			return &pollLocker{client: c, retry: retry, sha: r.str}, nil
+			return &pollLocker{client: c, retry: retry, sha: r.Str}, nil
 		},
 	}
 }
@@ -524,7 +524,7 @@ func (p *pollLocker) acquire(name string) error {
 		if err != nil {
 			return err
 		}
-		if !r.null {
+		if !r.Null {
 			return nil
 		}
 		time.Sleep(p.retry)
@@ -533,7 +533,7 @@ func (p *pollLocker) acquire(name string) error {
 
 func (p *pollLocker) release(name string) error {
 	r, err := p.do("EVALSHA", p.sha, "1", p.key(name), p.token)
-	if err == nil && r.n != 1 {
+	if err == nil && r.Num != 1 {
 		err = fmt.Errorf("release of %s found another token", name)
 	}
 	return err

@@ -73,7 +73,7 @@ func waitAnswer(addr string) error {
 		if c, err := dial(addr); err == nil {
 			r, err := c.do("PING")
 			c.Close()
-			if err == nil && r.str == "PONG" {
+			if err == nil && r.Str == "PONG" {
 				return nil
 			}
 		}
