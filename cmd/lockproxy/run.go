@@ -82,8 +82,10 @@ type app struct {
 }
 
 // start builds and starts every part; on error it undoes what it did.
-func start(cfg Config, logw io.Writer) (a *app, err error) {
-	a = &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
+// The result is unnamed so that an error return cannot nil the a that the
+// undo steps use.
+func start(cfg Config, logw io.Writer) (_ *app, err error) {
+	a := &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
 		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	var undo []func()
 	defer func() {

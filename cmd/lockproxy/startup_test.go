@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/syncbuf"
+)
+
+// runOnce runs lockproxy with environ (LOCKPROXY_ prefixes included) and
+// args until it has started, then stops it. It returns the log and run's
+// error, which is a start-up failure when started was never reached.
+func runOnce(t *testing.T, args, environ []string, started func(*app)) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncbuf.Buffer{}
+	err := run(ctx, args, environ, io.Discard, logs, func(a *app) {
+		if started != nil {
+			started(a)
+		}
+		cancel()
+	})
+	return logs.String(), err
+}
+
+// A metrics address that cannot be bound stops start-up with a message
+// naming the variable, and undoes what had started: the RESP listener and
+// the upstream's connections are closed.
+func TestMetricsListenFailure(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	srv := redistest.Start(t)
+	direct := srv.Client(t)
+	for _, addr := range []string{taken.Addr().String(), "notanaddr"} {
+		sock := filepath.Join(t.TempDir(), "l.sock")
+		logs, err := runOnce(t, nil, []string{"LOCKPROXY_LISTEN=unix:" + sock, "LOCKPROXY_UPSTREAM=" + srv.URL(),
+			"LOCKPROXY_METRICS_LISTEN=" + addr}, func(*app) { t.Errorf("%s: started", addr) })
+		if err == nil || !strings.HasPrefix(err.Error(), "LOCKPROXY_METRICS_LISTEN: ") {
+			t.Errorf("%s: run returned %v, want LOCKPROXY_METRICS_LISTEN: …\n%s", addr, err, logs)
+		}
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			t.Errorf("%s: the RESP listener still accepts after the failed start", addr)
+		}
+		// The server sees the clients' connections close a little later.
+		waitFor(t, func() bool { return strings.Count(direct.ClientList(bg()).Val(), "\n") == 1 })
+	}
+}
