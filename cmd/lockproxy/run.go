@@ -269,7 +269,8 @@ func (a *app) checkUpstream(ctx context.Context) {
 		return
 	}
 	up := err == nil
-	if was := a.upstreamUp.Swap(up); was != up || !a.checked {
+	// The embedded store has no upstream to come and go: nothing to log.
+	if was := a.upstreamUp.Swap(up); (was != up || !a.checked) && a.cfg.Upstream != "" {
 		if up {
 			a.log.Info("upstream is up")
 		} else {
@@ -300,8 +301,9 @@ func (a *app) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
-	if q := a.cfg.quietPeriod(); q > time.Hour {
+	if q := a.cfg.quietPeriod(); q > time.Hour && a.cfg.Upstream != "" {
 		// Any restart or failover starts it, with persistence or without.
+		// The embedded store lives and dies with the process: it has none.
 		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
 			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
 			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))

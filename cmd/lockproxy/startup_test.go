@@ -55,3 +55,31 @@ func TestMetricsListenFailure(t *testing.T) {
 		waitFor(t, func() bool { return strings.Count(direct.ClientList(bg()).Val(), "\n") == 1 })
 	}
 }
+
+// The start-up log speaks of an upstream only when there is one: the
+// embedded store has none to be up, restart or fail over.
+func TestStartupLogEmbedded(t *testing.T) {
+	upstreamOnly := []string{"upstream is up", "a restart or failover of this upstream"}
+	logs, err := runOnce(t, nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs, "using the embedded store") {
+		t.Errorf("embedded store: the log does not say so:\n%s", logs)
+	}
+	for _, s := range upstreamOnly {
+		if strings.Contains(logs, s) {
+			t.Errorf("embedded store: the log says %q:\n%s", s, logs)
+		}
+	}
+	srv := redistest.Start(t)
+	logs, err = runOnce(t, nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_UPSTREAM=" + srv.URL()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range upstreamOnly {
+		if !strings.Contains(logs, s) {
+			t.Errorf("redis upstream: the log lacks %q:\n%s", s, logs)
+		}
+	}
+}
