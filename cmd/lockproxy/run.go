@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/commands"
 	"github.com/lockproxy/lockproxy/internal/logging"
@@ -106,6 +107,9 @@ func start(cfg Config, logw io.Writer) (_ *app, err error) {
 		store = memstore.New(memstore.Options{})
 	} else {
 		storeKind = "redis"
+		// go-redis's logger is one for the whole process, as the sidecar
+		// is: set here, where that sidecar is wired, not by a library.
+		redis.SetLogger(redisLog{a.log})
 		rdb, err := upstreamClient(cfg, a.log)
 		if err != nil {
 			return nil, err

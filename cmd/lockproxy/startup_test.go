@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
@@ -80,6 +84,37 @@ func TestStartupLogEmbedded(t *testing.T) {
 	for _, s := range upstreamOnly {
 		if !strings.Contains(logs, s) {
 			t.Errorf("redis upstream: the log lacks %q:\n%s", s, logs)
+		}
+	}
+}
+
+// With LOCKPROXY_LOG_FORMAT=json, every line the process writes is JSON,
+// the Redis client's own complaints about an unreachable upstream included.
+func TestJSONLogWhileUpstreamDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close() // nothing listens there now: every dial is refused
+	stderr := &syncbuf.Buffer{}
+	c := startChildTo(t, map[string]string{"UPSTREAM": "redis://" + down + "/0", "LOG_FORMAT": "json"}, stderr)
+	rdb := redis.NewClient(&redis.Options{Addr: c.addr})
+	defer rdb.Close()
+	// The Redis client logs its failed dials; acquires make it dial.
+	waitFor(t, func() bool {
+		_ = rdb.Do(bg(), "LOCK.ACQUIRE", "json-log").Err()
+		return strings.Contains(stderr.String(), "failed to dial")
+	})
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not JSON: %s", line)
 		}
 	}
 }
