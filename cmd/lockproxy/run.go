@@ -114,11 +114,13 @@ func start(cfg Config, logw io.Writer) (_ *app, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if store, err = redisstore.New(rdb, redisstore.Options{
-			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck}); err != nil {
+		rs, err := redisstore.New(rdb, redisstore.Options{
+			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
+		if err != nil {
 			rdb.Close()
 			return nil, err
 		}
+		store = &healthNoted{Store: rs}
 	}
 	undo = append(undo, func() { store.Close() })
 	a.store = lockcore.Instrument(store, a.metrics.Upstream)

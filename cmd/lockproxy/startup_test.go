@@ -91,12 +91,7 @@ func TestStartupLogEmbedded(t *testing.T) {
 // With LOCKPROXY_LOG_FORMAT=json, every line the process writes is JSON,
 // the Redis client's own complaints about an unreachable upstream included.
 func TestJSONLogWhileUpstreamDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := ln.Addr().String()
-	ln.Close() // nothing listens there now: every dial is refused
+	down := closedAddr(t)
 	stderr := &syncbuf.Buffer{}
 	c := startChildTo(t, map[string]string{"UPSTREAM": "redis://" + down + "/0", "LOG_FORMAT": "json"}, stderr)
 	rdb := redis.NewClient(&redis.Options{Addr: c.addr})
@@ -116,5 +111,36 @@ func TestJSONLogWhileUpstreamDown(t *testing.T) {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("not JSON: %s", line)
 		}
+	}
+}
+
+// closedAddr is a local address where nothing listens: every dial to it
+// is refused.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Until a health check has reached the upstream, an acquire is refused
+// with the truth: the upstream could not be reached, and why.
+func TestAcquireBeforeUpstreamReached(t *testing.T) {
+	p := startProxy(t, map[string]string{"UPSTREAM": "redis://" + closedAddr(t) + "/0"})
+	err := do(t, p.conn(t, 2), "LOCK.ACQUIRE", "unreached").Err()
+	if err == nil {
+		t.Fatal("LOCK.ACQUIRE succeeded with no upstream")
+	}
+	msg := err.Error()
+	for _, want := range []string{"UPSTREAM ", "the upstream could not be reached", "connection refused"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("reply %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "not been checked") {
+		t.Errorf("reply %q says the upstream was not checked; it was", msg)
 	}
 }

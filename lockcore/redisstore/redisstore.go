@@ -212,7 +212,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			keys, args = append(keys, s.epochKey()), append(args, *epoch)
 		case s.guard:
 			s.onReset()
-			return lockcore.Grant{}, errUnchecked
+			return lockcore.Grant{}, ErrUnreached
 		}
 	}
 	v, _, err := s.run(ctx, s.acquire, keys, func(bool) []any { return args })
@@ -410,8 +410,9 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
-// errUnchecked refuses acquires while Options.Guard holds them back.
-var errUnchecked = errors.New("the upstream has not been checked since lockproxy started; retry in a moment")
+// ErrUnreached refuses acquires while Options.Guard holds them back: no
+// health check has succeeded yet, however many ran.
+var ErrUnreached = errors.New("the upstream could not be reached since lockproxy started; retry in a moment")
 
 // quietKey is where a quiet period is announced to every sidecar.
 func (s *Store) quietKey() string { return s.prefix + "quiet" }
