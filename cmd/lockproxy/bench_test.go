@@ -24,7 +24,7 @@ import (
 // childEnv marks the test binary re-executed as a lockproxy process, so
 // benchmarks measure the sidecar in a process of its own (its RSS, its
 // scheduling) rather than inside the benchmark.
-const childEnv = "LOCKPROXY_TEST_CHILD"
+const childEnv = "GO_WANT_LOCKPROXY_CHILD" // not LOCKPROXY_*: the child would warn of an unknown setting
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {

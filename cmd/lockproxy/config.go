@@ -78,6 +78,80 @@ func loadConfig(environ []string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// unknownVar is a LOCKPROXY_* variable that is no setting, and the setting
+// it is probably a misspelling of ("" when none is close).
+type unknownVar struct{ name, closest string }
+
+// unknownVars lists environ's LOCKPROXY_* variables that are no setting,
+// in environ's order. A misspelt variable is otherwise ignored in silence,
+// and its default used instead of what was meant.
+func unknownVars(environ []string) []unknownVar {
+	known := map[string]bool{}
+	for _, f := range configFields() {
+		known[f.name] = true
+	}
+	var out []unknownVar
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || known[name] || serviceLink(name) {
+			continue
+		}
+		out = append(out, unknownVar{name, closestVar(name)})
+	}
+	return out
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// in every pod for a Service named lockproxy (LOCKPROXY_SERVICE_HOST,
+// LOCKPROXY_PORT_6380_TCP and the like): set by the cluster, not misspelt.
+func serviceLink(name string) bool {
+	rest := strings.TrimPrefix(name, envPrefix)
+	return rest == "SERVICE_HOST" || rest == "PORT" ||
+		strings.HasPrefix(rest, "SERVICE_PORT") || strings.HasPrefix(rest, "PORT_")
+}
+
+// closestVar is the setting that name most likely misspells: the same but
+// for case and underscores, or else the only one within two edits.
+func closestVar(name string) string {
+	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
+	best, bestDist, ties := "", 3, 0
+	for _, f := range configFields() {
+		if squash(f.name) == squash(name) {
+			return f.name
+		}
+		switch d := editDistance(f.name, strings.ToUpper(name)); {
+		case d < bestDist:
+			best, bestDist, ties = f.name, d, 0
+		case d == bestDist:
+			ties++
+		}
+	}
+	if ties > 0 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // describeEnvError rewrites env's errors, which name Go fields, to name
 // the variables the user set.
 func describeEnvError(err error) error {

@@ -41,6 +41,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: lockproxy takes its settings from LOCKPROXY_* environment variables only (lockproxy -h lists them)", fs.Args())
+	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "lockproxy", metrics.Version())
 		return nil
@@ -49,7 +52,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	a, err := start(cfg, stderr)
+	a, err := start(cfg, stderr, unknownVars(environ))
 	if err != nil {
 		return err
 	}
@@ -85,7 +88,7 @@ type app struct {
 // start builds and starts every part; on error it undoes what it did.
 // The result is unnamed so that an error return cannot nil the a that the
 // undo steps use.
-func start(cfg Config, logw io.Writer) (_ *app, err error) {
+func start(cfg Config, logw io.Writer, unknown []unknownVar) (_ *app, err error) {
 	a := &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
 		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	var undo []func()
@@ -196,6 +199,15 @@ func start(cfg Config, logw io.Writer) (_ *app, err error) {
 		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
 	if storeKind == "embedded" {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
+	}
+	for _, u := range unknown {
+		// The name is in the message, not only in an attribute: the
+		// throttle lets one message through per 10 s, and each name counts.
+		args := []any{"variable", u.name}
+		if u.closest != "" {
+			args = append(args, "did_you_mean", u.closest)
+		}
+		a.log.Warn(u.name+" is not a lockproxy setting; it is ignored", args...)
 	}
 	return a, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,5 +143,54 @@ func TestAcquireBeforeUpstreamReached(t *testing.T) {
 	}
 	if strings.Contains(msg, "not been checked") {
 		t.Errorf("reply %q says the upstream was not checked; it was", msg)
+	}
+}
+
+func TestUnknownVars(t *testing.T) {
+	got := unknownVars([]string{
+		"LOCKPROXY_DEFAULT_TTL=5s",          // known
+		"LOCKPROXY_DEFAULTTTL=5s",           // an underscore left out
+		"LOCKPROXY_log_level=debug",         // the wrong case
+		"LOCKPROXY_MAX_TTLL=1h",             // a letter too many
+		"LOCKPROXY_SHUTDOWN_TIMOUT=1m",      // a letter missing
+		"LOCKPROXY_FANCY=1",                 // nothing like it
+		"LOCKPROXY_SERVICE_HOST=10.0.0.1",   // Kubernetes' service links for a Service named lockproxy
+		"LOCKPROXY_PORT_6380_TCP_PORT=6380", //
+		"PATH=/bin", "LOCKPROXYX=1",
+	})
+	want := []unknownVar{
+		{"LOCKPROXY_DEFAULTTTL", "LOCKPROXY_DEFAULT_TTL"},
+		{"LOCKPROXY_log_level", "LOCKPROXY_LOG_LEVEL"},
+		{"LOCKPROXY_MAX_TTLL", "LOCKPROXY_MAX_TTL"},
+		{"LOCKPROXY_SHUTDOWN_TIMOUT", "LOCKPROXY_SHUTDOWN_TIMEOUT"},
+		{"LOCKPROXY_FANCY", ""},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unknownVars:\n got %v\nwant %v", got, want)
+	}
+}
+
+// A misspelt variable is not silently ignored: the log names it, and what
+// was probably meant.
+func TestUnknownVarLogged(t *testing.T) {
+	logs, err := runOnce(t, nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_LEVEL=warn",
+		"LOCKPROXY_DEFAULTTTL=5s", "LOCKPROXY_FANCY=1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"LOCKPROXY_DEFAULTTTL", "did_you_mean=LOCKPROXY_DEFAULT_TTL", "LOCKPROXY_FANCY"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// Stray command-line arguments stop start-up, named: lockproxy takes its
+// settings from the environment only.
+func TestPositionalArgsRefused(t *testing.T) {
+	logs, err := runOnce(t, []string{"serve", "--", "extra"}, []string{"LOCKPROXY_LISTEN=127.0.0.1:0"},
+		func(*app) { t.Error("started with stray arguments") })
+	if err == nil || !strings.Contains(err.Error(), `"serve"`) || !strings.Contains(err.Error(), `"extra"`) {
+		t.Errorf("run returned %v, want an error naming the arguments\n%s", err, logs)
 	}
 }
