@@ -21,6 +21,7 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="lockproxy" \
       org.opencontainers.image.description="Distributed locks for any Redis client: a sidecar speaking RESP, backed by Redis" \
       org.opencontainers.image.source="https://github.com/lockproxy/lockproxy" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/lockproxy /lockproxy

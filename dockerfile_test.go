@@ -52,6 +52,7 @@ func TestDockerfile(t *testing.T) {
 		"CGO_ENABLED=0", "-trimpath", "./cmd/lockproxy", "EXPOSE 6380 9180",
 		"LOCKPROXY_LISTEN=0.0.0.0:6380", "LOCKPROXY_METRICS_LISTEN=0.0.0.0:9180",
 		"org.opencontainers.image.source", "org.opencontainers.image.version", `ENTRYPOINT ["/lockproxy"]`,
+		`org.opencontainers.image.licenses="Apache-2.0"`,
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
