@@ -34,16 +34,21 @@ func parseInt(b []byte) (int64, error) {
 	return n, nil
 }
 
-// parseTTL parses a ttl in ms for cmdName: 1..maxTTL.
+// minTTLMS is MinTTL in whole ms, rounded up: a client can ask for no less.
+func (h *Handler) minTTLMS() int64 {
+	return max(1, int64((h.cfg.MinTTL+time.Millisecond-1)/time.Millisecond))
+}
+
+// parseTTL parses a ttl in ms for cmdName: minTTL..maxTTL.
 func (h *Handler) parseTTL(cmdName string, b []byte) (time.Duration, error) {
 	n, err := parseInt(b)
 	if err != nil {
 		return 0, err
 	}
-	maxMS := h.cfg.MaxTTL.Milliseconds()
-	if n < 1 || n > maxMS {
-		return 0, argError("ERR invalid ttl in '" + cmdName + "' command: it must be 1.." +
-			strconv.FormatInt(maxMS, 10) + " ms (LOCKPROXY_MAX_TTL)")
+	minMS, maxMS := h.minTTLMS(), h.cfg.MaxTTL.Milliseconds()
+	if n < minMS || n > maxMS {
+		return 0, argError("ERR invalid ttl in '" + cmdName + "' command: it must be " + strconv.FormatInt(minMS, 10) +
+			".." + strconv.FormatInt(maxMS, 10) + " ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)")
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }
@@ -117,8 +122,11 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 			if err != nil {
 				return a, err
 			}
-			if n < 1 {
-				return a, argError("ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least 1 ms")
+			// MAXHOLD also lowers the lease's ttl in the store: below MinTTL
+			// it would be lost as soon as granted.
+			if minMS := h.minTTLMS(); n < minMS {
+				return a, argError("ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least " +
+					strconv.FormatInt(minMS, 10) + " ms (LOCKPROXY_MIN_TTL)")
 			}
 			a.opt.MaxHold = time.Duration(n) * time.Millisecond
 			rest = rest[2:]

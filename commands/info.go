@@ -80,6 +80,7 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 			line(r+"_total", strconv.FormatInt(h.counts[r].Load(), 10))
 		}
 		line("default_ttl_ms", strconv.FormatInt(h.locks.Config().DefaultTTL.Milliseconds(), 10))
+		line("min_ttl_ms", strconv.FormatInt(h.minTTLMS(), 10))
 		line("max_ttl_ms", strconv.FormatInt(h.cfg.MaxTTL.Milliseconds(), 10))
 		line("local_handoffs", strconv.Itoa(h.locks.Config().LocalHandoffs))
 	})

@@ -17,6 +17,10 @@ import (
 
 // Config is what the command layer needs to know beyond lockcore's.
 type Config struct {
+	// MinTTL is the smallest ttl or MAXHOLD a client may ask for (10ms): a
+	// lease is valid for its ttl less the drift margin (lockcore.Drift)
+	// and the round trip, so a shorter one would be lost as it is granted.
+	MinTTL       time.Duration
 	MaxTTL       time.Duration // largest ttl a client may ask for (24h)
 	MaxWait      time.Duration // longest WAIT (5m)
 	MaxNameBytes int           // longest lock name (1024)
@@ -78,6 +82,9 @@ func (h *Handler) counted(op, result string) {
 func New(locks *lockcore.Locks, cfg Config) *Handler {
 	// Zero means the default, as in lockcore.Config and resp.Options: a
 	// zero bound would refuse every ttl, WAIT or name.
+	if cfg.MinTTL <= 0 {
+		cfg.MinTTL = 10 * time.Millisecond
+	}
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = 24 * time.Hour
 	}

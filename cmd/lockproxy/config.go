@@ -25,6 +25,7 @@ type Config struct {
 	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
 	KeyPrefix         string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
 	DefaultTTL        time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
+	MinTTL            time.Duration `env:"MIN_TTL" envDefault:"10ms" help:"smallest ttl (and MAXHOLD) a client may ask for; it must exceed the drift margin (1ms + 1% of it) plus a round trip to the upstream, or the lock is lost as it is granted"`
 	MaxTTL            time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
 	MaxWait           time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
 	RenewFraction     float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
@@ -198,11 +199,16 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		bad("KeyPrefix", "%q must not contain '{' or '}': they would break the per-name hash tag", c.KeyPrefix)
 	}
-	if c.MaxTTL < time.Millisecond {
-		bad("MaxTTL", "%v is below 1ms", c.MaxTTL)
+	// A lease is valid for its ttl less the drift margin: a ttl no longer
+	// than that margin is never valid, and is lost as it is granted.
+	if drift := lockcore.Drift(c.MinTTL); c.MinTTL <= drift {
+		bad("MinTTL", "%v must exceed the drift margin of such a ttl (%v), plus a round trip to the upstream", c.MinTTL, drift)
 	}
-	if c.DefaultTTL < time.Millisecond || c.DefaultTTL > c.MaxTTL {
-		bad("DefaultTTL", "%v must be between 1ms and LOCKPROXY_MAX_TTL (%v)", c.DefaultTTL, c.MaxTTL)
+	if c.MaxTTL < c.MinTTL {
+		bad("MaxTTL", "%v is below LOCKPROXY_MIN_TTL (%v)", c.MaxTTL, c.MinTTL)
+	}
+	if c.DefaultTTL < c.MinTTL || c.DefaultTTL > c.MaxTTL {
+		bad("DefaultTTL", "%v must be between LOCKPROXY_MIN_TTL (%v) and LOCKPROXY_MAX_TTL (%v)", c.DefaultTTL, c.MinTTL, c.MaxTTL)
 	}
 	if c.MaxWait < 0 {
 		bad("MaxWait", "%v is negative", c.MaxWait)
@@ -250,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHold < 0 {
 		bad("MaxHold", "%v is negative", c.MaxHold)
+	} else if c.MaxHold > 0 && c.MaxHold < c.MinTTL {
+		// The cap also lowers the lease's ttl in the store to itself.
+		bad("MaxHold", "%v is below LOCKPROXY_MIN_TTL (%v)", c.MaxHold, c.MinTTL)
 	}
 	if c.QuietPeriod.set && c.QuietPeriod.d < 0 {
 		bad("QuietPeriod", "%v is negative", c.QuietPeriod.d)

@@ -144,6 +144,7 @@ func start(cfg Config, logw io.Writer, unknown []unknownVar) (_ *app, err error)
 		Logger:             a.log,
 	})
 	a.h = commands.New(a.locks, commands.Config{
+		MinTTL:       cfg.MinTTL,
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
