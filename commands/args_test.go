@@ -23,6 +23,7 @@ func testHandler() *Handler {
 func TestParseAcquire(t *testing.T) {
 	h := testHandler()
 	ms := time.Millisecond
+	const maxHoldRange = "ERR invalid MAXHOLD in 'lock.acquire' command: it must be 10..9223372036854 ms (LOCKPROXY_MIN_TTL)"
 	for _, tc := range []struct {
 		in      string
 		want    acquireArgs
@@ -53,9 +54,22 @@ func TestParseAcquire(t *testing.T) {
 		{in: "LOCK.ACQUIRE 123456789", wantErr: "ERR invalid lock name"},
 		{in: "LOCK.ACQUIRE a 1000 MAXHOLD 5000 WAIT 10", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{TTL: time.Second, MaxHold: 5 * time.Second, Wait: 10 * ms}}},
 		{in: "LOCK.ACQUIRE a MAXHOLD 10", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{MaxHold: 10 * ms}}},
-		{in: "LOCK.ACQUIRE a MAXHOLD 9", wantErr: "ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least 10 ms (LOCKPROXY_MIN_TTL)"},
-		{in: "LOCK.ACQUIRE a MAXHOLD 1", wantErr: "ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least 10 ms (LOCKPROXY_MIN_TTL)"},
-		{in: "LOCK.ACQUIRE a MAXHOLD 0", wantErr: "ERR invalid MAXHOLD"},
+		{in: "LOCK.ACQUIRE a MAXHOLD 9", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD 1", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD 0", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD -1", wantErr: maxHoldRange},
+		// Milliseconds that would wrap as a time.Duration: to -1 ms (no cap at
+		// all), and to 1 ms.
+		{in: "LOCK.ACQUIRE a MAXHOLD 9223372036854775807", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD 288230376151711745", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD 9223372036855", wantErr: maxHoldRange},
+		{in: "LOCK.ACQUIRE a MAXHOLD 9223372036854", want: acquireArgs{name: "a", opt: lockcore.AcquireOptions{MaxHold: 9223372036854 * ms}}},
+		// A repeated MAXHOLD is a syntax error, whatever either value.
+		{in: "LOCK.ACQUIRE a MAXHOLD 9223372036854775807 MAXHOLD 50", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a MAXHOLD 288230376151711745 MAXHOLD 50", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a MAXHOLD 0 MAXHOLD 50", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a MAXHOLD x MAXHOLD 50", wantErr: "ERR syntax error"},
+		{in: "LOCK.ACQUIRE a WAIT -1 WAIT 50", wantErr: "ERR syntax error"},
 		{in: "LOCK.ACQUIRE a MAXHOLD x", wantErr: "ERR value is not an integer"},
 		{in: "LOCK.ACQUIRE a MAXHOLD", wantErr: "ERR syntax error"},
 		{in: "LOCK.ACQUIRE a MAXHOLD 50 MAXHOLD 60", wantErr: "ERR syntax error"},
