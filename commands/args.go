@@ -114,12 +114,12 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 		ttl, sawTTL, rest = rest[0], true, rest[1:]
 	}
 	for len(rest) > 0 {
-		switch opt := strings.ToUpper(string(rest[0])); {
-		case opt == "MAXHOLD" && !sawMaxHold && len(rest) >= 2:
+		switch opt := lowerASCII(string(rest[0])); {
+		case opt == "maxhold" && !sawMaxHold && len(rest) >= 2:
 			maxHold, sawMaxHold, rest = rest[1], true, rest[2:]
-		case opt == "WAIT" && !sawWait && len(rest) >= 2:
+		case opt == "wait" && !sawWait && len(rest) >= 2:
 			wait, sawWait, rest = rest[1], true, rest[2:]
-		case opt == "DETACHED" && !a.opt.Detached:
+		case opt == "detached" && !a.opt.Detached:
 			a.opt.Detached, rest = true, rest[1:]
 		default:
 			return a, errSyntax
@@ -167,7 +167,7 @@ func (h *Handler) parseMaxHold(b []byte) (time.Duration, error) {
 
 func isAcquireOption(b []byte) bool {
 	for _, o := range []string{"WAIT", "DETACHED", "MAXHOLD"} {
-		if strings.EqualFold(string(b), o) {
+		if equalFoldASCII(string(b), o) {
 			return true
 		}
 	}

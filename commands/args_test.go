@@ -135,3 +135,33 @@ func TestUnknownCommandText(t *testing.T) {
 		}
 	}
 }
+
+// Names and options fold in ASCII only, as Redis's strcasecmp does: the
+// strings package folds Unicode, which takes "waıt" (dotless ı) for WAIT
+// and a Kelvin sign for K.
+func TestASCIIFold(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"WAIT", "wait", true},
+		{"Lock.Held", "lock.held", true},
+		{"wa\u0131t", "wait", false},
+		{"LOC\u212a.HELD", "lock.held", false},
+		{"ye\u017f", "yes", false},
+		{"wait", "wai", false},
+	} {
+		if got := equalFoldASCII(tc.a, tc.b); got != tc.want {
+			t.Errorf("equalFoldASCII(%q, %q) = %v", tc.a, tc.b, got)
+		}
+		if got := lowerASCII(tc.a) == tc.b; got != tc.want {
+			t.Errorf("lowerASCII(%q) = %q", tc.a, lowerASCII(tc.a))
+		}
+	}
+	h := testHandler()
+	for _, in := range []string{"LOCK.ACQUIRE a 1000 wa\u0131t 100", "LOCK.ACQUIRE a DETACHED wa\u0131t 100", "LOCK.ACQUIRE a 1000 MAX\u0130OLD 50"} {
+		if _, err := h.parseAcquire(argv(in)); err != errSyntax {
+			t.Errorf("%s: %v, want %v", in, err, errSyntax)
+		}
+	}
+}

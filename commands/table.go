@@ -139,7 +139,7 @@ func (cmd *command) fullName() string {
 
 func (cmd *command) sub(name string) *command {
 	for _, s := range cmd.subs {
-		if strings.EqualFold(s.name, name) {
+		if equalFoldASCII(s.name, name) {
 			return s
 		}
 	}
@@ -206,7 +206,7 @@ func (h *Handler) Shutdown(ctx context.Context, srv *resp.Server, reserve time.D
 func (h *Handler) ServeRESP(c *resp.Conn, req resp.Command) {
 	cl := c.Value().(*client)
 	args := req.Args
-	cmd := h.table[strings.ToLower(string(args[0]))]
+	cmd := h.table[lowerASCII(string(args[0]))]
 	if cmd == nil {
 		c.WriteError(unknownCommand(args))
 		return

@@ -505,6 +505,12 @@ func TestErrorReplies(t *testing.T) {
 		{[]any{"AUTH", "nobody", "pw"}, "WRONGPASS invalid username-password pair or user is disabled."},
 		{[]any{"ECHO", "a\r\n:1"}, ""}, // echoed back as a bulk string: fine
 		{[]any{"NOPE\r\n+OK"}, "ERR unknown command 'NOPE  +OK', with args beginning with: "},
+		// Names and options fold in ASCII only, as in Redis: a dotless ı is
+		// no i, and a Kelvin sign no k.
+		{[]any{"LOCK.ACQUIRE", "a", "1000", "wa\u0131t", "100"}, "ERR syntax error"},
+		{[]any{"LOC\u212a.HELD"}, "ERR unknown command 'LOC\u212a.HELD', with args beginning with: "},
+		{[]any{"CLIENT", "TRAC\u212aING", "on"}, "ERR unknown subcommand 'TRAC\u212aING'. Try CLIENT HELP."},
+		{[]any{"CLIENT", "CACHING", "ye\u017f"}, "ERR syntax error"}, // a long s is no s
 	} {
 		err := do(t, c, tc.args...).Err()
 		if tc.want == "" {
