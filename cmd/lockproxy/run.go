@@ -224,13 +224,14 @@ func (a *app) MetricsAddr() net.Addr {
 	return a.http.Addr()
 }
 
-// ready is /readyz: serving, and the upstream answers.
+// ready is /readyz: serving, and the upstream answered its last health
+// check (not a PING: see checkUpstream).
 func (a *app) ready() error {
 	if a.stopping.Load() {
 		return errors.New("shutting down")
 	}
 	if !a.upstreamUp.Load() {
-		return errors.New("upstream does not answer PING")
+		return errors.New("upstream does not answer its health check")
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -192,5 +194,31 @@ func TestPositionalArgsRefused(t *testing.T) {
 		func(*app) { t.Error("started with stray arguments") })
 	if err == nil || !strings.Contains(err.Error(), `"serve"`) || !strings.Contains(err.Error(), `"extra"`) {
 		t.Errorf("run returned %v, want an error naming the arguments\n%s", err, logs)
+	}
+}
+
+// /readyz says what failed, in the words the docs quote: the health check,
+// which is not a PING (it reads the upstream's run_id, epoch key and quiet
+// period).
+func TestReadyzBodyWhenUpstreamDown(t *testing.T) {
+	p := startProxy(t, map[string]string{"UPSTREAM": "redis://" + closedAddr(t) + "/0", "METRICS_LISTEN": "127.0.0.1:0"})
+	resp, err := http.Get("http://" + p.MetricsAddr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	const want = "not ready: upstream does not answer its health check"
+	if resp.StatusCode != 503 || strings.TrimSpace(string(body)) != want {
+		t.Errorf("/readyz = %d %q, want 503 %q", resp.StatusCode, body, want)
+	}
+	for _, f := range []string{"../../docs/monitoring.md", "../../docs/troubleshooting.md"} {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("%s does not quote /readyz's %q", f, want)
+		}
 	}
 }
