@@ -10,7 +10,9 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 # Static (no libc), reproducible paths, no symbol table: it runs on scratch.
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -buildid=" -o /out/lockproxy ./cmd/lockproxy
+# The version goes into the binary too (lockproxy -version,
+# lockproxy_build_info): .git is not copied in, so Go records none itself.
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -buildid= -X github.com/lockproxy/lockproxy/metrics.version=${VERSION}" -o /out/lockproxy ./cmd/lockproxy
 
 # scratch has nothing to patch or pin: only the binary and CA roots (for
 # rediss:// upstreams) go in.
@@ -19,6 +21,7 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="lockproxy" \
       org.opencontainers.image.description="Distributed locks for any Redis client: a sidecar speaking RESP, backed by Redis" \
       org.opencontainers.image.source="https://github.com/lockproxy/lockproxy" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/lockproxy /lockproxy

@@ -2,6 +2,8 @@ package lockproxy_test
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,15 +52,56 @@ func TestDockerfile(t *testing.T) {
 		"CGO_ENABLED=0", "-trimpath", "./cmd/lockproxy", "EXPOSE 6380 9180",
 		"LOCKPROXY_LISTEN=0.0.0.0:6380", "LOCKPROXY_METRICS_LISTEN=0.0.0.0:9180",
 		"org.opencontainers.image.source", "org.opencontainers.image.version", `ENTRYPOINT ["/lockproxy"]`,
+		`org.opencontainers.image.licenses="Apache-2.0"`,
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
+	}
+	// The binary's version (lockproxy -version, lockproxy_build_info) comes
+	// from the same build argument as the image's label.
+	if !strings.Contains(df, `org.opencontainers.image.version="${VERSION}"`) {
+		t.Errorf("the image's version label is not the VERSION build argument")
+	}
+	// A build argument is seen only in the stage that declares it.
+	var argInStage bool
+	var versionVar string
+	for _, line := range strings.Split(df, "\n") {
+		switch {
+		case strings.HasPrefix(line, "FROM "):
+			argInStage = false
+		case strings.HasPrefix(line, "ARG VERSION"):
+			argInStage = true
+		case strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build"):
+			if m := regexp.MustCompile(`-X (\S+)=\$\{VERSION\}`).FindStringSubmatch(line); m != nil && argInStage {
+				versionVar = m[1]
+			}
+		}
+	}
+	if versionVar == "" {
+		t.Errorf("the go build does not set the version with -X <var>=${VERSION}, after ARG VERSION in its stage")
+	} else {
+		checkVersionFlag(t, versionVar)
 	}
 	// The builder's Go must be the one go.mod asks for.
 	mod, _ := os.ReadFile("go.mod")
 	goLine := regexp.MustCompile(`(?m)^go (\S+)`).FindStringSubmatch(string(mod))
 	if goLine == nil || !strings.Contains(froms[0], "golang:"+goLine[1]) {
 		t.Errorf("builder %q does not match go.mod's go %v", froms[0], goLine)
+	}
+}
+
+// checkVersionFlag builds lockproxy with -X variable=1.2.3, as the image
+// is built, and checks that -version reports it.
+func checkVersionFlag(t *testing.T, variable string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lockproxy")
+	out, err := exec.Command("go", "build", "-ldflags", "-X "+variable+"=1.2.3", "-o", bin, "./cmd/lockproxy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "-version").CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "lockproxy 1.2.3" {
+		t.Errorf("lockproxy -version built with -X %s=1.2.3 printed %q (%v), want \"lockproxy 1.2.3\"", variable, got, err)
 	}
 }

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -34,16 +35,21 @@ func parseInt(b []byte) (int64, error) {
 	return n, nil
 }
 
-// parseTTL parses a ttl in ms for cmdName: 1..maxTTL.
+// minTTLMS is MinTTL in whole ms, rounded up: a client can ask for no less.
+func (h *Handler) minTTLMS() int64 {
+	return max(1, int64((h.cfg.MinTTL+time.Millisecond-1)/time.Millisecond))
+}
+
+// parseTTL parses a ttl in ms for cmdName: minTTL..maxTTL.
 func (h *Handler) parseTTL(cmdName string, b []byte) (time.Duration, error) {
 	n, err := parseInt(b)
 	if err != nil {
 		return 0, err
 	}
-	maxMS := h.cfg.MaxTTL.Milliseconds()
-	if n < 1 || n > maxMS {
-		return 0, argError("ERR invalid ttl in '" + cmdName + "' command: it must be 1.." +
-			strconv.FormatInt(maxMS, 10) + " ms (LOCKPROXY_MAX_TTL)")
+	minMS, maxMS := h.minTTLMS(), h.cfg.MaxTTL.Milliseconds()
+	if n < minMS || n > maxMS {
+		return 0, argError("ERR invalid ttl in '" + cmdName + "' command: it must be " + strconv.FormatInt(minMS, 10) +
+			".." + strconv.FormatInt(maxMS, 10) + " ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)")
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }
@@ -92,7 +98,9 @@ type acquireArgs struct {
 }
 
 // parseAcquire parses: name [ttl] [WAIT ms] [DETACHED] [MAXHOLD ms]. Options
-// may come in any order, each at most once.
+// may come in any order, each at most once. As Redis does for SET's, the
+// options are read first and their values checked after: an unknown or
+// repeated option is a syntax error whatever the values.
 func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 	var a acquireArgs
 	var err error
@@ -100,56 +108,66 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 		return a, err
 	}
 	rest := args[2:]
+	var ttl, wait, maxHold []byte
+	var sawTTL, sawWait, sawMaxHold bool
 	if len(rest) > 0 && !isAcquireOption(rest[0]) {
-		if a.opt.TTL, err = h.parseTTL("lock.acquire", rest[0]); err != nil {
-			return a, err
-		}
-		rest = rest[1:]
+		ttl, sawTTL, rest = rest[0], true, rest[1:]
 	}
-	var sawWait bool
 	for len(rest) > 0 {
-		switch strings.ToUpper(string(rest[0])) {
-		case "MAXHOLD":
-			if a.opt.MaxHold > 0 || len(rest) < 2 {
-				return a, errSyntax
-			}
-			n, err := parseInt(rest[1])
-			if err != nil {
-				return a, err
-			}
-			if n < 1 {
-				return a, argError("ERR invalid MAXHOLD in 'lock.acquire' command: it must be at least 1 ms")
-			}
-			a.opt.MaxHold = time.Duration(n) * time.Millisecond
-			rest = rest[2:]
-		case "WAIT":
-			if sawWait || len(rest) < 2 {
-				return a, errSyntax
-			}
-			if a.opt.Wait, err = h.parseWait(rest[1]); err != nil {
-				return a, err
-			}
-			sawWait = true
-			rest = rest[2:]
-		case "DETACHED":
-			if a.opt.Detached {
-				return a, errSyntax
-			}
-			a.opt.Detached = true
-			rest = rest[1:]
+		switch opt := lowerASCII(string(rest[0])); {
+		case opt == "maxhold" && !sawMaxHold && len(rest) >= 2:
+			maxHold, sawMaxHold, rest = rest[1], true, rest[2:]
+		case opt == "wait" && !sawWait && len(rest) >= 2:
+			wait, sawWait, rest = rest[1], true, rest[2:]
+		case opt == "detached" && !a.opt.Detached:
+			a.opt.Detached, rest = true, rest[1:]
 		default:
 			return a, errSyntax
 		}
 	}
-	if a.opt.Detached && a.opt.MaxHold > 0 {
+	if sawTTL {
+		if a.opt.TTL, err = h.parseTTL("lock.acquire", ttl); err != nil {
+			return a, err
+		}
+	}
+	if sawWait {
+		if a.opt.Wait, err = h.parseWait(wait); err != nil {
+			return a, err
+		}
+	}
+	if sawMaxHold {
+		if a.opt.MaxHold, err = h.parseMaxHold(maxHold); err != nil {
+			return a, err
+		}
+	}
+	if a.opt.Detached && sawMaxHold {
 		return a, argError("ERR MAXHOLD caps the renewal of owned locks: a DETACHED lock is not renewed")
 	}
 	return a, nil
 }
 
+// maxHoldMS is the largest MAXHOLD: the most milliseconds a time.Duration
+// holds. LOCKPROXY_MAX_HOLD, when set, lowers a larger one to itself.
+const maxHoldMS = math.MaxInt64 / int64(time.Millisecond)
+
+// parseMaxHold parses a MAXHOLD in ms: minTTL..maxHoldMS. MAXHOLD also
+// lowers the lease's ttl in the store to itself, so below MinTTL the lock
+// would be lost as soon as granted.
+func (h *Handler) parseMaxHold(b []byte) (time.Duration, error) {
+	n, err := parseInt(b)
+	if err != nil {
+		return 0, err
+	}
+	if minMS := h.minTTLMS(); n < minMS || n > maxHoldMS {
+		return 0, argError("ERR invalid MAXHOLD in 'lock.acquire' command: it must be " + strconv.FormatInt(minMS, 10) +
+			".." + strconv.FormatInt(maxHoldMS, 10) + " ms (LOCKPROXY_MIN_TTL)")
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
 func isAcquireOption(b []byte) bool {
 	for _, o := range []string{"WAIT", "DETACHED", "MAXHOLD"} {
-		if strings.EqualFold(string(b), o) {
+		if equalFoldASCII(string(b), o) {
 			return true
 		}
 	}

@@ -31,7 +31,7 @@ func (h *Handler) commandList(c *resp.Conn, _ *client, args [][]byte) {
 
 // lookup finds a command by "name" or "parent|sub".
 func (h *Handler) lookup(name string) *command {
-	parent, sub, isSub := strings.Cut(strings.ToLower(name), "|")
+	parent, sub, isSub := strings.Cut(lowerASCII(name), "|")
 	cmd := h.table[parent]
 	if cmd == nil || !isSub {
 		return cmd

@@ -89,7 +89,7 @@ func (h *Handler) hello(c *resp.Conn, cl *client, args [][]byte) {
 	var user, pass, name string
 	var auth, setName bool
 	for i := 2; i < len(args); i++ {
-		opt := strings.ToLower(string(args[i]))
+		opt := lowerASCII(string(args[i]))
 		switch {
 		case opt == "auth" && i+2 < len(args):
 			user, pass, auth = string(args[i+1]), string(args[i+2]), true
@@ -209,7 +209,7 @@ func (h *Handler) clientID(c *resp.Conn, _ *client, _ [][]byte) { c.WriteInt(int
 
 // CLIENT SETINFO LIB-NAME|LIB-VER value
 func (h *Handler) clientSetInfo(c *resp.Conn, cl *client, args [][]byte) {
-	attr, val := strings.ToLower(string(args[2])), string(args[3])
+	attr, val := lowerASCII(string(args[2])), string(args[3])
 	if attr != "lib-name" && attr != "lib-ver" {
 		c.WriteError("ERR Unrecognized option '" + clip(string(args[2])) + "'")
 		return
@@ -281,8 +281,8 @@ func (h *Handler) clientInfo(c *resp.Conn, cl *client, _ [][]byte) {
 // such as rueidis turn on by default. lockproxy has no keys to cache, so
 // there is never anything to invalidate: accepting it costs nothing.
 func (h *Handler) clientTracking(c *resp.Conn, _ *client, args [][]byte) {
-	switch strings.ToUpper(string(args[2])) {
-	case "ON", "OFF":
+	switch lowerASCII(string(args[2])) {
+	case "on", "off":
 		c.WriteSimple("OK")
 	default:
 		c.WriteError("ERR syntax error")
@@ -291,8 +291,8 @@ func (h *Handler) clientTracking(c *resp.Conn, _ *client, args [][]byte) {
 
 // CLIENT CACHING YES|NO, which goes with TRACKING's OPTIN and OPTOUT.
 func (h *Handler) clientCaching(c *resp.Conn, _ *client, args [][]byte) {
-	switch strings.ToUpper(string(args[2])) {
-	case "YES", "NO":
+	switch lowerASCII(string(args[2])) {
+	case "yes", "no":
 		c.WriteSimple("OK")
 	default:
 		c.WriteError("ERR syntax error")

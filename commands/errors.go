@@ -14,34 +14,44 @@ import (
 // does not know came from the upstream: "-UPSTREAM ...", logged. It is never
 // a null, which would mean "held by someone else".
 func (h *Handler) writeError(c *resp.Conn, err error) {
+	reply, upstream := h.errorReply(err)
+	if upstream {
+		h.log.Warn("upstream error", "err", err)
+	}
+	c.WriteError(reply)
+}
+
+// errorReply is err's reply, code included, and whether err is one the
+// upstream caused (to be logged).
+func (h *Handler) errorReply(err error) (reply string, upstream bool) {
 	var ae argError
 	var qe *lockcore.QuietError
 	switch {
 	case errors.As(err, &ae):
-		c.WriteError(string(ae))
+		return string(ae), false
 	case errors.Is(err, lockcore.ErrTooManyLocks):
-		c.WriteError("ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=" +
-			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")")
+		return "ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=" +
+			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")", false
 	case errors.Is(err, lockcore.ErrTooManyWaiters):
-		c.WriteError("ERR max waiters for this lock reached (LOCKPROXY_MAX_WAITERS_PER_NAME=" +
-			strconv.Itoa(h.locks.Config().MaxWaitersPerName) + ")")
-	case errors.Is(err, lockcore.ErrShuttingDown), errors.Is(err, lockcore.ErrClosed):
-		c.WriteError("ERR lockproxy is shutting down")
+		return "ERR max waiters for this lock reached (LOCKPROXY_MAX_WAITERS_PER_NAME=" +
+			strconv.Itoa(h.locks.Config().MaxWaitersPerName) + ")", false
+	case errors.Is(err, lockcore.ErrShuttingDown):
+		return "ERR lockproxy is shutting down", false
 	case errors.As(err, &qe):
 		// Not logged per call: CheckUpstream logged the reset once, and a
 		// busy sidecar refuses thousands of these.
-		c.WriteError("UPSTREAM quiet period: the upstream restarted or failed over and may have lost its locks; " +
-			"no lock is granted for another " + roundLeft(qe.Left) + " (LOCKPROXY_QUIET_PERIOD)")
+		return "UPSTREAM quiet period: the upstream restarted or failed over and may have lost its locks; " +
+			"no lock is granted for another " + roundLeft(qe.Left) + " (LOCKPROXY_QUIET_PERIOD)", false
 	case errors.Is(err, lockcore.ErrStoreReset):
-		c.WriteError("UPSTREAM the upstream restarted or failed over and may have lost its locks; " +
-			"lockproxy is checking it, retry shortly")
-	case errors.Is(err, context.Canceled):
-		// Only the connection's going away cancels a command: the client hung
-		// up mid-WAIT, and the reply goes nowhere.
-		c.WriteError("ERR connection closed")
+		return "UPSTREAM the upstream restarted or failed over and may have lost its locks; " +
+			"lockproxy is checking it, retry shortly", false
+	case errors.Is(err, context.Canceled), errors.Is(err, lockcore.ErrClosed):
+		// The connection went away: its going cancels a command (the client
+		// hung up mid-WAIT) and closes its session. The reply goes nowhere,
+		// but it must not claim a shutdown that is not happening.
+		return "ERR connection closed", false
 	default:
-		h.log.Warn("upstream error", "err", err)
-		c.WriteError("UPSTREAM " + err.Error())
+		return "UPSTREAM " + err.Error(), true
 	}
 }
 

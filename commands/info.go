@@ -18,7 +18,7 @@ var infoSections = []string{"server", "clients", "locks"}
 func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 	want := map[string]bool{}
 	for _, a := range args[1:] {
-		s := strings.ToLower(string(a))
+		s := lowerASCII(string(a))
 		if s == "default" || s == "all" || s == "everything" {
 			for _, name := range infoSections {
 				want[name] = true
@@ -35,7 +35,7 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 	var b strings.Builder
 	line := func(k, v string) { b.WriteString(k + ":" + v + "\r\n") }
 	section := func(name string, fill func()) {
-		if !want[strings.ToLower(name)] {
+		if !want[lowerASCII(name)] {
 			return
 		}
 		if b.Len() > 0 {
@@ -80,6 +80,7 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 			line(r+"_total", strconv.FormatInt(h.counts[r].Load(), 10))
 		}
 		line("default_ttl_ms", strconv.FormatInt(h.locks.Config().DefaultTTL.Milliseconds(), 10))
+		line("min_ttl_ms", strconv.FormatInt(h.minTTLMS(), 10))
 		line("max_ttl_ms", strconv.FormatInt(h.cfg.MaxTTL.Milliseconds(), 10))
 		line("local_handoffs", strconv.Itoa(h.locks.Config().LocalHandoffs))
 	})

@@ -17,6 +17,10 @@ import (
 
 // Config is what the command layer needs to know beyond lockcore's.
 type Config struct {
+	// MinTTL is the smallest ttl or MAXHOLD a client may ask for (10ms): a
+	// lease is valid for its ttl less the drift margin (lockcore.Drift)
+	// and the round trip, so a shorter one would be lost as it is granted.
+	MinTTL       time.Duration
 	MaxTTL       time.Duration // largest ttl a client may ask for (24h)
 	MaxWait      time.Duration // longest WAIT (5m)
 	MaxNameBytes int           // longest lock name (1024)
@@ -78,6 +82,9 @@ func (h *Handler) counted(op, result string) {
 func New(locks *lockcore.Locks, cfg Config) *Handler {
 	// Zero means the default, as in lockcore.Config and resp.Options: a
 	// zero bound would refuse every ttl, WAIT or name.
+	if cfg.MinTTL <= 0 {
+		cfg.MinTTL = 10 * time.Millisecond
+	}
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = 24 * time.Hour
 	}
@@ -132,7 +139,7 @@ func (cmd *command) fullName() string {
 
 func (cmd *command) sub(name string) *command {
 	for _, s := range cmd.subs {
-		if strings.EqualFold(s.name, name) {
+		if equalFoldASCII(s.name, name) {
 			return s
 		}
 	}
@@ -199,7 +206,7 @@ func (h *Handler) Shutdown(ctx context.Context, srv *resp.Server, reserve time.D
 func (h *Handler) ServeRESP(c *resp.Conn, req resp.Command) {
 	cl := c.Value().(*client)
 	args := req.Args
-	cmd := h.table[strings.ToLower(string(args[0]))]
+	cmd := h.table[lowerASCII(string(args[0]))]
 	if cmd == nil {
 		c.WriteError(unknownCommand(args))
 		return

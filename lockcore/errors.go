@@ -17,6 +17,10 @@ var (
 	// ErrTooSlow: the store granted the lock, but its reply came after the
 	// lease's validity had already run out, so the grant was given back.
 	ErrTooSlow = errors.New("lockcore: the upstream's reply arrived after the lease's validity ran out")
+	// ErrNotChecked is what a store returns, wrapped, when it refuses a
+	// grant because no health check (CheckUpstream) has succeeded since
+	// it was made: nothing reached the upstream, so nothing is given back.
+	ErrNotChecked = errors.New("lockcore: the upstream has not answered a health check yet")
 	// ErrStoreReset is what a store returns when it can tell that it has
 	// lost its locks since the sidecar last checked it (it restarted empty,
 	// or another server took over): nothing may be granted until Locks has

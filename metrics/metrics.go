@@ -183,9 +183,18 @@ func (m *Metrics) UpstreamRisks(kinds []string) {
 // QuietLeft records what is left of the quiet period.
 func (m *Metrics) QuietLeft(d time.Duration) { m.quiet.Set(d.Seconds()) }
 
-// Version is this build's module version, with the VCS revision when the
-// binary was built from a checkout.
+// version, when set at build time with
+// -ldflags "-X github.com/lockproxy/lockproxy/metrics.version=1.2.3", is the
+// version Version reports. The image is built that way: its build has no
+// module version and no VCS data to read.
+var version string
+
+// Version is the version set at build time, or else this build's module
+// version, with the VCS revision when the binary was built from a checkout.
 func Version() string {
+	if version != "" {
+		return version
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ import (
 // childEnv marks the test binary re-executed as a lockproxy process, so
 // benchmarks measure the sidecar in a process of its own (its RSS, its
 // scheduling) rather than inside the benchmark.
-const childEnv = "LOCKPROXY_TEST_CHILD"
+const childEnv = "GO_WANT_LOCKPROXY_CHILD" // not LOCKPROXY_*: the child would warn of an unknown setting
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
@@ -50,6 +51,12 @@ func (c *child) wait() error {
 // startChild runs lockproxy in its own process and waits until it answers.
 func startChild(b testing.TB, settings map[string]string) *child {
 	b.Helper()
+	return startChildTo(b, settings, os.Stderr)
+}
+
+// startChildTo is startChild with the process's stderr going to stderr.
+func startChildTo(b testing.TB, settings map[string]string, stderr io.Writer) *child {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -61,7 +68,7 @@ func startChild(b testing.TB, settings map[string]string) *child {
 	for k, v := range settings {
 		cmd.Env = append(cmd.Env, "LOCKPROXY_"+k+"="+v)
 	}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -25,6 +25,7 @@ type Config struct {
 	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
 	KeyPrefix         string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
 	DefaultTTL        time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
+	MinTTL            time.Duration `env:"MIN_TTL" envDefault:"10ms" help:"smallest ttl (and MAXHOLD) a client may ask for; it must exceed the drift margin (1ms + 1% of it) plus a round trip to the upstream, or the lock is lost as it is granted"`
 	MaxTTL            time.Duration `env:"MAX_TTL" envDefault:"24h" help:"largest ttl a client may ask for"`
 	MaxWait           time.Duration `env:"MAX_WAIT" envDefault:"5m" help:"longest WAIT a client may ask for"`
 	RenewFraction     float64       `env:"RENEW_FRACTION" envDefault:"0.5" help:"owned locks are renewed every ttl × this; 0 < f < 1"`
@@ -78,6 +79,80 @@ func loadConfig(environ []string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// unknownVar is a LOCKPROXY_* variable that is no setting, and the setting
+// it is probably a misspelling of ("" when none is close).
+type unknownVar struct{ name, closest string }
+
+// unknownVars lists environ's LOCKPROXY_* variables that are no setting,
+// in environ's order. A misspelt variable is otherwise ignored in silence,
+// and its default used instead of what was meant.
+func unknownVars(environ []string) []unknownVar {
+	known := map[string]bool{}
+	for _, f := range configFields() {
+		known[f.name] = true
+	}
+	var out []unknownVar
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || known[name] || serviceLink(name) {
+			continue
+		}
+		out = append(out, unknownVar{name, closestVar(name)})
+	}
+	return out
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// in every pod for a Service named lockproxy (LOCKPROXY_SERVICE_HOST,
+// LOCKPROXY_PORT_6380_TCP and the like): set by the cluster, not misspelt.
+func serviceLink(name string) bool {
+	rest := strings.TrimPrefix(name, envPrefix)
+	return rest == "SERVICE_HOST" || rest == "PORT" ||
+		strings.HasPrefix(rest, "SERVICE_PORT") || strings.HasPrefix(rest, "PORT_")
+}
+
+// closestVar is the setting that name most likely misspells: the same but
+// for case and underscores, or else the only one within two edits.
+func closestVar(name string) string {
+	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
+	best, bestDist, ties := "", 3, 0
+	for _, f := range configFields() {
+		if squash(f.name) == squash(name) {
+			return f.name
+		}
+		switch d := editDistance(f.name, strings.ToUpper(name)); {
+		case d < bestDist:
+			best, bestDist, ties = f.name, d, 0
+		case d == bestDist:
+			ties++
+		}
+	}
+	if ties > 0 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // describeEnvError rewrites env's errors, which name Go fields, to name
 // the variables the user set.
 func describeEnvError(err error) error {
@@ -124,11 +199,16 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		bad("KeyPrefix", "%q must not contain '{' or '}': they would break the per-name hash tag", c.KeyPrefix)
 	}
-	if c.MaxTTL < time.Millisecond {
-		bad("MaxTTL", "%v is below 1ms", c.MaxTTL)
+	// A lease is valid for its ttl less the drift margin: a ttl no longer
+	// than that margin is never valid, and is lost as it is granted.
+	if drift := lockcore.Drift(c.MinTTL); c.MinTTL <= drift {
+		bad("MinTTL", "%v must exceed the drift margin of such a ttl (%v), plus a round trip to the upstream", c.MinTTL, drift)
 	}
-	if c.DefaultTTL < time.Millisecond || c.DefaultTTL > c.MaxTTL {
-		bad("DefaultTTL", "%v must be between 1ms and LOCKPROXY_MAX_TTL (%v)", c.DefaultTTL, c.MaxTTL)
+	if c.MaxTTL < c.MinTTL {
+		bad("MaxTTL", "%v is below LOCKPROXY_MIN_TTL (%v)", c.MaxTTL, c.MinTTL)
+	}
+	if c.DefaultTTL < c.MinTTL || c.DefaultTTL > c.MaxTTL {
+		bad("DefaultTTL", "%v must be between LOCKPROXY_MIN_TTL (%v) and LOCKPROXY_MAX_TTL (%v)", c.DefaultTTL, c.MinTTL, c.MaxTTL)
 	}
 	if c.MaxWait < 0 {
 		bad("MaxWait", "%v is negative", c.MaxWait)
@@ -176,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHold < 0 {
 		bad("MaxHold", "%v is negative", c.MaxHold)
+	} else if c.MaxHold > 0 && c.MaxHold < c.MinTTL {
+		// The cap also lowers the lease's ttl in the store to itself.
+		bad("MaxHold", "%v is below LOCKPROXY_MIN_TTL (%v)", c.MaxHold, c.MinTTL)
 	}
 	if c.QuietPeriod.set && c.QuietPeriod.d < 0 {
 		bad("QuietPeriod", "%v is negative", c.QuietPeriod.d)

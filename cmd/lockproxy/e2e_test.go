@@ -129,7 +129,7 @@ func TestWrongTokenNeverTouchesHolder(t *testing.T) {
 			strconv.FormatInt(fence+1, 10) + ":" + nonce,                       // right random part
 			strconv.FormatInt(fence-1, 10) + ":" + nonce,
 		} {
-			mustInt(t, 0, b, "LOCK.RENEW", name, 1, wrong)
+			mustInt(t, 0, b, "LOCK.RENEW", name, 10, wrong) // the shortest ttl there is
 			mustInt(t, 0, b, "LOCK.RELEASE", name, wrong)
 			mustInt(t, 0, a, "LOCK.RELEASE", name, wrong) // not even the holder's connection
 		}
@@ -465,9 +465,14 @@ func TestErrorReplies(t *testing.T) {
 		{[]any{"LOCK.INFO"}, "ERR wrong number of arguments for 'lock.info' command"},
 		{[]any{"LOCK.HELD", "x"}, "ERR wrong number of arguments for 'lock.held' command"},
 		{[]any{"LOCK.ACQUIRE", "a", "ten"}, "ERR value is not an integer or out of range"},
-		{[]any{"LOCK.ACQUIRE", "a", "0"}, "ERR invalid ttl in 'lock.acquire' command: it must be 1..60000 ms (LOCKPROXY_MAX_TTL)"},
-		{[]any{"LOCK.ACQUIRE", "a", "-5"}, "ERR invalid ttl in 'lock.acquire' command: it must be 1..60000 ms (LOCKPROXY_MAX_TTL)"},
-		{[]any{"LOCK.ACQUIRE", "a", "60001"}, "ERR invalid ttl in 'lock.acquire' command: it must be 1..60000 ms (LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "0"}, "ERR invalid ttl in 'lock.acquire' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "-5"}, "ERR invalid ttl in 'lock.acquire' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "60001"}, "ERR invalid ttl in 'lock.acquire' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "1"}, "ERR invalid ttl in 'lock.acquire' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "MAXHOLD", "1"}, "ERR invalid MAXHOLD in 'lock.acquire' command: it must be 10..9223372036854 ms (LOCKPROXY_MIN_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "MAXHOLD", "9223372036854775807"}, "ERR invalid MAXHOLD in 'lock.acquire' command: it must be 10..9223372036854 ms (LOCKPROXY_MIN_TTL)"},
+		{[]any{"LOCK.ACQUIRE", "a", "MAXHOLD", "288230376151711745", "MAXHOLD", "50"}, "ERR syntax error"},
+		{[]any{"LOCK.RENEW", "a", "1"}, "ERR invalid ttl in 'lock.renew' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
 		{[]any{"LOCK.ACQUIRE", "a", "99999999999999999999"}, "ERR value is not an integer or out of range"},
 		{[]any{"LOCK.ACQUIRE", "a", "1.5"}, "ERR value is not an integer or out of range"},
 		{[]any{"LOCK.ACQUIRE", "a", "WAIT"}, "ERR syntax error"},
@@ -481,7 +486,7 @@ func TestErrorReplies(t *testing.T) {
 		{[]any{"LOCK.ACQUIRE", "a", "1000", "NOWAIT"}, "ERR syntax error"},
 		{[]any{"LOCK.ACQUIRE", ""}, "ERR invalid lock name: it is empty"},
 		{[]any{"LOCK.ACQUIRE", "seventeen-bytes!!"}, "ERR invalid lock name: it is longer than 16 bytes (LOCKPROXY_MAX_NAME_BYTES)"},
-		{[]any{"LOCK.RENEW", "a", "0"}, "ERR invalid ttl in 'lock.renew' command: it must be 1..60000 ms (LOCKPROXY_MAX_TTL)"},
+		{[]any{"LOCK.RENEW", "a", "0"}, "ERR invalid ttl in 'lock.renew' command: it must be 10..60000 ms (LOCKPROXY_MIN_TTL, LOCKPROXY_MAX_TTL)"},
 		{[]any{"LOCK.RENEW", "a", "10", "1:x", "extra"}, "ERR syntax error"},
 		{[]any{"LOCK.RENEW", "a", "10", "nocolon"}, "ERR invalid token: expected <fence>:<random>, as LOCK.ACQUIRE returned it"},
 		{[]any{"LOCK.RELEASE", "a", "1:x", "extra"}, "ERR syntax error"},
@@ -500,6 +505,12 @@ func TestErrorReplies(t *testing.T) {
 		{[]any{"AUTH", "nobody", "pw"}, "WRONGPASS invalid username-password pair or user is disabled."},
 		{[]any{"ECHO", "a\r\n:1"}, ""}, // echoed back as a bulk string: fine
 		{[]any{"NOPE\r\n+OK"}, "ERR unknown command 'NOPE  +OK', with args beginning with: "},
+		// Names and options fold in ASCII only, as in Redis: a dotless ı is
+		// no i, and a Kelvin sign no k.
+		{[]any{"LOCK.ACQUIRE", "a", "1000", "wa\u0131t", "100"}, "ERR syntax error"},
+		{[]any{"LOC\u212a.HELD"}, "ERR unknown command 'LOC\u212a.HELD', with args beginning with: "},
+		{[]any{"CLIENT", "TRAC\u212aING", "on"}, "ERR unknown subcommand 'TRAC\u212aING'. Try CLIENT HELP."},
+		{[]any{"CLIENT", "CACHING", "ye\u017f"}, "ERR syntax error"}, // a long s is no s
 	} {
 		err := do(t, c, tc.args...).Err()
 		if tc.want == "" {
@@ -638,6 +649,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"LOCKPROXY_DEFAULT_TTL=48h", "LOCKPROXY_DEFAULT_TTL"},
 		{"LOCKPROXY_LISTEN=256.0.0.1:1", "LOCKPROXY_LISTEN"},
 		{"LOCKPROXY_LOCAL_HANDOFFS=-1", "LOCKPROXY_LOCAL_HANDOFFS"},
+		{"LOCKPROXY_MIN_TTL=1ms", "LOCKPROXY_MIN_TTL: 1ms must exceed the drift margin"},
+		{"LOCKPROXY_MIN_TTL=0", "LOCKPROXY_MIN_TTL"},
+		{"LOCKPROXY_MIN_TTL=1m", "LOCKPROXY_DEFAULT_TTL: 30s must be between LOCKPROXY_MIN_TTL (1m0s)"},
+		{"LOCKPROXY_DEFAULT_TTL=5ms", "LOCKPROXY_DEFAULT_TTL: 5ms must be between LOCKPROXY_MIN_TTL (10ms)"},
+		{"LOCKPROXY_MAX_TTL=5ms", "LOCKPROXY_MAX_TTL: 5ms is below LOCKPROXY_MIN_TTL (10ms)"},
+		{"LOCKPROXY_MAX_HOLD=5ms", "LOCKPROXY_MAX_HOLD: 5ms is below LOCKPROXY_MIN_TTL (10ms)"},
 	} {
 		err := run(bg(), nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0", tc.env}, nil, &syncbuf.Buffer{}, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -859,4 +876,32 @@ func TestLocalHandoffsSetting(t *testing.T) {
 	if info, _ := do(t, p.conn(t, 2), "INFO", "locks").Text(); !strings.Contains(info, "local_handoffs:2\r\n") {
 		t.Errorf("INFO locks lacks local_handoffs:2:\n%s", info)
 	}
+}
+
+// A ttl or MAXHOLD below LOCKPROXY_MIN_TTL is refused by the parser, on
+// either store: it could never be held (its validity, ttl less the drift
+// margin, would be over as it is granted), so it must not go to the store,
+// fail there as an upstream timeout, and count as an acquire error.
+func TestTTLBelowMinimumChangesNothing(t *testing.T) {
+	stores(t, func(t *testing.T, settings map[string]string) {
+		p := startProxy(t, settings)
+		c := p.conn(t, 2)
+		for _, args := range [][]any{{"LOCK.ACQUIRE", "tiny", 1}, {"LOCK.ACQUIRE", "tiny", "MAXHOLD", 1}} {
+			err := do(t, c, args...).Err()
+			if err == nil || !strings.HasPrefix(err.Error(), "ERR invalid ") || !strings.Contains(err.Error(), "LOCKPROXY_MIN_TTL") {
+				t.Errorf("%v: %v, want -ERR naming LOCKPROXY_MIN_TTL", args, err)
+			}
+		}
+		for _, field := range []string{"acquire_error_total", "acquire_acquired_total", "acquire_timeout_total", "locks_held"} {
+			if got := infoField(t, c, field); got != "0" {
+				t.Errorf("INFO %s = %s, want 0", field, got)
+			}
+		}
+		if got := held(t, c); len(got) != 0 {
+			t.Errorf("LOCK.HELD = %v", got)
+		}
+		if in := info(t, c, "tiny"); in["held"] != int64(0) {
+			t.Errorf("LOCK.INFO tiny = %v", in)
+		}
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/commands"
 	"github.com/lockproxy/lockproxy/internal/logging"
@@ -40,6 +41,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: lockproxy takes its settings from LOCKPROXY_* environment variables only (lockproxy -h lists them)", fs.Args())
+	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "lockproxy", metrics.Version())
 		return nil
@@ -48,7 +52,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	a, err := start(cfg, stderr)
+	a, err := start(cfg, stderr, unknownVars(environ))
 	if err != nil {
 		return err
 	}
@@ -84,8 +88,10 @@ type app struct {
 }
 
 // start builds and starts every part; on error it undoes what it did.
-func start(cfg Config, logw io.Writer) (a *app, err error) {
-	a = &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
+// The result is unnamed so that an error return cannot nil the a that the
+// undo steps use.
+func start(cfg Config, logw io.Writer, unknown []unknownVar) (_ *app, err error) {
+	a := &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
 		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	var undo []func()
 	defer func() {
@@ -109,6 +115,9 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		store = memstore.New(memstore.Options{})
 	} else {
 		storeKind = "redis"
+		// go-redis's logger is one for the whole process, as the sidecar
+		// is: set here, where that sidecar is wired, not by a library.
+		redis.SetLogger(redisLog{a.log})
 		rdb, err := upstreamClient(cfg, a.log)
 		if err != nil {
 			return nil, err
@@ -144,6 +153,7 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 		return nil, err
 	}
 	a.h = commands.New(a.locks, commands.Config{
+		MinTTL:       cfg.MinTTL,
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
@@ -200,6 +210,15 @@ func start(cfg Config, logw io.Writer) (a *app, err error) {
 	if storeKind == "embedded" {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
 	}
+	for _, u := range unknown {
+		// The name is in the message, not only in an attribute: the
+		// throttle lets one message through per 10 s, and each name counts.
+		args := []any{"variable", u.name}
+		if u.closest != "" {
+			args = append(args, "did_you_mean", u.closest)
+		}
+		a.log.Warn(u.name+" is not a lockproxy setting; it is ignored", args...)
+	}
 	return a, nil
 }
 
@@ -214,13 +233,14 @@ func (a *app) MetricsAddr() net.Addr {
 	return a.http.Addr()
 }
 
-// ready is /readyz: serving, and the upstream answers.
+// ready is /readyz: serving, and the upstream answered its last health
+// check (not a PING: see checkUpstream).
 func (a *app) ready() error {
 	if a.stopping.Load() {
 		return errors.New("shutting down")
 	}
 	if !a.upstreamUp.Load() {
-		return errors.New("upstream does not answer PING")
+		return errors.New("upstream does not answer its health check")
 	}
 	return nil
 }
@@ -278,7 +298,8 @@ func (a *app) checkUpstream(ctx context.Context) {
 		return
 	}
 	up := err == nil
-	if was := a.upstreamUp.Swap(up); was != up || !a.checked {
+	// The embedded store has no upstream to come and go: nothing to log.
+	if was := a.upstreamUp.Swap(up); (was != up || !a.checked) && a.cfg.Upstream != "" {
 		if up {
 			a.log.Info("upstream is up")
 		} else {
@@ -309,8 +330,9 @@ func (a *app) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
-	if q := a.cfg.quietPeriod(); q > time.Hour {
+	if q := a.cfg.quietPeriod(); q > time.Hour && a.cfg.Upstream != "" {
 		// Any restart or failover starts it, with persistence or without.
+		// The embedded store lives and dies with the process: it has none.
 		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
 			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
 			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))

@@ -536,6 +536,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_UPSTREAM":             "rediss://redis.locks.svc:6379/2",
 		"LOCKPROXY_KEY_PREFIX":           "app-lock:",
 		"LOCKPROXY_DEFAULT_TTL":          "45s",
+		"LOCKPROXY_MIN_TTL":              "20ms",
 		"LOCKPROXY_MAX_TTL":              "12h",
 		"LOCKPROXY_MAX_WAIT":             "2m",
 		"LOCKPROXY_RENEW_FRACTION":       "0.25",

@@ -14,16 +14,27 @@ import (
 
 // New returns a logger writing to w in format "text" or "json" at level
 // ("debug", "info", "warn", "error"), letting through at most one warning
-// or error with the same message every interval (0: 10s).
+// or error with the same message every interval (0: 10s). Durations are
+// written as Go writes them, "10s", in both formats.
 func New(w io.Writer, format, level string, interval time.Duration) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationString}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if strings.EqualFold(format, "json") {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(Throttle(h, interval, time.Now))
+}
+
+// durationString renders a duration as its String: the JSON handler
+// would write nanoseconds, a number no reader takes for "10s", and one
+// that differs from the text format and from the settings as written.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Throttle wraps h so that records at Warn or above with the same message

@@ -44,3 +44,19 @@ func TestFormats(t *testing.T) {
 		t.Errorf("info logged at level warn: %s", buf.String())
 	}
 }
+
+// Durations read the same in both formats, as Go writes them ("10s"), not
+// as a count of nanoseconds in JSON.
+func TestDurations(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"json", `"timeout":"10s","g":{"took":"1.5ms"}`},
+		{"text", `timeout=10s g.took=1.5ms`},
+	} {
+		var buf bytes.Buffer
+		logging.New(&buf, tc.format, "info", 0).Info("m", "timeout", 10*time.Second,
+			slog.Group("g", slog.Duration("took", 1500*time.Microsecond)))
+		if !strings.Contains(buf.String(), tc.want) {
+			t.Errorf("%s: %s\nwant it to contain %s", tc.format, buf.String(), tc.want)
+		}
+	}
+}

@@ -88,6 +88,8 @@ type Store struct {
 	// epoch is the value of the epoch key that Accept last adopted; nil
 	// before that. Acquires are granted only while the key still holds it.
 	epoch atomic.Pointer[string]
+	// lastHealthErr is the last Health's error; nil after a success.
+	lastHealthErr atomic.Pointer[string]
 
 	acquire, renew, release, transfer, leave, keepalive, inspect *redis.Script
 }
@@ -212,7 +214,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			keys, args = append(keys, s.epochKey()), append(args, *epoch)
 		case s.guard:
 			s.onReset()
-			return lockcore.Grant{}, errUnchecked
+			return lockcore.Grant{}, s.unreached()
 		}
 	}
 	v, _, err := s.run(ctx, s.acquire, keys, func(bool) []any { return args })
@@ -410,8 +412,30 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
-// errUnchecked refuses acquires while Options.Guard holds them back.
-var errUnchecked = errors.New("the upstream has not been checked since lockproxy started; retry in a moment")
+// unreached is the refusal of an acquire while Options.Guard holds them
+// back: no health check has succeeded yet, however many ran. It says why
+// the last one failed, as the log does.
+func (s *Store) unreached() error {
+	err := notChecked{}
+	if last := s.lastHealthErr.Load(); last != nil {
+		err.last = *last
+	}
+	return err
+}
+
+// notChecked is lockcore.ErrNotChecked with the last health check's error.
+// It is only text: unwrapping to that error could make a timeout of the
+// check look like one of the acquire.
+type notChecked struct{ last string }
+
+func (e notChecked) Error() string {
+	if e.last == "" {
+		return "the upstream could not be reached since lockproxy started; retry in a moment"
+	}
+	return "the upstream could not be reached since lockproxy started (last error: " + e.last + "); retry in a moment"
+}
+
+func (e notChecked) Unwrap() error { return lockcore.ErrNotChecked }
 
 // quietKey is where a quiet period is announced to every sidecar.
 func (s *Store) quietKey() string { return s.prefix + "quiet" }
@@ -440,8 +464,11 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 		return nil
 	})
 	if err != nil {
+		msg := err.Error()
+		s.lastHealthErr.Store(&msg)
 		return lockcore.Health{}, err
 	}
+	s.lastHealthErr.Store(nil)
 	runID := infoField(info.Val(), "run_id")
 	if s.sharded == "1" {
 		// A Cluster sends INFO to any node, each with its own run_id: only

@@ -57,6 +57,7 @@ to the right value instead of being silently overridden.
 {{- define "lockproxy.configKeys" -}}
 keyPrefix: LOCKPROXY_KEY_PREFIX
 defaultTTL: LOCKPROXY_DEFAULT_TTL
+minTTL: LOCKPROXY_MIN_TTL
 maxTTL: LOCKPROXY_MAX_TTL
 maxWait: LOCKPROXY_MAX_WAIT
 renewFraction: LOCKPROXY_RENEW_FRACTION
