@@ -272,3 +272,59 @@ func frozenStarved(t *testing.T, r *row) {
 		ttl, upstreamTimeout, runtime.NumCPU(), frozenFor, inFreeze, worst.Round(time.Millisecond), worstAt.cmd,
 		worstAt.at.Sub(frozeAt).Round(time.Millisecond), len(got), prev.Sub(thawedAt).Round(time.Millisecond))
 }
+
+// The upstream link freezes while a lock with a long ttl is held, and the
+// holder sends LOCK.RENEW just after the sidecar's own background renewal
+// of it began: the client's renewal must not wait for the background one
+// beyond one upstream timeout, and the holder is told lock.lost by the
+// validity deadline.
+func renewBehindRenewal(t *testing.T, r *row) {
+	cl := newCluster(t, r)
+	rl := cl.withRelay()
+	const (
+		ttl = 10 * time.Second
+		// upstreamTimeout is LOCKPROXY_UPSTREAM_TIMEOUT's default.
+		upstreamTimeout = 2 * time.Second
+		// slack: an idle machine's scheduling and loopback, with room.
+		slack = 300 * time.Millisecond
+	)
+	a := cl.sidecar("a", true, map[string]string{"UPSTREAM_TIMEOUT": upstreamTimeout.String()})
+	holder := cl.mustClient("holder", a)
+	const name = "s16-held"
+	id, token := holder.mustAcquire(name, ms(ttl))
+	grantedAt := cl.granted(id)
+	frozeAt := time.Now()
+	rl.Freeze()
+	r.injections++
+	// The acquire was sent before its grant came back: the validity ends
+	// by then, and the background renewal starts by ttl/2 after it.
+	validUntil := grantedAt.Add(ttl - (time.Millisecond + ttl/100))
+	renewAt := grantedAt.Add(ttl/2 + 500*time.Millisecond)
+	time.Sleep(time.Until(renewAt)) // the fault's timing: the background renewal is waiting on the upstream
+	v, recv, err := holder.do(ttl, "LOCK.RENEW", name, ms(ttl))
+	took := recv.Sub(renewAt)
+	switch {
+	case err != nil:
+		t.Fatalf("LOCK.RENEW: %v", err)
+	case v.kind == ':' && v.num == 1:
+		t.Errorf("LOCK.RENEW = 1 through a frozen upstream")
+	case v.kind == ':' && v.num == 0:
+		cl.hist.End(id, safety.Lost, recv)
+		holder.forget(token)
+	}
+	if took > upstreamTimeout+slack {
+		cl.knownBug(fmt.Sprintf("LOCK.RENEW answered %v (%v) after it was sent, want ≤ %v+%v: it waited for the background renewal, "+
+			"which holds the lease's renewMu across an upstream call bounded only by the validity deadline",
+			took.Round(time.Millisecond), v, upstreamTimeout, slack))
+	}
+	if !holder.awaitLost(token, time.Until(validUntil.Add(slack))) {
+		t.Errorf("no lock.lost by the validity deadline (%v after the grant) + %v", validUntil.Sub(grantedAt).Round(time.Millisecond), slack)
+	}
+	lostAt := time.Now()
+	rl.Thaw()
+	cl.finish()
+	r.detect = lostAt.Sub(frozeAt)
+	r.note("ttl %v, UPSTREAM_TIMEOUT %v: LOCK.RENEW sent %v after the grant answered %v in %v; lock.lost %v after the grant",
+		ttl, upstreamTimeout, renewAt.Sub(grantedAt).Round(time.Millisecond), v, took.Round(time.Millisecond),
+		lostAt.Sub(grantedAt).Round(time.Millisecond))
+}
