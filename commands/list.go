@@ -27,20 +27,20 @@ func (h *Handler) commands() []*command {
 	ttl := arg{name: "ttl", typ: "integer"}
 	token := arg{name: "token", typ: "string"}
 	return []*command{
-		{name: "lock.acquire", arity: -2, flags: []string{"write"}, run: h.acquire, doc: doc{
+		{name: "lock.acquire", arity: -2, flags: []string{"write"}, upstream: true, run: h.acquire, doc: doc{
 			summary: "Acquires a lock and returns its token, or null when someone else holds it.", since: since, group: "lock",
 			complexity: "O(1), plus the wait", args: []arg{name, opt(ttl),
 				opt(arg{name: "ms", typ: "integer", token: "WAIT"}),
 				opt(arg{name: "detached", typ: "pure-token", token: "DETACHED"}),
 				opt(arg{name: "ms", typ: "integer", token: "MAXHOLD"}),
 			}}},
-		{name: "lock.renew", arity: -3, flags: []string{"write", "fast"}, run: h.renew, doc: doc{
+		{name: "lock.renew", arity: -3, flags: []string{"write", "fast"}, upstream: true, run: h.renew, doc: doc{
 			summary: "Sets a held lock's ttl. Returns 1, or 0 when the caller does not hold it.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name, ttl, opt(token)}}},
-		{name: "lock.release", arity: -2, flags: []string{"write", "fast"}, run: h.release, doc: doc{
+		{name: "lock.release", arity: -2, flags: []string{"write", "fast"}, upstream: true, run: h.release, doc: doc{
 			summary: "Releases a held lock. Returns 1, or 0 when the caller did not hold it.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name, opt(token)}}},
-		{name: "lock.info", arity: 2, flags: []string{"readonly", "fast"}, run: h.info, doc: doc{
+		{name: "lock.info", arity: 2, flags: []string{"readonly", "fast"}, upstream: true, run: h.info, doc: doc{
 			summary: "Describes a lock: held, fence, ttl, owner, mode, waiters.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name}}},
 		{name: "lock.held", arity: 1, flags: []string{"readonly", "fast"}, run: h.held, doc: doc{
@@ -75,7 +75,7 @@ func (h *Handler) commands() []*command {
 			group: "server", complexity: "O(1)", args: []arg{opt(arg{name: "section", typ: "string"})}}},
 		{name: "quit", arity: -1, flags: []string{"noauth", "fast"}, noAuth: true, run: h.quit, doc: doc{
 			summary: "Closes the connection.", since: since, group: "connection", complexity: "O(1)"}},
-		{name: "reset", arity: 1, flags: []string{"noauth", "fast"}, noAuth: true, run: h.reset, doc: doc{
+		{name: "reset", arity: 1, flags: []string{"noauth", "fast"}, noAuth: true, upstream: true, run: h.reset, doc: doc{
 			summary: "Resets the connection: releases its owned locks, forgets detached ones, returns to RESP2.", since: since,
 			group: "connection", complexity: "O(N) for N locks held"}},
 	}

@@ -127,6 +127,11 @@ type command struct {
 	subs   []*command // subcommands (CLIENT, COMMAND); run is nil then
 	parent *command
 	doc    doc
+
+	// upstream marks a command that may wait on the upstream, up to
+	// LOCKPROXY_UPSTREAM_TIMEOUT: the replies pipelined ahead of it, and
+	// pushes, go out before it runs (see resp.Conn.Flush).
+	upstream bool
 }
 
 // fullName is "client|setname" for a subcommand, as Redis names it in errors.
@@ -226,6 +231,9 @@ func (h *Handler) ServeRESP(c *resp.Conn, req resp.Command) {
 	if !arityOK(cmd.arity, len(args)) {
 		c.WriteError("ERR wrong number of arguments for '" + cmd.fullName() + "' command")
 		return
+	}
+	if cmd.upstream {
+		c.Flush()
 	}
 	cmd.run(c, cl, args)
 }

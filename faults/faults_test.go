@@ -26,6 +26,8 @@ func TestFaults(t *testing.T) {
 		{"partition-frozen", "partition: frozen (black hole)", partitionFrozen},
 		{"partition-refused", "partition: refused (resets, new connections refused)", partitionRefused},
 		{"partition-reset", "partition: every upstream connection reset", partitionReset},
+		{"partition-frozen-starved", "partition: frozen, CPUs hogged, holder pipelining RENEW/INFO/HELD", frozenStarved},
+		{"renew-behind-renewal", "partition: frozen, LOCK.RENEW while the background renewal waits (ttl 10s)", renewBehindRenewal},
 		{"reply-lost", "replies lost after the script ran", replyLost},
 		{"reply-lost-local-handoffs", "replies lost after the script ran, LOCKPROXY_LOCAL_HANDOFFS=2", replyLostLocalHandoffs},
 		{"eviction", "upstream maxmemory 2mb, allkeys-lru, filled", evictionEpoch},

@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(procEnv); addr != "" {
 		os.Exit(clientProcess(addr, os.Getenv(resourceEnv)))
 	}
+	if n, err := strconv.Atoi(os.Getenv(hogEnv)); err == nil && n > 0 {
+		os.Exit(hogProcess(n))
+	}
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "faults-")
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 // written, so a long pipeline does not grow the buffer without bound.
 const flushAt = 64 << 10
 
-// Conn is one client connection. Its Write methods and Block are for the
+// Conn is one client connection. Its Write methods, Flush and Block are for the
 // handler, on the connection's goroutine; Push and Close may be called from
 // anywhere.
 type Conn struct {
@@ -41,6 +41,7 @@ type Conn struct {
 	value     any
 	closeOnce sync.Once
 	bg        *backgroundRead // set by Block until the serve loop stops it
+	flushed   bool            // Flush let pushes through until the command's reply is built
 	reading   atomic.Bool     // blocked reading the next request (see Server.Drain)
 
 	// wmu orders writes to nc: a pipeline's replies and pushes never
@@ -173,6 +174,11 @@ func (c *Conn) serve() {
 			c.flush(false)
 			c.stopBackgroundRead()
 		}
+		if c.flushed {
+			// Pushes wait again for the replies being built.
+			c.flushed = false
+			c.setBusy()
+		}
 		if c.readErr != nil || c.ctx.Err() != nil {
 			return // the client went away while the command blocked
 		}
@@ -273,6 +279,20 @@ func (c *Conn) Push(items ...string) bool {
 		return true
 	}
 	return c.writeLocked(frame)
+}
+
+// Flush writes the replies built so far, and the pushes held for them, at
+// once. A handler calls it before work that may take long, such as a call
+// to the upstream: a pipeline's earlier replies do not wait for that work,
+// and until the handler returns, pushes go out as they come, ahead of the
+// reply it builds, so that a lock.lost is not held back by a slow command.
+// It reports false if the connection is dead.
+func (c *Conn) Flush() bool {
+	if !c.flush(false) {
+		return false
+	}
+	c.flushed = true
+	return true
 }
 
 // Block runs fn, a command that may block, while watching the connection:

@@ -83,6 +83,52 @@ func TestPushFollowsReply(t *testing.T) {
 	}
 }
 
+// A handler that calls Flush before slow work gets the pipeline's earlier
+// replies out first, and pushes made while the work runs go out at once,
+// ahead of its reply; the next command's pushes wait for replies again.
+func TestFlushBeforeSlowWork(t *testing.T) {
+	inside, finish := make(chan struct{}), make(chan struct{})
+	var conn atomic.Pointer[resp.Conn]
+	s := testServer(t, func(c *resp.Conn, cmd resp.Command) {
+		switch string(cmd.Args[0]) {
+		case "HELLO3":
+			c.SetProto(3)
+			c.WriteSimple("OK")
+		case "SLOW":
+			c.Flush()
+			conn.Store(c)
+			inside <- struct{}{}
+			<-finish
+			c.WriteSimple("SLOW")
+		case "PUSHME":
+			done := make(chan struct{})
+			go func() {
+				c.Push("late")
+				close(done)
+			}()
+			<-done
+			c.WriteSimple("PUSHME")
+		}
+	}, resp.Options{})
+	c := dial(t, s)
+	var once sync.Once
+	end := func() { once.Do(func() { close(finish) }) }
+	t.Cleanup(end) // before the server's cleanup, which waits for the handler
+	io.WriteString(c, "HELLO3\r\nSLOW\r\nPUSHME\r\n")
+	<-inside
+	if got := c.read(t, 1); got != "+OK\r\n" {
+		t.Fatalf("before the slow work ends: got %q, want HELLO3's reply", got)
+	}
+	conn.Load().Push("now")
+	if got := c.read(t, 3); got != ">1\r\n$3\r\nnow\r\n" {
+		t.Fatalf("a push during the slow work: got %q", got)
+	}
+	end()
+	if got, want := c.read(t, 5), "+SLOW\r\n+PUSHME\r\n>1\r\n$4\r\nlate\r\n"; got != want {
+		t.Errorf("after the slow work: got %q, want %q", got, want)
+	}
+}
+
 // RESP2 has no pushes: nothing is sent.
 func TestNoPushOnRESP2(t *testing.T) {
 	var pushed atomic.Bool
