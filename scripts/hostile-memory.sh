@@ -30,7 +30,8 @@
 #   -s SECS   settle before the "after" reading          (default 3)
 #   -q        skip the wait for lockproxy's next GC
 #   -x LIST   scenarios, comma-separated                 (default:
-#             detached-embedded,detached-redis,released-names)
+#             detached-embedded,detached-redis,released-names); also
+#             released-names-redis: released-names through a fresh Redis
 # Needs go (unless given a binary), python3, redis-server, redis-cli and curl.
 # Redis runs on a free port in a temp dir, without persistence.
 set -euo pipefail
@@ -336,7 +337,7 @@ ran=()
 run() {
   local sc="$1" upstream=""
   : >"$tmp/$sc.res"
-  if [[ "$sc" == detached-redis ]]; then
+  if [[ "$sc" == *-redis ]]; then
     start_redis
     rd_pids[$sc]="$rd_pid" rd_ports[$sc]="$rd_port"
     upstream="redis://127.0.0.1:$rd_port/0"
@@ -349,9 +350,17 @@ run() {
   case "$sc" in
     detached-embedded) python3 "$tmp/load.py" detached 127.0.0.1 "$lp_port" "$conns" "$locks" "$name_bytes" "$ttl" ;;
     detached-redis) python3 "$tmp/load.py" detached 127.0.0.1 "$lp_port" "$redis_conns" "$locks" "$name_bytes" "$ttl" ;;
-    released-names) python3 "$tmp/load.py" released 127.0.0.1 "$lp_port" "$names" "$name_bytes" 1000 ;;
+    released-names*) python3 "$tmp/load.py" released 127.0.0.1 "$lp_port" "$names" "$name_bytes" 1000 ;;
   esac >>"$tmp/$sc.res"
   echo "load_end=$EPOCHREALTIME" >>"$tmp/$sc.res"
+  if [[ -n "${rd_ports[$sc]:-}" ]]; then
+    local k
+    k="$(redis-cli -p "$rd_port" --scan --pattern "*:0:0:x*" | sort | head -n 2 | tr '\n' ' ')"
+    local desc="none; "
+    [[ -n "$k" ]] && desc=""
+    for key in $k; do desc+="${key:0:20}…${key: -8} pttl $(redis-cli -p "$rd_port" PTTL "$key") ms; "; done
+    echo "sample_key=${desc%; }" >>"$tmp/$sc.res"
+  fi
   sleep "$settle"
   snapshot "$sc" after
   ran+=("$sc")
@@ -419,32 +428,38 @@ report_detached() {
   memory_rows "$sc" "$token" "granted lock"
   row "LOCK.INFO of the first name" "$(r "$sc" probe_first)"
   row "LOCK.INFO of the last name" "$(r "$sc" probe_last)"
-  if [[ "$store" == redis ]]; then
-    local rb ra kb ka
-    rb="$(r "$sc" redis_mem_before)" ra="$(r "$sc" redis_mem_after)"
-    kb="$(r "$sc" redis_keys_before)" ka="$(r "$sc" redis_keys_after)"
-    row "Redis used_memory before / after" "$(mbb "$rb") / $(mbb "$ra") (+$(mbb $((ra - rb))), $(per $((ra - rb)) "$token") per granted lock)"
-    row "Redis keys before / after" "$kb / $ka ($(awk -v d=$((ka - kb)) -v t="$token" 'BEGIN {printf "%.2f", t ? d / t : 0}') per granted lock)"
-  fi
+  redis_rows "$sc" "$token" "granted lock"
   echo
 }
 
+redis_rows() { # redis_rows SCENARIO COUNT WHAT
+  local sc="$1" n="$2" what="$3" rb ra kb ka
+  [[ -n "$(r "$sc" redis_mem_before)" ]] || return 0
+  rb="$(r "$sc" redis_mem_before)" ra="$(r "$sc" redis_mem_after)"
+  kb="$(r "$sc" redis_keys_before)" ka="$(r "$sc" redis_keys_after)"
+  row "Redis used_memory before / after" "$(mbb "$rb") / $(mbb "$ra") (+$(mbb $((ra - rb))), $(per $((ra - rb)) "$n") per $what)"
+  row "Redis keys before / after" "$kb / $ka ($(awk -v d=$((ka - kb)) -v t="$n" 'BEGIN {printf "%.2f", t ? d / t : 0}') per $what)"
+  row "Redis keys of the first name" "$(r "$sc" sample_key)"
+}
+
 report_released() {
-  local sc=released-names
-  echo "== released-names, embedded store: one connection acquires (owned) and releases $names distinct $name_bytes-byte names, 1000 pairs a batch"
+  local sc="$1" store=embedded
+  [[ "$sc" == *-redis ]] && store=redis
+  echo "== released-names, $store store: one connection acquires (owned) and releases $names distinct $name_bytes-byte names, 1000 pairs a batch"
   row "acquired / released (other)" "$(r "$sc" acquired) / $(r "$sc" released) ($(r "$sc" release_other))"
   row "replies add up to 2 x $names" "$([[ "$(r "$sc" answered)" -eq $((2 * names)) ]] && echo yes || echo NO)"
   row "first error" "$(r "$sc" first_error)"
   row "wall time" "$(r "$sc" seconds) s (python client included)"
   memory_rows "$sc" "$names" "name"
   row "LOCK.INFO of the first name" "$(r "$sc" probe_first)"
+  redis_rows "$sc" "$names" "name"
   echo
 }
 
 IFS=, read -ra want <<<"$scenarios"
 for sc in "${want[@]}"; do
   case "$sc" in
-    detached-embedded | detached-redis | released-names) ;;
+    detached-embedded | detached-redis | released-names | released-names-redis) ;;
     *) echo "unknown scenario $sc" >&2; exit 2 ;;
   esac
 done
@@ -461,6 +476,6 @@ for sc in "${ran[@]}"; do
   case "$sc" in
     detached-embedded) report_detached "$sc" "$conns" ;;
     detached-redis) report_detached "$sc" "$redis_conns" ;;
-    released-names) report_released ;;
+    released-names*) report_released "$sc" ;;
   esac
 done
