@@ -32,6 +32,9 @@
 #   -x LIST   scenarios, comma-separated                 (default:
 #             detached-embedded,detached-redis,released-names); also
 #             released-names-redis: released-names through a fresh Redis
+# lockproxy runs with its defaults, except LOCKPROXY_LISTEN, _METRICS_LISTEN
+# (free ports) and _UPSTREAM; other LOCKPROXY_* variables in the caller's
+# environment reach it, e.g. LOCKPROXY_MAX_LOCKS_PER_CONN=500.
 # Needs go (unless given a binary), python3, redis-server, redis-cli and curl.
 # Redis runs on a free port in a temp dir, without persistence.
 set -euo pipefail
@@ -271,7 +274,7 @@ start_lockproxy() {
   local log="$tmp/$1.log"
   lp_metrics="$(free_port)"
   LOCKPROXY_LISTEN=127.0.0.1:0 LOCKPROXY_METRICS_LISTEN="127.0.0.1:$lp_metrics" \
-    LOCKPROXY_UPSTREAM="${2:-}" LOCKPROXY_MAX_TTL=24h LOCKPROXY_QUIET_PERIOD=0 \
+    LOCKPROXY_UPSTREAM="${2:-}" \
     "$bin" >"$log" 2>&1 &
   lp_pid=$!
   pids+=("$lp_pid")
