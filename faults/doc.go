@@ -9,5 +9,4 @@
 //	go test -race ./faults/                          # the standard run
 //	go test ./faults/ -args -faults.long             # heavier variants
 //	FAULTS_REPORT=/tmp/faults.md go test ./faults/   # the table as markdown (a relative path is from faults/)
-//	FAULTS_KNOWN_BUGS=fail go test ./faults/         # fail on the product bugs the report marks KNOWN BUG
 package faults

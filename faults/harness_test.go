@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -801,30 +800,12 @@ func (cl *cluster) checkOrphans(w *orphanWatch, ttl time.Duration) string {
 	cl.t.Helper()
 	n, longest, key := w.result(100 * time.Millisecond)
 	if longest > ttl+150*time.Millisecond {
-		// Known: a queued waiter's own try, landing after a release
-		// granted it the lock, refreshes a grant its sidecar can no longer
-		// use (acquire.lua finds its own nonce and PEXPIREs).
-		cl.knownBug(fmt.Sprintf("%s was held by nobody for %v, longer than its ttl %v "+
-			"(a waiter's late try refreshed a grant nobody received)", key, longest.Round(time.Millisecond), ttl))
+		// Nothing may keep a lock nobody holds past its ttl: a try that
+		// finds its own grant does not extend it (acquire.lua).
+		cl.t.Errorf("%s was held by nobody for %v, longer than its ttl %v", key, longest.Round(time.Millisecond), ttl)
 	}
 	if n == 0 {
 		return "no lock held by nobody for over 100ms"
 	}
 	return fmt.Sprintf("%d locks held by nobody for over 100ms, the longest %v (%s; ttl %v)", n, longest.Round(time.Millisecond), key, ttl)
-}
-
-// knownBug records a product bug the scenario found: in the report, and
-// as a failure only when FAULTS_KNOWN_BUGS=fail, so that the default run
-// stays useful while the bug is open.
-func (cl *cluster) knownBug(msg string) {
-	cl.t.Helper()
-	if cl.row.knownBug != "" {
-		cl.row.knownBug += "; "
-	}
-	cl.row.knownBug += msg
-	if os.Getenv("FAULTS_KNOWN_BUGS") == "fail" {
-		cl.t.Errorf("KNOWN BUG: %s", msg)
-		return
-	}
-	cl.t.Logf("KNOWN BUG (FAULTS_KNOWN_BUGS=fail to fail on it): %s", msg)
 }

@@ -24,7 +24,6 @@ type row struct {
 	detect      time.Duration // worst time from injection to the holder being told; 0: not meaningful
 	detectWhat  string        // what detect measures, when it is not a lock.lost
 	notes       []string
-	knownBug    string // a product bug the scenario found and reports instead of failing on
 	failed      bool
 }
 
@@ -57,20 +56,14 @@ func (rep *report) markdown() string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rep.rows {
 		result := "ok"
-		switch {
-		case r.failed:
+		if r.failed {
 			result = "**FAIL**"
-		case r.knownBug != "":
-			result = "**KNOWN BUG**"
 		}
 		info := fmt.Sprint(r.lostInfo)
 		if r.lostUnknown {
 			info += "+?"
 		}
 		notes := slices.Clip(r.notes)
-		if r.knownBug != "" {
-			notes = append(notes, "BUG: "+r.knownBug)
-		}
 		detect := "–"
 		if r.detect > 0 {
 			detect = r.detect.Round(time.Millisecond).String()
