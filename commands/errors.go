@@ -35,6 +35,9 @@ func (h *Handler) errorReply(err error) (reply string, upstream bool) {
 	case errors.Is(err, lockcore.ErrTooManyWaiters):
 		return "ERR max waiters for this lock reached (LOCKPROXY_MAX_WAITERS_PER_NAME=" +
 			strconv.Itoa(h.locks.Config().MaxWaitersPerName) + ")", false
+	case errors.Is(err, lockcore.ErrTooManyDetached):
+		return "ERR max detached locks reached on this sidecar (LOCKPROXY_MAX_DETACHED=" +
+			strconv.Itoa(h.locks.Config().MaxDetached) + "): release some by token, or wait for their ttl", false
 	case errors.Is(err, lockcore.ErrShuttingDown):
 		return "ERR lockproxy is shutting down", false
 	case errors.As(err, &qe):

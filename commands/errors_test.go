@@ -8,10 +8,18 @@ import (
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
 )
 
 func TestErrorReply(t *testing.T) {
-	h := &Handler{locks: lockcore.New(nil, lockcore.Config{MaxLocksPerSession: 7, MaxWaitersPerName: 9})}
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	locks, err := lockcore.New(store, lockcore.Config{MaxLocksPerSession: 7, MaxWaitersPerName: 9, MaxDetached: 11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locks.Shutdown(context.Background())
+	h := &Handler{locks: locks}
 	upstream := errors.New("dial tcp: connection refused")
 	for _, tc := range []struct {
 		err          error
@@ -21,6 +29,7 @@ func TestErrorReply(t *testing.T) {
 		{errSyntax, "ERR syntax error", false},
 		{fmt.Errorf("acquire %q: %w", "a", lockcore.ErrTooManyLocks), "ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=7)", false},
 		{lockcore.ErrTooManyWaiters, "ERR max waiters for this lock reached (LOCKPROXY_MAX_WAITERS_PER_NAME=9)", false},
+		{lockcore.ErrTooManyDetached, "ERR max detached locks reached on this sidecar (LOCKPROXY_MAX_DETACHED=11): release some by token, or wait for their ttl", false},
 		{fmt.Errorf("acquire %q: %w", "a", lockcore.ErrShuttingDown), "ERR lockproxy is shutting down", false},
 		// A closed session is a connection that went away, not a shutdown.
 		{fmt.Errorf("acquire %q: %w", "a", lockcore.ErrClosed), "ERR connection closed", false},

@@ -73,6 +73,7 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		line("locks_held", strconv.FormatInt(st.Held, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))
+		line("detached_locks", strconv.FormatInt(st.Detached, 10))
 		for i, how := range lockcore.HandOffKinds {
 			line("handoffs_"+how+"_total", strconv.FormatInt(st.HandOffs[i], 10))
 		}

@@ -89,7 +89,7 @@ func backendNames(bs []backend) []string {
 }
 
 // tokenRE is the token format of docs/PROTOCOL.md.
-var tokenRE = regexp.MustCompile(`^[1-9][0-9]*:[0-9a-f]{32}$`)
+var tokenRE = regexp.MustCompile(`^[1-9][0-9]*:[0-9a-f]{16}\.[0-9a-f]{32}$`)
 
 // fenceOf checks a token's format and returns its fence.
 func fenceOf(token string) (int64, error) {

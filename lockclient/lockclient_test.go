@@ -81,7 +81,7 @@ func TestAcquireRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	fence, random, _ := strings.Cut(l.Token(), ":")
-	if l.Name() != "order:1" || l.Fence() <= 0 || fence != strconv.FormatInt(l.Fence(), 10) || len(random) != 32 {
+	if l.Name() != "order:1" || l.Fence() <= 0 || fence != strconv.FormatInt(l.Fence(), 10) || len(random) != 16+1+32 {
 		t.Fatalf("lock %q token %q fence %d", l.Name(), l.Token(), l.Fence())
 	}
 	info, err := c.Info(ctx, "order:1")

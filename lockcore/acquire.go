@@ -2,6 +2,7 @@ package lockcore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -32,7 +33,7 @@ func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duratio
 	if wait <= 0 {
 		return l.tryOnce(ctx, name, ttl)
 	}
-	w := &waiter{id: l.newWaiterID(), nonce: newNonce(), ttl: ttl, result: make(chan outcome, 1)}
+	w := &waiter{id: l.newWaiterID(), nonce: l.newNonce(), ttl: ttl, result: make(chan outcome, 1)}
 	if err := l.join(name, w); err != nil {
 		return grant{}, err
 	}
@@ -88,7 +89,7 @@ func (l *Locks) tryOnce(ctx context.Context, name string, ttl time.Duration) (gr
 			f = &flight{done: make(chan struct{})}
 			l.flights[name] = f
 			l.mu.Unlock()
-			g, err := l.try(ctx, AcquireRequest{Name: name, Nonce: newNonce(), TTL: ttl})
+			g, err := l.try(ctx, AcquireRequest{Name: name, Nonce: l.newNonce(), TTL: ttl})
 			l.mu.Lock()
 			delete(l.flights, name)
 			f.err = err
@@ -129,22 +130,49 @@ func (l *Locks) try(ctx context.Context, req AcquireRequest) (grant, error) {
 	}
 	cancel()
 	if err != nil {
-		// The call may have taken the lock before failing: fail closed, in
-		// the background so the error reply does not wait on it.
-		l.releaseLater(req.Name, ":"+req.Nonce)
+		if wrote(err) {
+			// The call may have taken the lock before failing: fail closed,
+			// in the background so the error reply does not wait on it.
+			l.releaseLater(req.Name, ":"+req.Nonce)
+		}
 		if ctx.Err() != nil {
 			return grant{}, ctx.Err()
 		}
-		return grant{}, fmt.Errorf("acquire %q: %w", req.Name, err)
+		return grant{}, l.callError(req.Name, err, sent, until)
 	}
 	if !g.Acquired {
 		return grant{}, nil
 	}
+	until = grantValidity(sent, req.TTL, g)
 	if !l.now().Before(until) {
 		l.releaseLater(req.Name, g.Token)
 		return grant{}, ErrTooSlow
 	}
 	return grant{token: g.Token, sent: sent, until: until}, nil
+}
+
+// wrote reports whether a failed acquire may have written to the store: the
+// store's refusals before any check (ErrNotChecked, ErrStoreReset) did not.
+func wrote(err error) bool {
+	return !errors.Is(err, ErrNotChecked) && !errors.Is(err, ErrStoreReset)
+}
+
+// callError is the error of an acquire call sent at sent for a lease valid
+// until until: ErrTooSlow when it was the validity that ran out, not the
+// upstream timeout, since a reply after it would have been no use.
+func (c *core) callError(name string, err error, sent, until time.Time) error {
+	if errors.Is(err, context.DeadlineExceeded) && until.Before(sent.Add(c.cfg.UpstreamTimeout)) && !c.now().Before(until) {
+		return ErrTooSlow
+	}
+	return fmt.Errorf("acquire %q: %w", name, err)
+}
+
+// grantValidity is the validity of a grant g made for a call sent at sent
+// asking for ttl: ttl from sent, or less when the store found the lock
+// already granted to the nonce with less time left, which it does not
+// extend.
+func grantValidity(sent time.Time, ttl time.Duration, g Grant) time.Time {
+	return earliest(validity(sent, ttl), sent.Add(g.TTL-Drift(ttl)))
 }
 
 // departed reports whether waiter is one of this sidecar's that no longer
@@ -177,15 +205,32 @@ func (q *queue) tryWaiter(w *waiter) {
 	leave := false      // the store may have queued a waiter that is gone
 	q.mu.Lock()
 	q.trying = false
+	q.failing, q.lastErr = err != nil, nil
 	if err == nil {
 		q.learn(g.First, g.Seq)
+		until = grantValidity(sent, w.ttl, g)
 	}
 	switch {
 	case err != nil:
-		giveBack, leave = ":"+w.nonce, true
-		if w.waiting() {
-			q.finish(w, outcome{err: fmt.Errorf("acquire %q: %w", q.name, err)})
+		// An upstream that stalls, or refuses for a while, ends no wait:
+		// the waiter keeps its place (its sidecar keeps its entry alive)
+		// and tries again after the poll, until its own WAIT runs out,
+		// with -UPSTREAM then only if the upstream is still failing. The
+		// call may have queued it, or granted it the lock: its next try,
+		// with the same nonce, finds out.
+		q.lastErr = c.callError(q.name, err, sent, until)
+		switch w.state {
+		case joined, queued:
+			w.set(queued)
+			w.due = true
+		case left:
+			giveBack, leave = ":"+w.nonce, wrote(err)
+			if !leave {
+				giveBack = ""
+			}
 		}
+		// An answered waiter keeps what it was given, which may be a lock
+		// under this very nonce: nothing is given back by it.
 	case g.Acquired:
 		switch {
 		case w.state == answered && w.granted == g.Token:

@@ -19,6 +19,10 @@ type Config struct {
 	// MaxWaitersPerName bounds the acquires this sidecar lets block on one
 	// name (0: no bound).
 	MaxWaitersPerName int
+	// MaxDetached bounds the detached locks granted through this sidecar
+	// that may still be held, counted until their ttl runs out or they are
+	// released here, whether or not their connection is open (0: no bound).
+	MaxDetached int
 	// MaxHold caps how long an owned lease may be kept, renewals included:
 	// at the cap it is released and its holder told, as for a lost lease,
 	// so a client that hangs with its connection open cannot block others
@@ -134,7 +138,7 @@ func VerifyConfig(c Config) error {
 		name string
 		n    int
 	}{{"MaxLocksPerSession", c.MaxLocksPerSession}, {"MaxWaitersPerName", c.MaxWaitersPerName},
-		{"LocalHandoffs", c.LocalHandoffs}} {
+		{"LocalHandoffs", c.LocalHandoffs}, {"MaxDetached", c.MaxDetached}} {
 		if f.n < 0 {
 			bad(f.name, "%d is negative", f.n)
 		}

@@ -10,6 +10,9 @@ var (
 	// ErrTooManyWaiters: Config.MaxWaitersPerName acquires already wait
 	// for the name on this sidecar.
 	ErrTooManyWaiters = errors.New("lockcore: too many waiters for this lock")
+	// ErrTooManyDetached: Config.MaxDetached detached locks granted through
+	// this sidecar may still be held.
+	ErrTooManyDetached = errors.New("lockcore: too many detached locks on this sidecar")
 	// ErrShuttingDown: Locks.Shutdown has begun; nothing new is granted.
 	ErrShuttingDown = errors.New("lockcore: shutting down")
 	// ErrClosed: the session was closed (its connection went away).

@@ -112,16 +112,21 @@ func (q *queue) handOver(token string, until time.Time) bool {
 
 // transfer tells the store of a local hand-over. If the store refuses, or
 // the call fails, the new holder's lease is lost (its session sees ho.ok
-// false) and whatever token may still hold the lock is given back.
+// false) and the old token, which nobody holds any more and which may
+// still hold the lock, is given back.
 func (q *queue) transfer(req TransferRequest, until time.Time, ho *handover) {
 	ctx, cancel := q.c.until(context.Background(), until)
 	sent := q.c.now()
 	t, err := q.c.store.Transfer(ctx, req)
 	cancel()
-	if err != nil {
+	switch {
+	case err != nil:
 		q.c.log.Warn("a local hand-over may not have reached the upstream; the new holder's lock is lost", "lock", req.Name, "err", err)
 		q.releaseLater(req.From)
-	} else {
+	case !t.OK:
+		q.c.log.Warn("the upstream refused a local hand-over; the new holder's lock is lost", "lock", req.Name)
+		q.releaseLater(req.From)
+	default:
 		q.mu.Lock()
 		q.learn(t.First, t.Seq)
 		q.mu.Unlock()
@@ -156,12 +161,15 @@ func (q *queue) takeRemoteGrant(w *waiter, wk Wake) bool {
 func (q *queue) extend(token string, ttl time.Duration, until time.Time, ho *handover) {
 	ctx, cancel := q.c.until(context.Background(), until)
 	sent := q.c.now()
-	ok, err := q.c.store.Renew(ctx, q.name, token, ttl)
+	r, err := q.c.store.Renew(ctx, RenewRequest{Name: q.name, Token: token, TTL: ttl})
 	cancel()
 	if err != nil {
 		q.c.log.Warn("could not renew a lock handed over from another sidecar; it is lost", "lock", q.name, "err", err)
 	}
-	ho.land(err == nil && ok, sent)
+	if r.Revoked {
+		q.releaseLater(RevokedToken(token))
+	}
+	ho.land(err == nil && r.OK, sent)
 }
 
 // candidate returns the first local waiter that the store has queued, to

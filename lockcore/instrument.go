@@ -6,8 +6,8 @@ import (
 )
 
 // Instrument wraps store so that observe sees the latency of every call,
-// by operation: acquire, renew, release, transfer, release_all, leave,
-// keepalive or inspect. InstrumentUpstream does the same for health.
+// by operation: acquire, renew, revoke, release, transfer, release_all,
+// leave, keepalive or inspect. InstrumentUpstream does the same for health.
 func Instrument(store Store, observe func(op string, took time.Duration)) Store {
 	return &instrumented{Store: store, observe: observe}
 }
@@ -24,9 +24,14 @@ func (s *instrumented) Acquire(ctx context.Context, req AcquireRequest) (Grant, 
 	return s.Store.Acquire(ctx, req)
 }
 
-func (s *instrumented) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+func (s *instrumented) Renew(ctx context.Context, req RenewRequest) (Renewed, error) {
 	defer s.since("renew", time.Now())
-	return s.Store.Renew(ctx, name, token, ttl)
+	return s.Store.Renew(ctx, req)
+}
+
+func (s *instrumented) Revoke(ctx context.Context, req RevokeRequest) (bool, error) {
+	defer s.since("revoke", time.Now())
+	return s.Store.Revoke(ctx, req)
 }
 
 func (s *instrumented) Release(ctx context.Context, req ReleaseRequest) (Released, error) {

@@ -3,7 +3,6 @@ package lockcore
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -13,16 +12,19 @@ type lease struct {
 	token string
 	start time.Time
 
-	// renewMu orders this lease's renewals, so the one applied last in the
-	// store is also the one whose ttl and send time set validUntil.
-	renewMu sync.Mutex
+	// renewing orders this lease's renewals, so the one applied last in the
+	// store is also the one whose ttl and send time set validUntil. It is
+	// a lock a client's RENEW waits on with a deadline: a background
+	// renewal stuck on a frozen upstream must not hold its reply past the
+	// upstream timeout.
+	renewing chan struct{} // buffered 1: holding it is a value in it
 
 	detached   bool          // guarded by Session.mu
 	ttl        time.Duration // guarded by Session.mu
 	capAt      time.Time     // when MAXHOLD ends the lease; zero: never
 	validUntil time.Time     // guarded by Session.mu
 	timer      *task         // guarded by Session.mu; the next renewal, owned leases only
-	failures   int           // guarded by renewMu; renewals failed in a row
+	failures   int           // guarded by renewing; renewals failed in a row
 
 	// handover, when set, is the hand-off that gave the lease; the store
 	// knows its token only once it has landed.
@@ -36,10 +38,25 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 	if err := ls.handover.wait(ctx); err != nil {
 		return false, err
 	}
-	ls.renewMu.Lock()
-	defer ls.renewMu.Unlock()
 	s.mu.Lock()
 	until := ls.validUntil
+	s.mu.Unlock()
+	deadline := earliest(l.now().Add(l.cfg.UpstreamTimeout), until)
+	wctx, wcancel := l.until(ctx, deadline)
+	select {
+	case ls.renewing <- struct{}{}:
+		wcancel()
+	case <-wctx.Done():
+		wcancel()
+		if ctx.Err() == nil && !l.now().Before(until) {
+			s.lapse(ls, "its validity ran out before it could be renewed", true)
+			return false, nil
+		}
+		return false, fmt.Errorf("renew %q: waiting for the background renewal: %w", ls.name, wctx.Err())
+	}
+	defer func() { <-ls.renewing }()
+	s.mu.Lock()
+	until = ls.validUntil
 	ok := s.leases[ls.name] == ls
 	s.mu.Unlock()
 	if !ok {
@@ -55,9 +72,9 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		return false, nil
 	}
 	storeTTL, _ := ls.capped(sent, ttl)
-	ctx, cancel := l.until(ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
+	ctx, cancel := l.until(ctx, earliest(deadline, until))
 	defer cancel()
-	renewed, err := l.store.Renew(ctx, ls.name, ls.token, storeTTL)
+	r, err := l.store.Renew(ctx, RenewRequest{Name: ls.name, Token: ls.token, TTL: storeTTL})
 	if err != nil {
 		// The renewal may have been applied: with a shorter ttl, the store
 		// could now expire the lock sooner than we assumed.
@@ -66,8 +83,8 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		s.mu.Unlock()
 		return false, fmt.Errorf("renew %q: %w", ls.name, err)
 	}
-	if !renewed {
-		s.lapse(ls, "the upstream no longer has it", false)
+	if !r.OK {
+		s.gone(ls, r.Revoked)
 		return false, nil
 	}
 	s.mu.Lock()
@@ -79,15 +96,33 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 	ls.validUntil = validity(sent, storeTTL)
 	if !ls.detached {
 		ls.stopTimer()
-		s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
+		s.scheduleLocked(ls, s.renewDelay(ls, sent, ls.validUntil))
+	}
+	if ls.detached {
+		l.detached.extend(ls.token, sent.Add(storeTTL))
 	}
 	return true, nil
 }
 
-// renewDelay is when to renew a lease last acquired or renewed at sent:
-// a fraction of its ttl later, or at its MAXHOLD cap, whichever is first.
-func (s *Session) renewDelay(ls *lease, sent time.Time, ttl time.Duration) time.Duration {
-	at := sent.Add(time.Duration(float64(ttl) * s.l.cfg.RenewFraction))
+// gone drops a lease the store says the token no longer holds. When
+// another connection revoked it, the lock is still held, by nobody, until
+// this sidecar releases it.
+func (s *Session) gone(ls *lease, revoked bool) {
+	if !revoked {
+		s.lapse(ls, "the upstream no longer has it", false)
+		return
+	}
+	s.lapse(ls, whyRevoked, false)
+	s.l.releaseLater(ls.name, RevokedToken(ls.token))
+}
+
+// renewDelay is when to renew a lease last acquired or renewed at sent and
+// valid until until: that fraction of its validity later, or at its
+// MAXHOLD cap, whichever is first. (The validity, not the ttl: a lock a
+// release granted this sidecar's waiter may have far less left than the
+// waiter's own ttl.)
+func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
+	at := sent.Add(time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction))
 	if !ls.capAt.IsZero() {
 		at = earliest(at, ls.capDeadline())
 	}
@@ -114,9 +149,7 @@ func (s *Session) capOut(ls *lease) {
 	}
 	s.l.log.Info("lock released at its MAXHOLD", "lock", ls.name)
 	s.l.releaseLater(ls.name, ls.token)
-	if s.onLost != nil {
-		s.onLost(ls.name, ls.token)
-	}
+	s.tell(ls)
 }
 
 // capped clamps a renewal's ttl to what the lease's MAXHOLD leaves; it
@@ -151,8 +184,8 @@ func (ls *lease) stopTimer() {
 func (s *Session) autoRenew(ls *lease) {
 	l := s.l
 	_ = ls.handover.wait(l.ctx)
-	ls.renewMu.Lock()
-	defer ls.renewMu.Unlock()
+	ls.renewing <- struct{}{}
+	defer func() { <-ls.renewing }()
 	s.mu.Lock()
 	if s.leases[ls.name] != ls || ls.detached {
 		s.mu.Unlock()
@@ -172,22 +205,25 @@ func (s *Session) autoRenew(ls *lease) {
 		return
 	}
 	storeTTL, _ := ls.capped(sent, ttl)
-	ctx, cancel := l.until(l.ctx, until)
-	ok, err := l.store.Renew(ctx, ls.name, ls.token, storeTTL)
+	// Bounded by the upstream timeout too, not only the validity: a call
+	// stuck on a dead connection gives way to a retry on another, and a
+	// client's RENEW waiting behind it is answered in time.
+	ctx, cancel := l.until(l.ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
+	r, err := l.store.Renew(ctx, RenewRequest{Name: ls.name, Token: ls.token, TTL: storeTTL})
 	cancel()
 	switch {
-	case err == nil && ok:
+	case err == nil && r.OK:
 		l.obs.AutoRenewed("ok")
 		ls.failures = 0
 		s.mu.Lock()
 		if s.leases[ls.name] == ls && !ls.detached {
 			ls.validUntil = validity(sent, storeTTL)
-			s.scheduleLocked(ls, s.renewDelay(ls, sent, ttl))
+			s.scheduleLocked(ls, s.renewDelay(ls, sent, ls.validUntil))
 		}
 		s.mu.Unlock()
 	case err == nil:
 		l.obs.AutoRenewed("lost")
-		s.lose(ls, "the upstream no longer has it", false)
+		s.gone(ls, r.Revoked)
 	default:
 		l.obs.AutoRenewed("error")
 		ls.failures++

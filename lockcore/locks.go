@@ -15,9 +15,11 @@ import (
 // Locks grants leases from a Store to sessions. It owns the renewal timers
 // and background releases of every session it made.
 //
-// Lock order: a lease's renewMu, then a Session's mu, then Locks.mu, then
+// Lock order: a lease's renewing, then a Session's mu, then Locks.mu, then
 // a queue's mu. A handover's mu and the tracker's mu are leaves. No store
-// call is made while any of them is held.
+// call is made while any of them is held, but for renewing, which orders a
+// lease's renewals and is held across them (each bounded by the upstream
+// timeout).
 type Locks struct {
 	core
 
@@ -56,6 +58,7 @@ type core struct {
 	waiters    atomic.Int64 // acquires blocked
 	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
 	handOffs [len(HandOffKinds)]atomic.Int64
+	detached *detachedSet
 }
 
 // New returns Locks over store, or an error naming each field of cfg that
@@ -67,7 +70,7 @@ func New(store Store, cfg Config) (*Locks, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Locks{
+	l := &Locks{
 		core: core{
 			store:  store,
 			cfg:    cfg,
@@ -75,7 +78,7 @@ func New(store Store, cfg Config) (*Locks, error) {
 			work:   &tracker{clock: cfg.Clock},
 			obs:    cfg.Observer,
 			log:    cfg.Logger,
-			id:     newNonce()[:16],
+			id:     randomHex()[:16],
 			ctx:    ctx,
 			cancel: cancel,
 		},
@@ -84,16 +87,22 @@ func New(store Store, cfg Config) (*Locks, error) {
 		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
 		base:     cfg.Clock.Now(),
-	}, nil
+	}
+	l.detached = newDetachedSet(&l.core)
+	l.work.Go(l.watchRevokes)
+	return l, nil
 }
 
-// newNonce returns the random part of a token. 128 bits from crypto/rand make
-// a collision, or a guess of another client's token, impractical.
-func newNonce() string {
+// randomHex returns 128 random bits in hex, from crypto/rand: enough that a
+// collision, or a guess of another client's token, is impractical.
+func randomHex() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux (Go ≥ 1.24 panics instead)
 	return hex.EncodeToString(b[:])
 }
+
+// newNonce returns a nonce of this sidecar's (see TokenSidecar).
+func (c *core) newNonce() string { return c.id + nonceSep + randomHex() }
 
 func (c *core) newWaiterID() string {
 	return c.id + ":" + strconv.FormatUint(c.nextWaiter.Add(1), 36)
@@ -163,6 +172,7 @@ func (l *Locks) StopGranting() {
 	for _, q := range queues {
 		q.stopTimers()
 	}
+	l.detached.stop()
 	l.cancel()
 }
 
@@ -202,6 +212,7 @@ type Stats struct {
 	Held     int64 // leases held by all sessions
 	Lost     int64 // leases lost since start
 	Waiters  int64 // acquires blocked now
+	Detached int64 // detached locks granted here that may still be held (see Config.MaxDetached)
 	HandOffs [len(HandOffKinds)]int64
 }
 
@@ -218,7 +229,7 @@ const (
 
 // Stats returns current figures.
 func (l *Locks) Stats() Stats {
-	st := Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load()}
+	st := Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load(), Detached: int64(l.detached.len())}
 	for i := range l.handOffs {
 		st.HandOffs[i] = l.handOffs[i].Load()
 	}

@@ -14,6 +14,9 @@ type Observer interface {
 	AutoRenewed(result string)
 	// WaitersChanged adds delta to the number of blocked acquires.
 	WaitersChanged(delta int)
+	// DetachedChanged adds delta to the number of detached locks granted
+	// through this sidecar that may still be held (see Config.MaxDetached).
+	DetachedChanged(delta int)
 	// HandedOff reports a lock passed by a release straight to a waiter of
 	// this sidecar, by how (one of HandOffKinds): "local", released here to
 	// the store's first waiter, without a round trip on the waiter's path;
@@ -31,4 +34,5 @@ func (nopObserver) LeaseStarted()                  {}
 func (nopObserver) LeaseEnded(time.Duration, bool) {}
 func (nopObserver) AutoRenewed(string)             {}
 func (nopObserver) WaitersChanged(int)             {}
+func (nopObserver) DetachedChanged(int)            {}
 func (nopObserver) HandedOff(string)               {}

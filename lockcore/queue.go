@@ -40,6 +40,8 @@ type queue struct {
 	mu      sync.Mutex
 	waiters []*waiter     // guarded by mu; the waiting ones, in arrival order
 	trying  bool          // guarded by mu; a store call is in flight for the name
+	failing bool          // guarded by mu; the last store call failed: the next waits for the poll
+	lastErr error         // guarded by mu; its error, for a WAIT that runs out meanwhile
 	pollDue bool          // guarded by mu; the next free slot goes to a poll for the first waiter
 	poll    *task         // guarded by mu; the fallback poll
 	keep    *task         // guarded by mu; the next KeepAlive of the waiters
@@ -130,6 +132,7 @@ func (q *queue) abandon(w *waiter, why error) (grant, error) {
 	if w.waiting() {
 		w.set(left)
 	}
+	failed := q.lastErr
 	q.remove(w)
 	q.closeIfEmpty()
 	q.mu.Unlock()
@@ -146,6 +149,11 @@ func (q *queue) abandon(w *waiter, why error) (grant, error) {
 	}
 	if inStore {
 		q.leaveLater(w)
+	}
+	if why == nil && failed != nil {
+		// Its WAIT ran out while the upstream was failing: not "held by
+		// someone else", which a null would say.
+		return grant{}, failed
 	}
 	return grant{}, why
 }
@@ -168,6 +176,12 @@ func (q *queue) finish(w *waiter, o outcome) {
 // q.mu is held.
 func (q *queue) pump() {
 	if q.trying || q.closed || len(q.waiters) == 0 {
+		return
+	}
+	if q.failing && !q.pollDue {
+		// The upstream failed the last call: one call per poll until it
+		// answers again, not one per waiter as fast as they fail.
+		q.armPoll()
 		return
 	}
 	var next *waiter

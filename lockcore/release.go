@@ -4,11 +4,26 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 )
 
 // Releases: a session letting go of its own lease or of a token's, the
 // release call that hands the lock on, and giving back locks that nobody
 // can use.
+//
+// A token can leave its connection (it is printed, logged, stored with a
+// fenced write), and any connection may release with it. Whoever does,
+// nobody is granted the name while the holder's connection may still list
+// it: the holder's lease ends first, and its client is told, as at any
+// loss; then the lock is released. When the holder is a client of another
+// sidecar, the store revokes the lock instead (Store.Revoke): it stays held
+// by no client until that sidecar has ended the lease and released it, or
+// until its ttl runs out if that sidecar is gone (a lock-delay, as in Chubby
+// and Consul).
+
+// whyRevoked is the loss a holder is told of when another connection
+// released its lock by its token.
+const whyRevoked = "another connection released it by its token"
 
 // Release frees name. With token "" it releases the session's own lease;
 // with a token, whichever lease that token holds, the session's or any
@@ -48,6 +63,9 @@ func (s *Session) releaseOwn(ctx context.Context, ls *lease) (bool, error) {
 			return true, nil
 		}
 	}
+	if ls.detached {
+		l.detached.remove(ls.token)
+	}
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	ok, err := l.release(cctx, ls.name, ls.token)
@@ -76,26 +94,101 @@ func (s *Session) releaseOwn(ctx context.Context, ls *lease) (bool, error) {
 }
 
 // releaseByToken releases the lock token holds, which is not one of the
-// session's leases.
+// session's leases: that lease ends first, here or on its own sidecar.
 func (s *Session) releaseByToken(ctx context.Context, name, token string) (bool, error) {
 	l := s.l
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
+	if h, ok := l.heldBy(name, token); ok {
+		// A client of this sidecar holds it: its lease ends, and it is told,
+		// before the release can hand the lock to anyone.
+		if err := h.ls.handover.wait(cctx); err != nil {
+			return false, fmt.Errorf("release %q: %w", name, err)
+		}
+		h.s.revoke(h.ls)
+	} else if id, ok := TokenSidecar(token); ok && id != l.id {
+		ok, err := l.store.Revoke(cctx, RevokeRequest{Name: name, Token: token, Holder: id})
+		if err != nil {
+			return false, fmt.Errorf("release %q: %w", name, err)
+		}
+		return ok, nil
+	}
+	// Else this sidecar's lock that no connection lists any more (a
+	// detached one whose connection closed), or a token from a sidecar
+	// that did not mark its tokens: nobody to tell.
+	l.detached.remove(token)
 	ok, err := l.release(cctx, name, token)
 	if err != nil {
+		// Its holder, if any here, was told it lost the lock: release it
+		// once more in the background; failing that, it expires by its ttl.
+		l.releaseLater(name, token)
 		return false, fmt.Errorf("release %q: %w", name, err)
-	}
-	if ok {
-		l.releasedByToken(name, token)
 	}
 	return ok, nil
 }
 
-// releasedByToken tells the local holder of name, if token was its lease,
-// that another connection released it: its lease is lost.
-func (l *Locks) releasedByToken(name, token string) {
+// watchRevokes has the store tell this sidecar of its clients' locks that
+// another sidecar's connection released (see Session.releaseByToken). It
+// runs until Shutdown begins.
+func (l *Locks) watchRevokes() {
+	stop, err := l.store.WatchRevokes(l.ctx, l.id, func(name, token string) {
+		l.work.GoOrRun(func() { l.revoked(name, token) })
+	})
+	if err != nil {
+		if l.ctx.Err() == nil {
+			l.log.Warn("could not watch for locks released through other sidecars; their holders learn of it at their next renewal", "err", err)
+		}
+		return
+	}
+	<-l.ctx.Done()
+	stop()
+}
+
+// revoked ends the local lease token held, if any, telling its client,
+// then releases the lock, which nobody else could take meanwhile.
+func (l *Locks) revoked(name, token string) {
 	if h, ok := l.heldBy(name, token); ok {
-		h.s.lapse(h.ls, "another connection released it by its token", false)
+		h.s.revoke(h.ls)
+	}
+	l.detached.remove(token)
+	l.releaseNow(l.queue(name), name, RevokedToken(token))
+}
+
+// pushWait is how long a release by token waits for the holder's lock.lost
+// push to go out before it lets the lock go: long enough for a push to a
+// client that reads its socket, short enough that one that does not holds
+// up the release by no more than this.
+const pushWait = 10 * time.Millisecond
+
+// revoke ends ls because another connection released it by its token: an
+// owned lease is lost, and its holder told before this returns, unless
+// its connection takes longer than pushWait to take the push; a detached
+// one just ends.
+func (s *Session) revoke(ls *lease) {
+	s.mu.Lock()
+	detached := ls.detached
+	s.mu.Unlock()
+	if detached {
+		s.end(ls, false)
+		return
+	}
+	if !s.end(ls, true) {
+		return
+	}
+	s.l.log.Warn("lock lost", "lock", ls.name, "why", whyRevoked)
+	if s.onLost == nil {
+		return
+	}
+	told := make(chan struct{})
+	s.l.work.GoOrRun(func() {
+		defer close(told)
+		s.onLost(ls.name, ls.token)
+	})
+	t := time.NewTimer(pushWait)
+	defer t.Stop()
+	select {
+	case <-told:
+	case <-t.C:
 	}
 }
 

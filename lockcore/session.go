@@ -60,9 +60,10 @@ type Info struct {
 // its token, not to the connection, and two callers that share a pooled
 // connection must not both be told they hold it.
 //
-// Errors: ErrTooManyLocks, ErrTooManyWaiters, ErrShuttingDown, ErrClosed,
-// ErrTooSlow, ErrStoreReset, a *QuietError (ErrQuietPeriod), ctx's error
-// when the connection went away while waiting, or a store error.
+// Errors: ErrTooManyLocks, ErrTooManyWaiters, ErrTooManyDetached,
+// ErrShuttingDown, ErrClosed, ErrTooSlow, ErrStoreReset, ErrNotChecked
+// (wrapped), a *QuietError (ErrQuietPeriod), ctx's error when the
+// connection went away while waiting, or a store error.
 func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (string, error) {
 	l := s.l
 	if o.TTL <= 0 {
@@ -91,6 +92,11 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if err := s.roomFor(name); err != nil {
 		return "", err
 	}
+	if o.Detached {
+		if err := l.detached.reserve(); err != nil {
+			return "", err
+		}
+	}
 	// The store's ttl never outlasts the cap, so the cap holds even if this
 	// sidecar dies before it can release at the cap.
 	storeTTL := o.TTL
@@ -99,28 +105,39 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	}
 	g, err := l.acquire(ctx, name, storeTTL, o.Wait)
 	if err != nil || g.token == "" {
+		if o.Detached {
+			l.detached.unreserve()
+		}
 		return "", err
 	}
 
 	s.mu.Lock()
 	// Checked under s.mu, which UpstreamReset takes after starting the quiet
 	// period: either it sees this lease and drops it, or this sees the quiet.
-	if err := l.quiet(); err != nil {
-		// The upstream was reset while the call was in flight: the grant may
-		// come from the old upstream, whose holders are not yet all gone.
+	err = l.quiet()
+	if err == nil && (s.closed || ctx.Err() != nil) {
+		// The client went away while the call was in flight: it must never
+		// hold the lock.
+		err = ctx.Err()
+		if err == nil {
+			err = ErrClosed
+		}
+	}
+	if err != nil {
+		// Or the upstream was reset while the call was in flight: the grant
+		// may come from the old upstream, whose holders are not yet all
+		// gone.
 		s.mu.Unlock()
+		if o.Detached {
+			l.detached.unreserve()
+		}
 		l.giveBack(name, g)
 		return "", err
 	}
-	if s.closed || ctx.Err() != nil {
-		// The client went away while the call was in flight: it must never
-		// hold the lock.
-		s.mu.Unlock()
-		l.giveBack(name, g)
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-		return "", ErrClosed
+	if o.Detached {
+		// Counted from here until its ttl runs out or it is released
+		// through this sidecar, whatever becomes of this connection.
+		l.detached.add(g.token, g.sent.Add(storeTTL))
 	}
 	// The store granted name, so a lease this session still lists for it
 	// is over: a detached one released by token elsewhere, or expired.
@@ -131,14 +148,14 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		l.clearHolder(old)
 	}
 	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
-		handover: g.handover}
+		handover: g.handover, renewing: make(chan struct{}, 1)}
 	if maxHold > 0 {
 		ls.capAt = g.sent.Add(maxHold)
 	}
 	s.leases[name] = ls
 	l.setHolder(s, ls)
 	if g.handover == nil && !o.Detached {
-		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, o.TTL))
+		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, g.until))
 	}
 	s.mu.Unlock()
 	if old != nil {
@@ -149,9 +166,7 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		l.leaseEnded(old, lost)
 		if lost {
 			l.log.Warn("lock lost", "lock", old.name, "why", "the upstream granted it anew")
-			if s.onLost != nil {
-				s.onLost(old.name, old.token)
-			}
+			s.tell(old)
 		}
 	}
 	l.leaseStarted()
@@ -179,7 +194,7 @@ func (s *Session) settle(ls *lease) {
 	storeTTL, _ := ls.capped(ho.sent, ls.ttl)
 	ls.validUntil = validity(ho.sent, storeTTL)
 	if !ls.detached && ls.timer == nil {
-		s.scheduleLocked(ls, s.renewDelay(ls, ho.sent, ls.ttl))
+		s.scheduleLocked(ls, s.renewDelay(ls, ho.sent, ls.validUntil))
 	}
 }
 
@@ -207,9 +222,11 @@ func (s *Session) roomFor(name string) error {
 
 // Renew sets the ttl of name to ttl from now. With token "" it renews the
 // session's own lease; with a token it renews whichever lease that token
-// holds, the session's or any other. It reports false when the caller does
-// not hold the lock.
+// holds, the session's or any other. Another's lease it may lengthen, never
+// shorten: its holder vouches for it until a validity computed from the ttl
+// it set itself. It reports false when the caller does not hold the lock.
 func (s *Session) Renew(ctx context.Context, name string, ttl time.Duration, token string) (bool, error) {
+	l := s.l
 	ls := s.current(name)
 	if ls != nil && (token == "" || token == ls.token) {
 		return s.renewLease(ctx, ls, ttl)
@@ -217,13 +234,17 @@ func (s *Session) Renew(ctx context.Context, name string, ttl time.Duration, tok
 	if token == "" {
 		return false, nil
 	}
-	ctx, cancel := s.l.callCtx(ctx)
+	ctx, cancel := l.callCtx(ctx)
 	defer cancel()
-	ok, err := s.l.store.Renew(ctx, name, token, ttl)
+	sent := l.now()
+	r, err := l.store.Renew(ctx, RenewRequest{Name: name, Token: token, TTL: ttl, Foreign: true})
 	if err != nil {
 		return false, fmt.Errorf("renew %q: %w", name, err)
 	}
-	return ok, nil
+	if r.OK {
+		l.detached.extend(token, sent.Add(ttl))
+	}
+	return r.OK, nil
 }
 
 // Info describes name as seen from this session. Seeing the store no
@@ -251,15 +272,18 @@ func (s *Session) Info(ctx context.Context, name string) (Info, error) {
 	}
 	s.mu.Lock()
 	ls := s.leases[name]
-	mine := ls != nil && st.Held && st.Token == ls.token && l.now().Before(ls.validUntil)
+	mine := ls != nil && st.Held && !st.Revoked && st.Token == ls.token && l.now().Before(ls.validUntil)
 	if mine {
 		info.Owner, info.Detached = OwnerSelf, ls.detached
 	}
 	s.mu.Unlock()
 	if ls != nil && !mine {
-		if st.Held && st.Token == ls.token {
+		switch {
+		case st.Held && st.Token == ls.token && st.Revoked:
+			s.gone(ls, true)
+		case st.Held && st.Token == ls.token:
 			s.lapse(ls, "its validity ran out", true)
-		} else {
+		default:
 			s.lapse(ls, "the upstream no longer has it", false)
 		}
 	}
@@ -350,10 +374,19 @@ func (s *Session) lose(ls *lease, why string, giveBack bool) bool {
 	if giveBack {
 		s.l.releaseLater(ls.name, ls.token)
 	}
-	if s.onLost != nil {
-		s.onLost(ls.name, ls.token)
-	}
+	s.tell(ls)
 	return true
+}
+
+// tell pushes the loss of ls to its holder, from a goroutine of its own: a
+// client that does not read its socket must hold up neither the caller
+// (another connection's release, a renewal timer) nor anyone else. The
+// lease has ended before, so the holder no longer lists it by the time the
+// push goes out.
+func (s *Session) tell(ls *lease) {
+	if s.onLost != nil {
+		s.l.work.GoOrRun(func() { s.onLost(ls.name, ls.token) })
+	}
 }
 
 // takeOwned empties the session, closing it if close is set, and hands

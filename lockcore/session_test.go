@@ -77,15 +77,15 @@ func (f *faulty) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lock
 	return g, err
 }
 
-func (f *faulty) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+func (f *faulty) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
 	f.mu.Lock()
 	f.renews++
 	err := f.renewErr
 	f.mu.Unlock()
 	if err != nil {
-		return false, err
+		return lockcore.Renewed{}, err
 	}
-	return f.Store.Renew(ctx, name, token, ttl)
+	return f.Store.Renew(ctx, req)
 }
 
 func (f *faulty) set(fn func(f *faulty)) {
@@ -152,17 +152,21 @@ func (e *lostEvents) count() int {
 	return len(e.at)
 }
 
-// advanceUntilLost moves clock on in steps of step until a loss is told,
-// for at most limit, and returns when it was.
-func (e *lostEvents) advanceUntilLost(t *testing.T, clock *clocktest.Fake, step, limit time.Duration) time.Time {
+// advanceUntilLost moves clock on in steps of step until s no longer holds
+// name, for at most limit, and returns the clock then; then it waits for
+// the loss to be told (a push goes out from a goroutine of its own).
+func (e *lostEvents) advanceUntilLost(t *testing.T, clock *clocktest.Fake, s *lockcore.Session, name string, step, limit time.Duration) time.Time {
 	t.Helper()
-	n := e.count()
-	for end := clock.Now().Add(limit); e.count() == n; clock.Advance(step) {
+	end := clock.Now().Add(limit)
+	for slices.Contains(s.Held(), name) {
 		if clock.Now().After(end) {
-			t.Fatalf("no lock.lost within %v", limit)
+			t.Fatalf("%s still held after %v", name, limit)
 		}
+		clock.Advance(step)
 	}
-	return e.wait(t)
+	at := clock.Now()
+	e.wait(t)
+	return at
 }
 
 func (e *lostEvents) wait(t *testing.T) time.Time {
@@ -262,8 +266,9 @@ func TestLostWhenStoreForgets(t *testing.T) {
 		t.Fatal("direct release failed")
 	}
 	// Its first renewal, at half the ttl, finds it gone.
-	if at := ev.advanceUntilLost(t, f.clock, time.Millisecond, time.Second); at.After(f.clock.Now()) {
-		t.Errorf("lost at %v", at)
+	start := f.clock.Now()
+	if at := ev.advanceUntilLost(t, f.clock, s, "a", time.Millisecond, time.Second); at.Sub(start) > 60*time.Millisecond {
+		t.Errorf("lost %v after the release, want at its first renewal, at half the 100ms ttl", at.Sub(start))
 	}
 	if ok, err := s.Renew(context.Background(), "a", time.Second, ""); ok || err != nil {
 		t.Errorf("Renew after loss = %v, %v; want false", ok, err)
@@ -486,7 +491,7 @@ func TestMaxHold(t *testing.T) {
 			}
 			// Renewals keep it well past its 100 ms ttl, until the cap (less
 			// the drift margin: the store's ttl never runs past the cap).
-			lostAt := ev.advanceUntilLost(t, f.clock, 5*time.Millisecond, 10*tc.capped)
+			lostAt := ev.advanceUntilLost(t, f.clock, s, "m", 5*time.Millisecond, 10*tc.capped)
 			if held := lostAt.Sub(start); held < tc.capped-lockcore.Drift(tc.capped) || held > tc.capped {
 				t.Errorf("ended after %v, want at the %v cap", held, tc.capped)
 			}

@@ -16,6 +16,10 @@ import (
 // nonce; the session uses it to clean up after an acquire whose reply was
 // lost and whose fence it therefore never learned.
 //
+// A revoked lock (see Revoke) stays held under RevokedToken(token), which
+// no client has: its old token no longer renews, releases or acquires it,
+// and only the holder's sidecar, which knows the token, releases it.
+//
 // A waiter is an id unique among all sidecars. While a waiter is queued for
 // a name, a free lock goes only to the first live waiter; a waiter stays
 // live while its sidecar keeps it alive (KeepAlive), so a crashed sidecar's
@@ -23,11 +27,29 @@ import (
 type Store interface {
 	// Acquire takes req.Name for req.TTL when it is free and no earlier
 	// waiter is queued. When the name is already held under req.Nonce (a
-	// retried call), it resets the ttl and returns the same token. Otherwise
-	// a request with a Waiter joins the queue (or keeps its place).
+	// retried call, or a grant a release made to the waiter), it returns
+	// that token as it is, with the time it has left: it does not extend
+	// a grant that its sidecar may never have learned of. Otherwise a
+	// request with a Waiter joins the queue (or keeps its place).
 	Acquire(ctx context.Context, req AcquireRequest) (Grant, error)
-	// Renew sets the ttl of name to ttl from now if token holds it.
-	Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
+	// Renew sets the ttl of req.Name to req.TTL from now if req.Token holds
+	// it. A Foreign renewal may lengthen the ttl, never shorten it: the
+	// holder vouches for the lock until a validity computed from the ttl it
+	// set itself.
+	Renew(ctx context.Context, req RenewRequest) (Renewed, error)
+	// Revoke is a release by a connection that is not the holder's, when
+	// the holder is a client of another sidecar, req.Holder. The lock stays
+	// held, under RevokedToken(req.Token), and req.Holder is told (see
+	// WatchRevokes): it ends the lease, tells its client, and then releases
+	// the lock. If it never does, the lock expires by its ttl, no sooner
+	// than its holder's validity. Revoke reports false when req.Token does
+	// not hold the lock (or no longer does: a second revoke is false).
+	Revoke(ctx context.Context, req RevokeRequest) (bool, error)
+	// WatchRevokes calls revoked with each lock that Revoke took from a
+	// client of sidecar id, until stop. Revocations sent while the watch
+	// is broken are lost; the holder's next renewal finds the lock revoked.
+	// revoked must not block.
+	WatchRevokes(ctx context.Context, id string, revoked func(name, token string)) (stop func(), err error)
 	// Release frees req.Name if req.Token holds it, and hands it on: to
 	// req.Next in the same step when Next is the first live waiter; else,
 	// when req.GrantTTL is set, to the first live waiter of another sidecar,
@@ -50,9 +72,9 @@ type Store interface {
 	// Watch calls wake whenever the store wakes a waiter of name: after a
 	// release on any sidecar, or when a try finds the lock free but
 	// reserved, and with news of who is first. A zero Wake means wakes may
-	// have been missed (a reconnect),
-	// so every waiter should try again. Watch returns once wakes flow; stop
-	// ends them. wake must not block.
+	// have been missed (a reconnect), so every waiter should try again.
+	// Watch returns once wakes flow; stop ends them, without blocking.
+	// wake must not block.
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
@@ -105,7 +127,8 @@ type AcquireRequest struct {
 // Grant is the outcome of Store.Acquire.
 type Grant struct {
 	Acquired bool
-	Token    string // set when Acquired
+	Token    string        // set when Acquired
+	TTL      time.Duration // when Acquired: the time the lock has left in the store
 	// HolderTTL is the current holder's time left, when someone holds it.
 	HolderTTL time.Duration
 	// Head is set when the lock is free but reserved for the first live
@@ -186,10 +209,37 @@ type Transferred struct {
 	Seq   int64  // as in Grant
 }
 
+// RenewRequest is one renewal.
+type RenewRequest struct {
+	Name  string
+	Token string
+	TTL   time.Duration
+	// Foreign says the caller is not the lease's holder: the ttl may grow,
+	// never shrink.
+	Foreign bool
+}
+
+// Renewed is the outcome of Store.Renew.
+type Renewed struct {
+	OK bool // the token holds the lock, now for at least the ttl asked
+	// Revoked says the token held the lock until Revoke took it: its
+	// holder's sidecar should release it with RevokedToken.
+	Revoked bool
+}
+
+// RevokeRequest is a release of another sidecar's client's lock.
+type RevokeRequest struct {
+	Name   string
+	Token  string
+	Holder string // the holder's sidecar (see TokenSidecar)
+}
+
 // State is what Store.Inspect sees of one name.
 type State struct {
 	Held  bool
 	Token string // the holder's token, when Held; never shown to clients
+	// Revoked says Token's lock was revoked: it is held, but by nobody.
+	Revoked bool
 	// Fence is the holder's fence when Held, otherwise the last fence issued
 	// for the name while the store still remembers it, or 0.
 	Fence  int64

@@ -39,3 +39,23 @@ func TokenMatches(held, want string) bool {
 	}
 	return held == want
 }
+
+// A nonce a sidecar makes is "<sidecar id>.<random>", so that any sidecar
+// can tell from a token whose client holds it, and ask that sidecar to let
+// it go (Store.Revoke). Tokens from before nonces carried the id have none.
+const nonceSep = "."
+
+// TokenSidecar returns the id of the sidecar whose client a token was
+// granted to, if the token says.
+func TokenSidecar(token string) (string, bool) {
+	_, nonce, ok := strings.Cut(token, ":")
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(nonce, nonceSep)
+	return id, ok && id != ""
+}
+
+// RevokedToken is what a revoked lock is held under: a token no client
+// has, which only the holder's sidecar can name to release it.
+func RevokedToken(token string) string { return token + "!" }

@@ -301,6 +301,7 @@ func (*handOffs) LeaseStarted()                  {}
 func (*handOffs) LeaseEnded(time.Duration, bool) {}
 func (*handOffs) AutoRenewed(string)             {}
 func (*handOffs) WaitersChanged(int)             {}
+func (*handOffs) DetachedChanged(int)            {}
 func (h *handOffs) HandedOff(how string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

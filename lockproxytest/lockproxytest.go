@@ -59,6 +59,7 @@ func StartServer(opts ...Option) (addr string, stop func(), err error) {
 	locks, err := lockcore.New(store, lockcore.Config{
 		MaxLocksPerSession: 1000,
 		MaxWaitersPerName:  1000,
+		MaxDetached:        10000,
 	})
 	if err != nil {
 		store.Close()

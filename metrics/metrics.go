@@ -25,6 +25,7 @@ type Metrics struct {
 	lost        prometheus.Counter
 	held        prometheus.Gauge
 	waiters     prometheus.Gauge
+	detached    prometheus.Gauge
 	handoffs    *prometheus.CounterVec
 	connections prometheus.Gauge
 	acquireWait prometheus.Histogram
@@ -64,6 +65,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_locks_held", Help: "Locks held by this sidecar's connections.",
 		}),
+		detached: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lockproxy_detached_locks", Help: "DETACHED locks granted through this sidecar that may still be held, whether or not their connection is open (bounded by LOCKPROXY_MAX_DETACHED).",
+		}),
 		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_waiters", Help: "LOCK.ACQUIRE calls blocked in WAIT.",
 		}),
@@ -95,7 +99,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "lockproxy_build_info", Help: "Always 1; its labels say which build is running.",
 		}, []string{"version", "go_version"}),
 	}
-	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.handoffs, m.connections,
+	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.detached, m.handoffs, m.connections,
 		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(Version(), runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
@@ -152,6 +156,9 @@ func (m *Metrics) AutoRenewed(result string) { m.autoRenew.WithLabelValues(resul
 
 // WaitersChanged moves the waiter gauge.
 func (m *Metrics) WaitersChanged(delta int) { m.waiters.Add(float64(delta)) }
+
+// DetachedChanged moves the detached-locks gauge.
+func (m *Metrics) DetachedChanged(delta int) { m.detached.Add(float64(delta)) }
 
 // HandedOff counts one hand-off to a waiter, by how.
 func (m *Metrics) HandedOff(how string) { m.handoffs.WithLabelValues(how).Inc() }

@@ -144,7 +144,8 @@ func TestForeignToken(t *testing.T) {
 	}
 }
 
-// foreignRenew: a foreign `LOCK.RENEW name 1 token` answers 1 but never
+// foreignRenew: a foreign `LOCK.RENEW name 10 token` (the shortest ttl
+// LOCKPROXY_MIN_TTL allows) answers 1 but never
 // shortens the lease, so C cannot acquire the name, and A still holds it,
 // lists it and renews it.
 func foreignRenew(t *testing.T, pa, pb *proxy) {
@@ -155,9 +156,9 @@ func foreignRenew(t *testing.T, pa, pb *proxy) {
 	c := timedConn(t, pb, nil)
 
 	tok, _ := timedAcquire(t, a, name, "10000")
-	mustInt(t, 1, b, "LOCK.RENEW", name, 1, tok)
+	mustInt(t, 1, b, "LOCK.RENEW", name, 10, tok)
 	if left, _ := info(t, b, name)["ttl"].(int64); left < 5000 {
-		t.Errorf("after B's LOCK.RENEW %s 1 <A's token>, LOCK.INFO ttl = %d ms: the foreign RENEW shortened A's 10000 ms lease", name, left)
+		t.Errorf("after B's LOCK.RENEW %s 10 <A's token>, LOCK.INFO ttl = %d ms: the foreign RENEW shortened A's 10000 ms lease", name, left)
 	}
 
 	// WAIT outlasts the 1 ms ttl B asked for many times over.

@@ -46,6 +46,7 @@ type Config struct {
 	MaxClients        int           `env:"MAX_CLIENTS" envDefault:"10000" help:"most open client connections"`
 	MaxLocksPerConn   int           `env:"MAX_LOCKS_PER_CONN" envDefault:"1000" help:"most locks one connection may hold"`
 	MaxWaitersPerName int           `env:"MAX_WAITERS_PER_NAME" envDefault:"1000" help:"most clients one sidecar lets wait for one lock"`
+	MaxDetached       int           `env:"MAX_DETACHED" envDefault:"10000" help:"most DETACHED locks granted through this sidecar that may still be held, whether or not their connection is open"`
 	MaxNameBytes      int           `env:"MAX_NAME_BYTES" envDefault:"1024" help:"longest lock name"`
 	MaxArgs           int           `env:"MAX_ARGS" envDefault:"1024" help:"most arguments in one request"`
 	MaxBulkBytes      int           `env:"MAX_BULK_BYTES" envDefault:"65536" help:"largest single argument"`
@@ -229,8 +230,8 @@ func (c Config) Validate() error {
 		bad("RetryJitter", "%v must be between 0 and 1", c.RetryJitter)
 	}
 	for field, v := range map[string]int{"MaxClients": c.MaxClients, "MaxLocksPerConn": c.MaxLocksPerConn,
-		"MaxWaitersPerName": c.MaxWaitersPerName,
-		"MaxNameBytes":      c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
+		"MaxWaitersPerName": c.MaxWaitersPerName, "MaxDetached": c.MaxDetached,
+		"MaxNameBytes": c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
 		"MaxInlineBytes": c.MaxInlineBytes, "MaxQueryBytes": c.MaxQueryBytes} {
 		if v < 1 {
 			bad(field, "%d must be at least 1", v)

@@ -89,8 +89,11 @@ func TestLockLifecycle(t *testing.T) {
 			mustInt(t, 1, a, "LOCK.RELEASE", name)
 			mustInt(t, 0, a, "LOCK.RELEASE", name)
 			in = info(t, a, name)
-			if in["held"] != int64(0) || in["ttl"] != int64(-2) || in["owner"] != "none" || in["fence"] != fence {
-				t.Errorf("LOCK.INFO after release = %v, want free, ttl -2, the last fence", in)
+			// The embedded store forgets a free name at once (its fences come
+			// from one counter); Redis keeps the last fence for an hour.
+			if in["held"] != int64(0) || in["ttl"] != int64(-2) || in["owner"] != "none" ||
+				(in["fence"] != fence && !(settings["UPSTREAM"] == "" && in["fence"] == int64(0))) {
+				t.Errorf("LOCK.INFO after release = %v, want free, ttl -2, the last fence (or 0 on the embedded store)", in)
 			}
 			tok2 := mustToken(t, b, name)
 			if f2, _, _ := lockcore.ParseToken(tok2); f2 <= fence {

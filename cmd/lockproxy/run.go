@@ -141,6 +141,7 @@ func start(cfg Config, logw io.Writer, unknown []unknownVar) (_ *app, err error)
 			Max: cfg.RetryMax, Jitter: cfg.RetryJitter},
 		MaxLocksPerSession: cfg.MaxLocksPerConn,
 		MaxWaitersPerName:  cfg.MaxWaitersPerName,
+		MaxDetached:        cfg.MaxDetached,
 		MaxHold:            cfg.MaxHold,
 		QuietPeriod:        cfg.quietPeriod(),
 		UpstreamTimeout:    cfg.UpstreamTimeout,

@@ -59,7 +59,7 @@ end_session() { # closing its input ends redis-cli, and the connection
 info() { cli LOCK.INFO "$1" | sed -n "/^$2\$/{n;p;}"; }
 
 fence_of() {
-	[[ $1 =~ ^[1-9][0-9]*:[0-9a-f]{32}$ ]] || {
+	[[ $1 =~ ^[1-9][0-9]*:[0-9a-f]{16}\.[0-9a-f]{32}$ ]] || {
 		why="'$1' is not a token"
 		return 1
 	}

@@ -11,7 +11,7 @@ const colon = addr.lastIndexOf(':');
 const host = addr.slice(0, colon);
 const port = Number(addr.slice(colon + 1));
 
-const TOKEN = /^[1-9][0-9]*:[0-9a-f]{32}$/;
+const TOKEN = /^[1-9][0-9]*:[0-9a-f]{16}\.[0-9a-f]{32}$/;
 
 class LockBusy extends Error {}
 

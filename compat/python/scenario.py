@@ -18,7 +18,7 @@ import redis
 host, _, port = os.environ["LOCKPROXY_ADDR"].rpartition(":")
 port = int(port)
 PREFIX = "redis-py:"
-TOKEN = re.compile(rb"^[1-9][0-9]*:[0-9a-f]{32}$")
+TOKEN = re.compile(rb"^[1-9][0-9]*:[0-9a-f]{16}\.[0-9a-f]{32}$")
 
 
 class LockBusy(Exception):

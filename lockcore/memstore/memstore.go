@@ -2,11 +2,13 @@
 // used when no upstream Redis is configured. Its locks are local to one
 // process, so it gives mutual exclusion only among that sidecar's clients.
 //
-// It follows the Redis store's semantics exactly (the conformance suite in
-// lockcore/storetest runs against both): fences come from the wall clock in
-// microseconds, or the last fence + 1 when the clock has not moved past it,
-// so they keep increasing across a restart of the process too; waiters
-// queue in arrival order, and wakes go to watchers as Redis pub/sub would.
+// It follows the Redis store's semantics (the conformance suite in
+// lockcore/storetest runs against both): waiters queue in arrival order,
+// and wakes go to watchers as Redis pub/sub would. Fences come from one
+// counter for the whole store: the wall clock in microseconds, or the last
+// fence + 1 when the clock has not moved past it, so they keep increasing
+// across a restart of the process too, and nothing needs to be kept for a
+// name once its lock is free and nobody waits for it.
 package memstore
 
 import (
@@ -19,27 +21,22 @@ import (
 	"github.com/lockproxy/lockproxy/lockcore"
 )
 
-// DefaultRetention is how long a fence is remembered after its lock was last
-// used, so that fences keep increasing even if the wall clock steps back by
-// less than this.
-const DefaultRetention = time.Hour
-
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	Retention     time.Duration    // default DefaultRetention
-	SweepInterval time.Duration    // how often forgotten names are dropped; default 10s
+	SweepInterval time.Duration    // how often expired names are dropped; default 10s
 	Now           func() time.Time // for tests; default time.Now
 }
 
 // Store is an in-process lockcore.Store.
 type Store struct {
-	retention time.Duration
-	now       func() time.Time
+	now func() time.Time
 
 	mu       sync.Mutex
-	names    map[string]*record             // guarded by mu
+	names    map[string]*record             // guarded by mu; names held or waited for
+	fence    int64                          // guarded by mu; the last fence issued, for any name
 	seq      int64                          // guarded by mu; orders replies about queues
-	watchers map[string]map[*watch]struct{} // guarded by mu
+	watchers map[string]map[*watch]struct{} // guarded by mu; by name
+	revokes  map[string]map[*watch]struct{} // guarded by mu; by sidecar id
 	wakes    chan func()                    // wake calls, run in order outside mu
 
 	stop     chan struct{}
@@ -47,12 +44,10 @@ type Store struct {
 	done     sync.WaitGroup
 }
 
-// record is everything remembered about one name.
+// record is one name that is held or waited for.
 type record struct {
 	token   string    // current holder; "" when free
 	expires time.Time // when token lapses
-	fence   int64     // last fence issued
-	forget  time.Time // when the record may be dropped
 	queue   []queued  // waiters in arrival order
 }
 
@@ -63,15 +58,18 @@ type queued struct {
 	ttl      time.Duration
 }
 
-type watch struct{ wake func(lockcore.Wake) }
+type watch struct {
+	wake   func(lockcore.Wake)
+	revoke func(name, token string)
+}
 
-var _ lockcore.Store = (*Store)(nil)
+var (
+	_ lockcore.Store    = (*Store)(nil)
+	_ lockcore.Upstream = (*Store)(nil)
+)
 
 // New starts a Store, its sweeper and its wake dispatcher. Close stops them.
 func New(opt Options) *Store {
-	if opt.Retention <= 0 {
-		opt.Retention = DefaultRetention
-	}
 	if opt.SweepInterval <= 0 {
 		opt.SweepInterval = 10 * time.Second
 	}
@@ -79,12 +77,12 @@ func New(opt Options) *Store {
 		opt.Now = time.Now
 	}
 	s := &Store{
-		retention: opt.Retention,
-		now:       opt.Now,
-		names:     make(map[string]*record),
-		watchers:  make(map[string]map[*watch]struct{}),
-		wakes:     make(chan func(), 1024),
-		stop:      make(chan struct{}),
+		now:      opt.Now,
+		names:    make(map[string]*record),
+		watchers: make(map[string]map[*watch]struct{}),
+		revokes:  make(map[string]map[*watch]struct{}),
+		wakes:    make(chan func(), 1024),
+		stop:     make(chan struct{}),
 	}
 	s.done.Add(2)
 	go s.sweep(opt.SweepInterval)
@@ -111,6 +109,9 @@ func (r *record) liveHead(now time.Time) string {
 	return ""
 }
 
+// idle reports whether r can be forgotten: free, and nobody waits.
+func (r *record) idle(now time.Time) bool { return r.held(now) == "" && r.liveHead(now) == "" }
+
 func (r *record) enqueue(req lockcore.AcquireRequest, now time.Time) {
 	if req.Waiter == "" {
 		return
@@ -123,7 +124,6 @@ func (r *record) enqueue(req lockcore.AcquireRequest, now time.Time) {
 		}
 	}
 	r.queue = append(r.queue, queued{waiter: req.Waiter, deadline: deadline, nonce: req.Nonce, ttl: req.TTL})
-	r.forget = maxTime(r.forget, deadline)
 }
 
 func (r *record) dequeue(waiter string) (wasFirst bool) {
@@ -136,20 +136,13 @@ func (r *record) dequeue(waiter string) (wasFirst bool) {
 	return false
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 // next returns the next reply sequence number. s.mu is held.
 func (s *Store) next() int64 {
 	s.seq++
 	return s.seq
 }
 
-// record returns name's record, creating it.
+// record returns name's record, creating it. s.mu is held.
 func (s *Store) record(name string) *record {
 	r := s.names[name]
 	if r == nil {
@@ -159,32 +152,35 @@ func (s *Store) record(name string) *record {
 	return r
 }
 
-// grant gives r to nonce with a fresh fence.
-func (s *Store) grant(r *record, now time.Time, nonce string, ttl time.Duration) string {
-	fence := now.UnixMicro()
-	if r.fence >= fence {
-		fence = r.fence + 1
+// tidy forgets name if its record is idle. s.mu is held.
+func (s *Store) tidy(name string, r *record, now time.Time) {
+	if r != nil && r.idle(now) {
+		delete(s.names, name)
 	}
-	r.fence = fence
-	r.token = lockcore.FormatToken(fence, nonce)
-	s.extend(r, now, ttl)
+}
+
+// grant gives r to nonce with a fresh fence. s.mu is held.
+func (s *Store) grant(r *record, now time.Time, nonce string, ttl time.Duration) string {
+	s.fence = max(now.UnixMicro(), s.fence+1)
+	r.token = lockcore.FormatToken(s.fence, nonce)
+	r.expires = now.Add(ttl)
 	return r.token
 }
 
-func (s *Store) extend(r *record, now time.Time, ttl time.Duration) {
-	r.expires = now.Add(ttl)
-	r.forget = maxTime(r.forget, r.expires.Add(s.retention))
-}
-
-// wakeLocked queues a wake for name's watchers. s.mu must be held.
+// wakeLocked queues a wake for name's watchers. s.mu is held.
 func (s *Store) wakeLocked(name string, wake lockcore.Wake) {
 	for w := range s.watchers[name] {
-		select {
-		case s.wakes <- func() { w.wake(wake) }:
-		default:
-			// The dispatcher is far behind; as with a lost pub/sub message,
-			// the waiters' polling covers it.
-		}
+		s.post(func() { w.wake(wake) })
+	}
+}
+
+// post queues fn for the dispatcher. s.mu is held.
+func (s *Store) post(fn func()) {
+	select {
+	case s.wakes <- fn:
+	default:
+		// The dispatcher is far behind; as with a lost pub/sub message,
+		// the waiters' polling (and the holders' renewals) cover it.
 	}
 }
 
@@ -199,9 +195,10 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	r := s.record(req.Name)
 	if cur := r.held(now); cur != "" {
 		if lockcore.TokenMatches(cur, ":"+req.Nonce) {
-			s.extend(r, now, req.TTL)
+			// Its own grant, as it is: not extended, since its sidecar may
+			// never have learned of it.
 			r.dequeue(req.Waiter)
-			return lockcore.Grant{Acquired: true, Token: cur, First: r.liveHead(now), Seq: s.next()}, nil
+			return lockcore.Grant{Acquired: true, Token: cur, TTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
 		}
 		r.enqueue(req, now)
 		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
@@ -213,7 +210,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	}
 	r.dequeue(req.Waiter)
 	token := s.grant(r, now, req.Nonce, req.TTL)
-	return lockcore.Grant{Acquired: true, Token: token, First: r.liveHead(now), Seq: s.next()}, nil
+	return lockcore.Grant{Acquired: true, Token: token, TTL: req.TTL, First: r.liveHead(now), Seq: s.next()}, nil
 }
 
 // Transfer implements lockcore.Store.
@@ -229,30 +226,57 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 	if cur != "" && cur == req.To {
 		return lockcore.Transferred{OK: true, First: r.liveHead(now), Seq: s.next()}, nil // a repeat
 	}
+	// To's fence is From's + 1: above every fence this name had, since
+	// From holds it. The counter may be past it, for other names.
 	fence, _, ok := lockcore.ParseToken(req.To)
-	if cur == "" || cur != req.From || !ok || r.fence >= fence {
+	if cur == "" || cur != req.From || !ok {
 		return lockcore.Transferred{Seq: s.next()}, nil
 	}
-	r.fence, r.token = fence, req.To
-	s.extend(r, now, req.TTL)
+	s.fence, r.token, r.expires = max(s.fence, fence), req.To, now.Add(req.TTL)
 	r.dequeue(req.Waiter)
 	return lockcore.Transferred{OK: true, First: r.liveHead(now), Seq: s.next()}, nil
 }
 
 // Renew implements lockcore.Store.
-func (s *Store) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
+	if err := ctx.Err(); err != nil {
+		return lockcore.Renewed{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	r := s.names[req.Name]
+	cur := r.held(now)
+	switch {
+	case cur == "":
+		return lockcore.Renewed{}, nil
+	case cur == lockcore.RevokedToken(req.Token):
+		return lockcore.Renewed{Revoked: true}, nil
+	case !lockcore.TokenMatches(cur, req.Token):
+		return lockcore.Renewed{}, nil
+	}
+	if expires := now.Add(req.TTL); !req.Foreign || expires.After(r.expires) {
+		r.expires = expires
+	}
+	return lockcore.Renewed{OK: true}, nil
+}
+
+// Revoke implements lockcore.Store. The embedded store has one sidecar, so
+// lockcore never revokes through it; it is here for the conformance suite.
+func (s *Store) Revoke(ctx context.Context, req lockcore.RevokeRequest) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	r := s.names[name]
-	cur := r.held(now)
-	if cur == "" || !lockcore.TokenMatches(cur, token) {
+	r := s.names[req.Name]
+	if cur := r.held(s.now()); cur == "" || cur != req.Token {
 		return false, nil
 	}
-	s.extend(r, now, ttl)
+	r.token = lockcore.RevokedToken(req.Token)
+	for w := range s.revokes[req.Holder] {
+		s.post(func() { w.revoke(req.Name, req.Token) })
+	}
 	return true, nil
 }
 
@@ -275,10 +299,10 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		return lockcore.Released{}
 	}
 	r.token = ""
-	r.forget = maxTime(r.forget, now.Add(s.retention))
 	head := r.liveHead(now)
 	switch {
 	case head == "":
+		delete(s.names, req.Name)
 		return lockcore.Released{Released: true, Seq: s.next()}
 	case req.Next != nil && head == req.Next.Waiter:
 		r.dequeue(head)
@@ -290,6 +314,8 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		ttl := min(q.ttl, req.GrantTTL)
 		token := s.grant(r, now, q.nonce, ttl)
 		first, seq := r.liveHead(now), s.next()
+		// One wake carries both: who is first, learned before the grant is
+		// taken, as the Redis store's two messages arrive in that order.
 		s.wakeLocked(req.Name, lockcore.Wake{Waiter: head, Token: token, TTL: ttl, First: first, Seq: seq})
 		return lockcore.Released{Released: true, First: first, Seq: seq}
 	default:
@@ -329,6 +355,7 @@ func (s *Store) Leave(ctx context.Context, name, waiter string) error {
 			s.wakeLocked(name, lockcore.Wake{Waiter: head})
 		}
 	}
+	s.tidy(name, r, now)
 	return nil
 }
 
@@ -347,7 +374,6 @@ func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, tt
 	for i := range r.queue {
 		if slices.Contains(waiters, r.queue[i].waiter) {
 			r.queue[i].deadline = deadline
-			r.forget = maxTime(r.forget, deadline)
 		}
 	}
 	return nil
@@ -355,24 +381,33 @@ func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, tt
 
 // Watch implements lockcore.Store.
 func (s *Store) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
+	return s.subscribe(ctx, s.watchers, name, &watch{wake: wake})
+}
+
+// WatchRevokes implements lockcore.Store.
+func (s *Store) WatchRevokes(ctx context.Context, id string, revoked func(name, token string)) (func(), error) {
+	return s.subscribe(ctx, s.revokes, id, &watch{revoke: revoked})
+}
+
+// subscribe adds w to subs[key] until the returned stop.
+func (s *Store) subscribe(ctx context.Context, subs map[string]map[*watch]struct{}, key string, w *watch) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &watch{wake: wake}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.watchers[name] == nil {
-		s.watchers[name] = make(map[*watch]struct{})
+	if subs[key] == nil {
+		subs[key] = make(map[*watch]struct{})
 	}
-	s.watchers[name][w] = struct{}{}
+	subs[key][w] = struct{}{}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			delete(s.watchers[name], w)
-			if len(s.watchers[name]) == 0 {
-				delete(s.watchers, name)
+			delete(subs[key], w)
+			if len(subs[key]) == 0 {
+				delete(subs, key)
 			}
 		})
 	}, nil
@@ -387,30 +422,33 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	defer s.mu.Unlock()
 	now := s.now()
 	r := s.names[name]
-	if r == nil || !now.Before(r.forget) {
+	if r == nil {
 		return lockcore.State{}, nil
 	}
-	st := lockcore.State{Fence: r.fence, Queued: len(r.queue)}
+	st := lockcore.State{Queued: len(r.queue)}
 	if cur := r.held(now); cur != "" {
 		st.Held, st.Token, st.TTL = true, cur, r.expires.Sub(now)
-		st.Fence, _, _ = lockcore.ParseToken(cur)
+		if token, ok := strings.CutSuffix(cur, "!"); ok && lockcore.RevokedToken(token) == cur {
+			st.Token, st.Revoked = token, true
+		}
+		st.Fence, _, _ = lockcore.ParseToken(st.Token)
 	}
 	return st, nil
 }
 
-// Health implements lockcore.Store: the embedded store lives and dies with
-// its process, so it never restarts under a running sidecar.
+// Health implements lockcore.Upstream: the embedded store lives and dies
+// with its process, so it never restarts under a running sidecar.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 	return lockcore.Health{ID: "embedded"}, ctx.Err()
 }
 
-// Accept implements lockcore.Store; the embedded store is always the same.
+// Accept implements lockcore.Upstream; the embedded store is always the same.
 func (s *Store) Accept(string) {}
 
-// AnnounceQuiet implements lockcore.Store; there is nobody to tell.
+// AnnounceQuiet implements lockcore.Upstream; there is nobody to tell.
 func (s *Store) AnnounceQuiet(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
-// Risks implements lockcore.Store: nothing evicts or forgets its locks
+// Risks implements lockcore.Upstream: nothing evicts or forgets its locks
 // while its process runs.
 func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) { return nil, ctx.Err() }
 
@@ -429,16 +467,13 @@ func (s *Store) Len() int {
 	return len(s.names)
 }
 
-// Sweep drops every record that has outlived its lock, its waiters and its
-// retention.
+// Sweep drops every name whose lock has expired and for which nobody waits.
 func (s *Store) Sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	for name, r := range s.names {
-		if r.held(now) == "" && r.liveHead(now) == "" && !now.Before(r.forget) {
-			delete(s.names, name)
-		}
+		s.tidy(name, r, now)
 	}
 }
 

@@ -18,13 +18,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// A name nobody uses any more is forgotten once its lease and the fence
-// retention have passed, so memory does not grow with distinct names.
+// A name is forgotten as soon as it is free and nobody waits for it: at
+// its release, or at the first sweep after its lease expired. Memory does
+// not grow with distinct names, and fences still rise.
 func TestForgetsUnusedNames(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	s := memstore.New(memstore.Options{Retention: time.Minute, Now: func() time.Time { return now }})
+	s := memstore.New(memstore.Options{Now: func() time.Time { return now }})
 	defer s.Close()
 	ctx := context.Background()
+	var last int64
 	for _, n := range []string{"a", "b", "c"} {
 		g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: n, Nonce: "x", TTL: time.Second})
 		if err != nil || !g.Acquired {
@@ -33,15 +35,29 @@ func TestForgetsUnusedNames(t *testing.T) {
 		if n == "a" {
 			s.Release(ctx, lockcore.ReleaseRequest{Name: n, Token: g.Token})
 		}
+		f, _, _ := lockcore.ParseToken(g.Token)
+		if f <= last {
+			t.Errorf("fence %d after %d", f, last)
+		}
+		last = f
 	}
+	if s.Len() != 2 {
+		t.Fatalf("Len = %d after releasing a, want 2 (b and c held)", s.Len())
+	}
+	s.Acquire(ctx, lockcore.AcquireRequest{Name: "b", Nonce: "y", Waiter: "w", TTL: time.Second, WaiterTTL: 5 * time.Second})
+	now = now.Add(time.Second)
 	s.Sweep()
-	if s.Len() != 3 {
-		t.Fatalf("Len = %d right after use, want 3 (fences are retained)", s.Len())
+	if s.Len() != 1 {
+		t.Errorf("Len = %d after the leases expired, want 1 (b, which w waits for)", s.Len())
 	}
-	now = now.Add(time.Second + time.Minute)
+	now = now.Add(5 * time.Second)
 	s.Sweep()
 	if s.Len() != 0 {
-		t.Errorf("Len = %d after lease + retention, want 0", s.Len())
+		t.Errorf("Len = %d once the waiter lapsed too, want 0", s.Len())
+	}
+	g, _ := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "z", TTL: time.Second})
+	if f, _, _ := lockcore.ParseToken(g.Token); f <= last {
+		t.Errorf("fence %d for a forgotten name, after %d", f, last)
 	}
 }
 

@@ -43,6 +43,8 @@ var (
 	acquireSrc string
 	//go:embed scripts/renew.lua
 	renewSrc string
+	//go:embed scripts/revoke.lua
+	revokeSrc string
 	//go:embed scripts/release.lua
 	releaseSrc string
 	//go:embed scripts/leave.lua
@@ -91,10 +93,13 @@ type Store struct {
 	// lastHealthErr is the last Health's error; nil after a success.
 	lastHealthErr atomic.Pointer[string]
 
-	acquire, renew, release, transfer, leave, keepalive, inspect *redis.Script
+	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *redis.Script
 }
 
-var _ lockcore.Store = (*Store)(nil)
+var (
+	_ lockcore.Store    = (*Store)(nil)
+	_ lockcore.Upstream = (*Store)(nil)
+)
 
 // New returns a Store over rdb. The Store owns rdb: Close closes it.
 // rdb should have its own retries turned off (MaxRetries: -1), because the
@@ -118,6 +123,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		sharded:   flag(cluster),
 		acquire:   script(acquireSrc),
 		renew:     script(renewSrc),
+		revoke:    script(revokeSrc),
 		release:   script(releaseSrc),
 		transfer:  script(transferSrc),
 		leave:     script(leaveSrc),
@@ -129,7 +135,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	if s.onReset == nil {
 		s.onReset = func() {}
 	}
-	s.watcher = newWatcher(rdb, cluster, opt.Logger)
+	s.watcher = newWatcher(rdb, opt.Logger)
 	return s, nil
 }
 
@@ -219,11 +225,11 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	}
 	v, _, err := s.run(ctx, s.acquire, keys, func(bool) []any { return args })
 	if err != nil {
-		return lockcore.Grant{}, fmt.Errorf("acquire: %w", err)
+		return lockcore.Grant{}, err
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 4 {
-		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
+	if !ok || len(arr) != 5 {
+		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", v)
 	}
 	if arr[0] == int64(3) {
 		s.onReset()
@@ -235,16 +241,17 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	switch arr[0] {
 	case int64(1):
 		if g.Token, ok = arr[1].(string); !ok {
-			return lockcore.Grant{}, fmt.Errorf("acquire: unexpected token %v", arr[1])
+			return lockcore.Grant{}, fmt.Errorf("unexpected token in reply to acquire: %v", arr[1])
 		}
-		g.Acquired = true
+		ttl, _ := arr[4].(int64)
+		g.Acquired, g.TTL = true, time.Duration(max(ttl, 0))*time.Millisecond
 	case int64(0):
 		pttl, _ := arr[1].(int64)
 		g.HolderTTL = time.Duration(max(pttl, 0)) * time.Millisecond
 	case int64(2):
 		g.Head = g.First
 	default:
-		return lockcore.Grant{}, fmt.Errorf("acquire: unexpected reply %v", v)
+		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", v)
 	}
 	return g, nil
 }
@@ -253,18 +260,18 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (lockcore.Transferred, error) {
 	fence, _, ok := lockcore.ParseToken(req.To)
 	if !ok {
-		return lockcore.Transferred{}, fmt.Errorf("transfer: bad token %q", req.To)
+		return lockcore.Transferred{}, fmt.Errorf("transfer to a bad token %q", req.To)
 	}
 	k := s.keys(req.Name)
 	v, _, err := s.run(ctx, s.transfer, k.list(), func(bool) []any {
 		return []any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}
 	})
 	if err != nil {
-		return lockcore.Transferred{}, fmt.Errorf("transfer: %w", err)
+		return lockcore.Transferred{}, err
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 3 {
-		return lockcore.Transferred{}, fmt.Errorf("transfer: unexpected reply %v", v)
+		return lockcore.Transferred{}, fmt.Errorf("unexpected reply to transfer: %v", v)
 	}
 	t := lockcore.Transferred{OK: arr[0] == int64(1)}
 	t.First, _ = arr[1].(string)
@@ -273,15 +280,41 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 }
 
 // Renew implements lockcore.Store.
-func (s *Store) Renew(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
-	k := s.keys(name)
+func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
+	k := s.keys(req.Name)
 	v, _, err := s.run(ctx, s.renew, k.list(), func(bool) []any {
-		return []any{token, ms(ttl), s.retention}
+		return []any{req.Token, ms(req.TTL), s.retention, flag(req.Foreign)}
 	})
 	if err != nil {
-		return false, fmt.Errorf("renew: %w", err)
+		return lockcore.Renewed{}, err
+	}
+	return lockcore.Renewed{OK: v == int64(1), Revoked: v == int64(2)}, nil
+}
+
+// revokeChannel is where sidecar id hears of its clients' locks revoked.
+// It is a classic channel, even on a Cluster, where a PUBLISH reaches
+// every node: a sidecar cannot subscribe to one slot per lock it holds.
+func (s *Store) revokeChannel(id string) string { return s.prefix + "sidecar:" + id }
+
+// Revoke implements lockcore.Store.
+func (s *Store) Revoke(ctx context.Context, req lockcore.RevokeRequest) (bool, error) {
+	k := s.keys(req.Name)
+	v, _, err := s.run(ctx, s.revoke, k.list(), func(repeat bool) []any {
+		return []any{req.Token, flag(repeat), s.revokeChannel(req.Holder), req.Token + " " + req.Name}
+	})
+	if err != nil {
+		return false, err
 	}
 	return v == int64(1), nil
+}
+
+// WatchRevokes implements lockcore.Store.
+func (s *Store) WatchRevokes(ctx context.Context, id string, revoked func(name, token string)) (func(), error) {
+	return s.watcher.watch(ctx, s.revokeChannel(id), false, func(msg string, ok bool) {
+		if token, name, found := strings.Cut(msg, " "); ok && found {
+			revoked(name, token)
+		}
+	})
 }
 
 func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []any {
@@ -296,7 +329,7 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 func parseReleased(v any) (lockcore.Released, error) {
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 4 {
-		return lockcore.Released{}, fmt.Errorf("release: unexpected reply %v", v)
+		return lockcore.Released{}, fmt.Errorf("unexpected reply to release: %v", v)
 	}
 	r := lockcore.Released{Released: arr[0] == int64(1)}
 	r.Next, _ = arr[1].(string)
@@ -312,7 +345,7 @@ func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockc
 		return s.releaseArgs(req, k, repeat)
 	})
 	if err != nil {
-		return lockcore.Released{}, fmt.Errorf("release: %w", err)
+		return lockcore.Released{}, err
 	}
 	r, err := parseReleased(v)
 	r.Repeated = repeated
@@ -355,7 +388,7 @@ func (s *Store) Leave(ctx context.Context, name, waiter string) error {
 	k := s.keys(name)
 	_, _, err := s.run(ctx, s.leave, k.list(), func(bool) []any { return []any{waiter, k.wake, s.sharded} })
 	if err != nil {
-		return fmt.Errorf("leave: %w", err)
+		return err
 	}
 	return nil
 }
@@ -375,15 +408,22 @@ func (s *Store) KeepAlive(ctx context.Context, name string, waiters []string, tt
 		return args
 	})
 	if err != nil {
-		return fmt.Errorf("keepalive: %w", err)
+		return err
 	}
 	return nil
 }
 
 // Watch implements lockcore.Store with one subscriber connection for the
-// whole store, subscribed to a name's channel only while it is watched.
+// whole store (one per name on a Cluster), subscribed to a name's channel
+// only while it is watched.
 func (s *Store) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
-	return s.watcher.watch(ctx, s.keys(name).wake, wake)
+	return s.watcher.watch(ctx, s.keys(name).wake, s.sharded == "1", func(msg string, ok bool) {
+		if !ok {
+			wake(lockcore.Wake{}) // messages may have been missed: look again
+			return
+		}
+		wake(parseWake(msg))
+	})
 }
 
 // Inspect implements lockcore.Store.
@@ -391,11 +431,11 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	k := s.keys(name)
 	v, _, err := s.run(ctx, s.inspect, k.list(), func(bool) []any { return nil })
 	if err != nil {
-		return lockcore.State{}, fmt.Errorf("inspect: %w", err)
+		return lockcore.State{}, err
 	}
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 4 {
-		return lockcore.State{}, fmt.Errorf("inspect: unexpected reply %v", v)
+		return lockcore.State{}, fmt.Errorf("unexpected reply to inspect: %v", v)
 	}
 	var st lockcore.State
 	if f, ok := arr[2].(string); ok {
@@ -407,7 +447,10 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	if token, ok := arr[0].(string); ok {
 		pttl, _ := arr[1].(int64)
 		st.Held, st.Token, st.TTL = true, token, time.Duration(max(pttl, 0))*time.Millisecond
-		st.Fence, _, _ = lockcore.ParseToken(token)
+		if t, ok := strings.CutSuffix(token, "!"); ok && lockcore.RevokedToken(t) == token {
+			st.Token, st.Revoked = t, true
+		}
+		st.Fence, _, _ = lockcore.ParseToken(st.Token)
 	}
 	return st, nil
 }
@@ -569,8 +612,11 @@ func NewClient(url string, tune ...func(*redis.Options)) (redis.UniversalClient,
 	return redis.NewClient(opt), nil
 }
 
-// Close stops the watcher and closes the Redis client.
+// Close stops the watcher and closes the Redis client. Errors closing
+// connections to the upstream (a TLS close alert it did not take, say) are
+// not reported: they say nothing of the locks, which are left to expire.
 func (s *Store) Close() error {
 	s.watcher.close()
-	return s.rdb.Close()
+	_ = s.rdb.Close()
+	return nil
 }

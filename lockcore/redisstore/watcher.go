@@ -13,50 +13,77 @@ import (
 	"github.com/lockproxy/lockproxy/lockcore"
 )
 
-// watcher delivers wake messages for watched names. On a single Redis (or
-// Sentinel) it uses one subscriber connection for the whole store,
-// subscribed to a name's channel only while the name is watched. On a
-// Cluster, sharded channels live on their slot's node, so each watched name
-// gets its own sharded subscription.
+// watcher delivers pub/sub messages to the watchers of a channel. Classic
+// channels (every name's wakes on one Redis or Sentinel, and each sidecar's
+// revocations everywhere) share one subscriber connection, subscribed to a
+// channel only while someone watches it. On a Cluster, a name's sharded
+// channel lives on its slot's node, so it gets a subscription of its own.
+//
+// Subscribing and unsubscribing are network calls, made in order by one
+// goroutine (run), never under mu, so that a slow upstream holds up no
+// delivery and no watch of another channel.
 type watcher struct {
-	rdb     redis.UniversalClient
-	sharded bool
-	log     interface{ Warn(string, ...any) }
+	rdb redis.UniversalClient
+	log interface{ Warn(string, ...any) }
 
-	mu     sync.Mutex
-	ps     *redis.PubSub            // guarded by mu; the shared connection, made on first use
-	subs   map[string]*subscription // guarded by mu; by channel
-	closed bool                     // guarded by mu
-	done   chan struct{}            // closed by close
-	loops  sync.WaitGroup           // receive loops
+	mu      sync.Mutex
+	subs    map[string]*subscription // guarded by mu; by channel
+	pending []op                     // guarded by mu; for run, in order
+	closed  bool                     // guarded by mu
+	kick    chan struct{}            // run has pending ops; buffered 1
+	done    chan struct{}            // closed by close
+	runDone chan struct{}            // closed when run returns
+	loops   sync.WaitGroup           // the receive loops
+
+	// Owned by run; read by close once run has returned.
+	ps      *redis.PubSub   // the shared classic connection, made on first use
+	sharded []*redis.PubSub // every sharded connection made, to close
 }
-
-// wakeFn is one watch's callback.
-type wakeFn struct{ fn func(lockcore.Wake) }
 
 // subscription is one channel's watchers.
 type subscription struct {
-	fns   map[*wakeFn]struct{}
-	ready chan struct{} // closed once Redis confirms the subscription
-	ps    *redis.PubSub // its own connection when sharded
+	channel string
+	sharded bool
+	fns     map[*watchFn]struct{} // guarded by watcher.mu
+	ready   chan struct{}         // closed once Redis confirms the subscription
+	ps      *redis.PubSub         // its own connection when sharded; owned by run
 }
+
+// watchFn is one watch's callback: a message, or (ok false) word that
+// messages may have been missed.
+type watchFn struct{ fn func(msg string, ok bool) }
+
+// op is a subscription change for run to make.
+type op struct {
+	sub       *subscription
+	subscribe bool
+}
+
+// opTimeout bounds one subscribe or unsubscribe call. go-redis subscribes
+// again by itself when its connection comes back, so a call that times out
+// loses nothing for good: the waiters poll meanwhile.
+const opTimeout = 2 * time.Second
 
 type nopLog struct{}
 
 func (nopLog) Warn(string, ...any) {}
 
-func newWatcher(rdb redis.UniversalClient, sharded bool, log interface{ Warn(string, ...any) }) *watcher {
+func newWatcher(rdb redis.UniversalClient, log interface{ Warn(string, ...any) }) *watcher {
 	if log == nil {
 		log = nopLog{}
 	}
-	return &watcher{rdb: rdb, sharded: sharded, log: log, subs: make(map[string]*subscription), done: make(chan struct{})}
+	w := &watcher{rdb: rdb, log: log, subs: make(map[string]*subscription),
+		kick: make(chan struct{}, 1), done: make(chan struct{}), runDone: make(chan struct{})}
+	go w.run()
+	return w
 }
 
 var errWatcherClosed = errors.New("redisstore: closed")
 
-// watch subscribes fn to channel and returns once Redis confirms it.
-func (w *watcher) watch(ctx context.Context, channel string, fn func(lockcore.Wake)) (func(), error) {
-	wf := &wakeFn{fn}
+// watch calls fn with each message on channel, and returns once Redis
+// confirms the subscription, or ctx ends. stop never blocks.
+func (w *watcher) watch(ctx context.Context, channel string, sharded bool, fn func(msg string, ok bool)) (func(), error) {
+	wf := &watchFn{fn}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -64,36 +91,15 @@ func (w *watcher) watch(ctx context.Context, channel string, fn func(lockcore.Wa
 	}
 	sub := w.subs[channel]
 	if sub == nil {
-		sub = &subscription{fns: make(map[*wakeFn]struct{}), ready: make(chan struct{})}
+		sub = &subscription{channel: channel, sharded: sharded, fns: make(map[*watchFn]struct{}), ready: make(chan struct{})}
 		w.subs[channel] = sub
-		var err error
-		if w.sharded {
-			// Subscribe before the receive loop reads: a cluster PubSub picks
-			// its node when it first connects, by the channels it has then,
-			// and a read with none yet would pin it to a random node.
-			sub.ps = w.rdb.SSubscribe(context.Background())
-			err = sub.ps.SSubscribe(ctx, channel)
-			w.loops.Add(1)
-			go w.receive(sub.ps)
-		} else {
-			if w.ps == nil {
-				w.ps = w.rdb.Subscribe(context.Background())
-				w.loops.Add(1)
-				go w.receive(w.ps)
-			}
-			err = w.ps.Subscribe(ctx, channel)
-		}
-		if err != nil {
-			// Not fatal: go-redis subscribes again when it reconnects, and
-			// the waiters poll meanwhile.
-			w.log.Warn("subscribing to wakes failed; waiters poll until it works", "channel", channel, "err", err)
-		}
+		w.enqueueLocked(op{sub: sub, subscribe: true})
 	}
 	sub.fns[wf] = struct{}{}
 	ready := sub.ready
 	w.mu.Unlock()
 
-	stop := func() { w.unwatch(channel, sub, wf) }
+	stop := func() { w.unwatch(sub, wf) }
 	select {
 	case <-ready:
 		return stop, nil
@@ -103,33 +109,99 @@ func (w *watcher) watch(ctx context.Context, channel string, fn func(lockcore.Wa
 	}
 }
 
-func (w *watcher) unwatch(channel string, sub *subscription, wf *wakeFn) {
+func (w *watcher) unwatch(sub *subscription, wf *watchFn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := sub.fns[wf]; !ok {
 		return
 	}
 	delete(sub.fns, wf)
-	if len(sub.fns) > 0 || w.subs[channel] != sub {
+	if len(sub.fns) > 0 || w.subs[sub.channel] != sub {
 		return
 	}
-	delete(w.subs, channel)
-	if w.closed {
-		return
+	delete(w.subs, sub.channel)
+	if !w.closed {
+		w.enqueueLocked(op{sub: sub})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+}
+
+// enqueueLocked hands op to run. w.mu is held.
+func (w *watcher) enqueueLocked(o op) {
+	w.pending = append(w.pending, o)
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run makes the subscription changes, one at a time, in the order asked.
+// A channel watched again after it was let go is unsubscribed and then
+// subscribed again, which leaves it subscribed.
+func (w *watcher) run() {
+	defer close(w.runDone)
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		ops := w.pending
+		w.pending = nil
+		w.mu.Unlock()
+		for _, o := range ops {
+			select {
+			case <-w.done:
+				return
+			default:
+			}
+			w.apply(o)
+		}
+	}
+}
+
+// apply makes one subscription change. Only run calls it.
+func (w *watcher) apply(o op) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if sub.ps != nil {
-		_ = sub.ps.Close()
-	} else {
-		// A wake that slips in before this lands is ignored: nobody watches.
-		_ = w.ps.Unsubscribe(ctx, channel)
+	sub := o.sub
+	var err error
+	switch {
+	case o.subscribe && sub.sharded:
+		// Subscribe before the receive loop reads: a cluster PubSub picks
+		// its node when it first connects, by the channels it has then,
+		// and a read with none yet would pin it to a random node.
+		sub.ps = w.rdb.SSubscribe(context.Background())
+		w.sharded = append(w.sharded, sub.ps)
+		err = sub.ps.SSubscribe(ctx, sub.channel)
+		w.loops.Add(1)
+		go w.receive(sub.ps)
+	case o.subscribe:
+		if w.ps == nil {
+			w.ps = w.rdb.Subscribe(context.Background())
+			w.loops.Add(1)
+			go w.receive(w.ps)
+		}
+		err = w.ps.Subscribe(ctx, sub.channel)
+	case sub.sharded:
+		if sub.ps != nil {
+			err = sub.ps.Close()
+		}
+	default:
+		// A message that slips in before this lands is ignored: nobody
+		// watches the channel.
+		err = w.ps.Unsubscribe(ctx, sub.channel)
+	}
+	if err != nil && o.subscribe {
+		// Not fatal: go-redis subscribes again when it reconnects, and the
+		// waiters poll meanwhile.
+		w.log.Warn("subscribing failed; go-redis subscribes again when it reconnects (waiters poll, and holders learn of revocations at their next renewal, meanwhile)", "channel", sub.channel, "err", err)
 	}
 }
 
 // receive reads one subscriber connection until it is closed. go-redis
-// reconnects and subscribes again after an error; wakes sent meanwhile are
-// lost, so every watcher is told to look again ("").
+// reconnects and subscribes again after an error; messages sent meanwhile
+// are lost, so every watcher is told to look again.
 func (w *watcher) receive(ps *redis.PubSub) {
 	defer w.loops.Done()
 	broken := false
@@ -159,9 +231,8 @@ func (w *watcher) receive(ps *redis.PubSub) {
 				continue
 			}
 			w.mu.Lock()
-			sub := w.subs[m.Channel]
-			var fns []*wakeFn
-			if sub != nil {
+			var fns []*watchFn
+			if sub := w.subs[m.Channel]; sub != nil {
 				select {
 				case <-sub.ready:
 					if broken {
@@ -173,22 +244,51 @@ func (w *watcher) receive(ps *redis.PubSub) {
 			}
 			w.mu.Unlock()
 			for _, f := range fns {
-				f.fn(lockcore.Wake{})
+				f.fn("", false)
 			}
 		case *redis.Message:
 			broken = false
 			w.mu.Lock()
-			var fns []*wakeFn
+			var fns []*watchFn
 			if sub := w.subs[m.Channel]; sub != nil {
 				fns = listFns(sub)
 			}
 			w.mu.Unlock()
-			wake := parseWake(m.Payload)
 			for _, f := range fns {
-				f.fn(wake)
+				f.fn(m.Payload, true)
 			}
 		}
 	}
+}
+
+func listFns(sub *subscription) []*watchFn {
+	fns := make([]*watchFn, 0, len(sub.fns))
+	for f := range sub.fns {
+		fns = append(fns, f)
+	}
+	return fns
+}
+
+// close ends every subscription and waits for the loops.
+func (w *watcher) close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	close(w.done)
+	w.mu.Unlock()
+	// run may be in a call; its timeout bounds the wait. Once it has
+	// returned, what it made is this goroutine's to close.
+	<-w.runDone
+	if w.ps != nil {
+		_ = w.ps.Close()
+	}
+	for _, ps := range w.sharded {
+		_ = ps.Close()
+	}
+	w.loops.Wait()
 }
 
 // parseWake reads a wake message: "<waiter>"; "<waiter> <token> <ttl ms>"
@@ -210,33 +310,4 @@ func parseWake(payload string) lockcore.Wake {
 		return lockcore.Wake{Waiter: f[0], Token: f[1], TTL: time.Duration(ms) * time.Millisecond}
 	}
 	return lockcore.Wake{Waiter: payload}
-}
-
-func listFns(sub *subscription) []*wakeFn {
-	fns := make([]*wakeFn, 0, len(sub.fns))
-	for f := range sub.fns {
-		fns = append(fns, f)
-	}
-	return fns
-}
-
-// close ends every subscription and waits for the receive loops.
-func (w *watcher) close() {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	w.closed = true
-	close(w.done)
-	if w.ps != nil {
-		_ = w.ps.Close()
-	}
-	for _, sub := range w.subs {
-		if sub.ps != nil {
-			_ = sub.ps.Close()
-		}
-	}
-	w.mu.Unlock()
-	w.loops.Wait()
 }

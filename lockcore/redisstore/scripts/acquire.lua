@@ -6,17 +6,24 @@
 -- ARGV[8] with KEYS[5]: the epoch the sidecar last checked (see Health)
 -- A queued waiter's entry keeps its nonce and ttl, so that a release on any
 -- sidecar can grant it the lock.
--- Returns {1, token, first, now} when the nonce holds the lock now;
--- {0, pttl, first, now} when another token holds it;
--- {2, 0, first, now} when it is free but reserved for the first live waiter;
--- {3, 0, false, 0} when the epoch key is not what the sidecar last saw: the
--- upstream lost its data (or another server took over) since, and holders
--- through the old one may not know yet, so nothing is granted.
+-- Returns {1, token, first, now, ttl} when the nonce holds the lock now,
+-- for ttl ms more: a lock it already held is not extended, since the
+-- sidecar that asked may never have learned of it;
+-- {0, pttl, first, now, 0} when another token holds it (or a revoked one);
+-- {2, 0, first, now, 0} when it is free but reserved for the first live waiter;
+-- {3, 0, false, 0, 0} when the epoch key is not what the sidecar last saw:
+-- the upstream lost its data (or another server took over) since, and
+-- holders through the old one may not know yet, so nothing is granted.
 -- first is the first live waiter after this call, or false; now is Redis's
 -- clock in µs, which orders what replies say of the queue.
 if KEYS[5] and redis.call('GET', KEYS[5]) ~= ARGV[8] then
-  return {3, 0, false, 0}
+  return {3, 0, false, 0, 0}
 end
+-- A Redis out of memory refuses this at once, as it refuses any first write
+-- that may use memory, whatever path the script would take: without it, a
+-- dequeue (which frees memory) would come first, and Redis lets every
+-- write after a script's first one through.
+oom_check()
 
 local ttl = tonumber(ARGV[2])
 local waiter = ARGV[4]
@@ -35,15 +42,14 @@ end
 
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  -- A retry of an acquire whose reply was lost finds its own nonce: succeed again.
+  -- A retry of an acquire whose reply was lost, or a waiter that a release
+  -- granted the lock, finds its own nonce: succeed again, as it stands.
   if matches(cur, ':' .. ARGV[1]) then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[3]))
     dequeue(waiter)
-    return {1, cur, live_head(now_ms), now_us}
+    return {1, cur, live_head(now_ms), now_us, redis.call('PTTL', KEYS[1])}
   end
   enqueue()
-  return {0, redis.call('PTTL', KEYS[1]), live_head(now_ms), now_us}
+  return {0, redis.call('PTTL', KEYS[1]), live_head(now_ms), now_us, 0}
 end
 
 local head = live_head(now_ms)
@@ -52,8 +58,8 @@ if head and head ~= waiter then
   -- Free but reserved: nudge the head's sidecar, which may have missed the
   -- release (expiry publishes nothing).
   wake(ARGV[6], ARGV[7], head)
-  return {2, 0, head, now_us}
+  return {2, 0, head, now_us, 0}
 end
 dequeue(waiter)
 local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us)
-return {1, token, live_head(now_ms), now_us}
+return {1, token, live_head(now_ms), now_us, ttl}

@@ -1,7 +1,9 @@
 -- Shared by every script: lockproxy prepends this file to each one when it
 -- loads it, since Redis scripts cannot include one another.
 -- Keys, by the convention of every script:
--- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl)
+-- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl; "<token>!" once
+--         revoked: held, but by no client, until the holder's sidecar
+--         releases it)
 -- KEYS[2] fence key (hash: fence = last fence issued, released = last released token)
 -- KEYS[3] queue (zset: waiter -> arrival time in µs)
 -- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>"; the
@@ -64,6 +66,14 @@ end
 -- wake tells the sidecar of waiter that it is first.
 local function wake(channel, sharded, waiter)
   redis.call(sharded == '1' and 'SPUBLISH' or 'PUBLISH', channel, waiter)
+end
+
+-- oom_check fails the script, before it writes anything, when Redis is out
+-- of memory: SETRANGE with nothing to set changes nothing, but it is a
+-- command that may use memory, which Redis refuses as a script's first
+-- write under maxmemory.
+local function oom_check()
+  redis.call('SETRANGE', KEYS[1], 0, '')
 end
 
 -- matches reports whether the held token cur is want, or has the nonce of a

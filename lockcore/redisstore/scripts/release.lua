@@ -1,11 +1,11 @@
 -- Free a lock if the token holds it, and hand it on to the first live
 -- waiter: to the candidate (of this sidecar) in the same step when it is
 -- first; else, when grant_ttl is set, to the first waiter of another
--- sidecar, for at most grant_ttl until its sidecar renews it, sending it the
--- token in the wake "<waiter> <token> <ttl ms>", then "~first <first> <now>"
--- (the first live waiter afterwards, if any: news for every sidecar, which
--- sidecars that predate it ignore as a wake of no waiter of theirs); else by
--- waking that sidecar.
+-- sidecar, for at most grant_ttl until its sidecar renews it, sending
+-- "~first <first> <now>" (the first live waiter afterwards, if any: news for
+-- every sidecar, which sidecars that predate it ignore as a wake of no
+-- waiter of theirs) and then the token, in the wake "<waiter> <token> <ttl
+-- ms>"; else by waking that sidecar.
 -- ARGV[1] token, or ":<nonce>" to match any fence; ARGV[2] fence retention ms;
 -- ARGV[3] "1" when this call repeats one whose reply was lost;
 -- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
@@ -41,11 +41,14 @@ if head ~= ARGV[4] then
     ttl = math.min(ttl, grant_ttl)
     dequeue(head)
     local token = grant(nonce, ttl, retention, now_us)
-    wake(ARGV[7], ARGV[8], head .. ' ' .. token .. ' ' .. ttl)
     local first = live_head(now_ms)
+    -- Who is first goes out before the grant: a sidecar whose waiter is
+    -- granted learns who is next before that waiter can release, so its
+    -- next release can go to that one without a round trip.
     if first then
       wake(ARGV[7], ARGV[8], '~first ' .. first .. ' ' .. string.format('%d', now_us))
     end
+    wake(ARGV[7], ARGV[8], head .. ' ' .. token .. ' ' .. ttl)
     return {1, false, first, now_us}
   end
   wake(ARGV[7], ARGV[8], head)

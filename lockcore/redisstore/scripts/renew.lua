@@ -1,9 +1,19 @@
 -- Set a lock's ttl if the token holds it. Repeating it is harmless.
--- ARGV[1] token, or ":<nonce>" to match any fence; ARGV[2] ttl ms; ARGV[3] fence retention ms
--- Returns 1 when renewed, 0 when the token does not hold the lock.
-if matches(redis.call('GET', KEYS[1]), ARGV[1]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+-- ARGV[1] token, or ":<nonce>" to match any fence; ARGV[2] ttl ms;
+-- ARGV[3] fence retention ms; ARGV[4] "1" when the caller is not the
+-- lease's holder: the ttl may then grow, never shrink, since the holder
+-- vouches for the lock until a validity computed from the ttl it set.
+-- Returns 1 when renewed (for at least the ttl), 0 when the token does not
+-- hold the lock, 2 when it held it until a revoke took it (see revoke.lua).
+local cur = redis.call('GET', KEYS[1])
+if not matches(cur, ARGV[1]) then
+  if cur and cur == ARGV[1] .. '!' then return 2 end
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+if ARGV[4] == '1' and redis.call('PTTL', KEYS[1]) >= ttl then
   return 1
 end
-return 0
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[3]))
+return 1

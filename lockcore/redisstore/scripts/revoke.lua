@@ -1,0 +1,20 @@
+-- Revoke a lock for a connection that is not its holder's, when the holder
+-- is a client of another sidecar: the lock stays held, with its ttl, under
+-- "<token>!", which no client has, so nobody is granted it while its
+-- holder may still believe it holds it; the holder's sidecar is told on its
+-- own channel, ends the lease, tells its client, and releases "<token>!".
+-- If it never does, the lock expires by its ttl.
+-- ARGV[1] token (a full one); ARGV[2] "1" when this call repeats one whose
+-- reply was lost; ARGV[3] the holder's sidecar's channel; ARGV[4] the
+-- message: "<token> <name>"
+-- Returns 1 when revoked, 0 when the token did not hold the lock (or was
+-- revoked already, by another call).
+local cur = redis.call('GET', KEYS[1])
+if cur and cur == ARGV[1] .. '!' then
+  if ARGV[2] == '1' then return 1 end
+  return 0
+end
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], cur .. '!', 'KEEPTTL')
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
