@@ -3,9 +3,11 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,8 +140,9 @@ func TestKeysExpire(t *testing.T) {
 	}
 	keys, _ := rdb.Keys(ctx, "*").Result()
 	for _, k := range keys {
-		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
-			t.Errorf("key %q has no ttl (%v): it would stay forever", k, ttl)
+		// -1: no ttl. (-2, gone already, is what the test waits for below.)
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl == -1 {
+			t.Errorf("key %q has no ttl: it would stay forever", k)
 		}
 	}
 	// Expiry is the event under test: wait for Redis to drop the keys.
@@ -322,5 +325,126 @@ func TestConformanceCluster(t *testing.T) {
 	t.Logf("pub/sub calls on the cluster: %v", calls)
 	if calls["spublish"] == 0 || calls["ssubscribe"] == 0 || calls["publish"] != 1 || calls["subscribe"] != 1 {
 		t.Errorf("pub/sub calls on the cluster %v: want sharded ones only", calls)
+	}
+}
+
+// A Redis out of memory refuses every grant the same way: a waiter's try,
+// whose first write would be a dequeue (which frees memory, and after which
+// Redis lets every write of the script through), as much as a plain one.
+// Releases still work.
+func TestOutOfMemoryRefusesEveryGrant(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:"})
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	holder := mustGrant(t, s, lockcore.AcquireRequest{Name: "oom", Nonce: "h", TTL: time.Minute})
+	waiter := lockcore.AcquireRequest{Name: "oom", Nonce: "w", TTL: time.Minute, Waiter: "elsewhere:1", WaiterTTL: time.Minute}
+	if g, err := s.Acquire(ctx, waiter); err != nil || g.Acquired {
+		t.Fatalf("waiter while held = %+v, %v; want queued", g, err)
+	}
+	used, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(used, "used_memory:")
+	n, _ := strconv.Atoi(strings.TrimSpace(rest[:strings.IndexByte(rest, '\n')]))
+	// Below what is used: every write that may use memory is refused.
+	if err := rdb.ConfigSet(ctx, "maxmemory", strconv.Itoa(n/2)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.ConfigSet(ctx, "maxmemory", "0") })
+	if r, err := s.Release(ctx, lockcore.ReleaseRequest{Name: "oom", Token: holder}); err != nil || !r.Released {
+		t.Fatalf("release under OOM = %+v, %v; want released", r, err)
+	}
+	for _, req := range []lockcore.AcquireRequest{waiter, {Name: "oom-free", Nonce: "p", TTL: time.Minute}} {
+		g, err := s.Acquire(ctx, req)
+		if err == nil || !strings.Contains(err.Error(), "OOM") || g.Acquired {
+			t.Errorf("acquire %+v under OOM = %+v, %v; want an OOM error", req, g, err)
+		}
+	}
+	if st, _ := s.Inspect(ctx, "oom"); st.Held || st.Queued != 1 {
+		t.Errorf("after the refused acquire: %+v; want free, the waiter still queued", st)
+	}
+}
+
+func mustGrant(t *testing.T, s *redisstore.Store, req lockcore.AcquireRequest) string {
+	t.Helper()
+	g, err := s.Acquire(context.Background(), req)
+	if err != nil || !g.Acquired {
+		t.Fatalf("Acquire(%+v) = %+v, %v", req, g, err)
+	}
+	return g.Token
+}
+
+// Subscribing is network I/O, which must hold up no other watch's wakes:
+// on a Cluster each name's sharded subscription dials its slot's node, and
+// a node that does not answer must not stall the wakes of names elsewhere.
+func TestSlowSubscribeBlocksNoWakes(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	var stuck atomic.Value // the address whose dials hang, until released
+	stuck.Store("")
+	release := make(chan struct{})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == stuck.Load() {
+				select { // a node that takes no connections, until released
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+	s, err := redisstore.New(rdb, redisstore.Options{Prefix: "lock:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer close(release) // before Close, which waits for the hung subscription
+	// A name on the first node's slots, and one on the second's (each node
+	// has a third of the slots, in order).
+	onNode := func(i int) string {
+		for n := 0; ; n++ {
+			name := "slow" + strconv.Itoa(n)
+			if int(slot(name))*3/16384 == i {
+				return name
+			}
+		}
+	}
+	near, far := onNode(0), onNode(1)
+	wakes := make(chan lockcore.Wake, 4)
+	stop, err := s.Watch(context.Background(), near, func(w lockcore.Wake) { wakes <- w })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	stuck.Store(cl.Nodes[1].Addr())
+	farDone := make(chan struct{})
+	go func() {
+		defer close(farDone)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if stop, err := s.Watch(ctx, far, func(lockcore.Wake) {}); err == nil {
+			stop()
+		}
+	}()
+	defer func() { <-farDone }()
+	// The far watch is dialing its node, which hangs. A release of the
+	// near name wakes its waiter all the same.
+	holder := mustGrant(t, s, lockcore.AcquireRequest{Name: near, Nonce: "h", TTL: time.Minute})
+	if g, err := s.Acquire(context.Background(), lockcore.AcquireRequest{Name: near, Nonce: "w", TTL: time.Minute, Waiter: "elsewhere:1", WaiterTTL: time.Minute}); err != nil || g.Acquired {
+		t.Fatalf("waiter = %+v, %v", g, err)
+	}
+	if r, err := s.Release(context.Background(), lockcore.ReleaseRequest{Name: near, Token: holder}); err != nil || !r.Released {
+		t.Fatalf("release = %+v, %v", r, err)
+	}
+	select {
+	case w := <-wakes:
+		if w.Waiter != "elsewhere:1" {
+			t.Errorf("wake %+v", w)
+		}
+	case <-time.After(2 * time.Second): // far below go-redis's 5s dial timeout
+		t.Fatal("no wake within 2s while another name's subscription hangs")
 	}
 }
