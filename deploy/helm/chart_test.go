@@ -864,7 +864,7 @@ var (
 func binaryVars(t *testing.T) map[string]bool {
 	t.Helper()
 	varsOnce.Do(func() {
-		const src = "../../cmd/lockproxy/config.go"
+		const src = "../../internal/sidecar/config.go"
 		f, err := parser.ParseFile(token.NewFileSet(), src, nil, 0)
 		if err != nil {
 			varsErr = err
