@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/lockproxy/lockproxy/internal/sidecar"
-	"github.com/lockproxy/lockproxy/metrics"
 )
 
 // run is lockproxy's whole life: read the flags and the environment, run
@@ -31,7 +30,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		return fmt.Errorf("unexpected arguments %q: lockproxy takes its settings from LOCKPROXY_* environment variables only (lockproxy -h lists them)", fs.Args())
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "lockproxy", metrics.Version())
+		fmt.Fprintln(stdout, "lockproxy", sidecar.Version())
 		return nil
 	}
 	cfg, err := sidecar.LoadConfig(environ)

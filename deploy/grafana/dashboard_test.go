@@ -56,7 +56,7 @@ func gather(t *testing.T) exposition {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	m := metrics.New(reg, "test")
 	for _, op := range upstreamOps {
 		m.Upstream(op, time.Millisecond)
 	}

@@ -91,7 +91,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.metrics = metrics.New(reg)
+	a.metrics = metrics.New(reg, Version())
 
 	storeKind := "embedded"
 	var store interface {
@@ -146,7 +146,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
 		Password:     cfg.Password,
-		Version:      metrics.Version(),
+		Version:      Version(),
 		Store:        storeKind,
 		UpstreamUp:   a.upstreamUp.Load,
 		UpstreamRisks: func() []string {
@@ -193,7 +193,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 
 	go a.watchUpstream(hctx)
 
-	a.log.Info("lockproxy started", "version", metrics.Version(), "listen", a.srv.Addr().String(),
+	a.log.Info("lockproxy started", "version", Version(), "listen", a.srv.Addr().String(),
 		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
 	if storeKind == "embedded" {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
