@@ -909,3 +909,16 @@ func TestTTLBelowMinimumChangesNothing(t *testing.T) {
 		}
 	})
 }
+
+// LOCKPROXY_MAX_WAIT=0 allows only try-once acquires, as the docs say: it
+// is not taken for "unset" and replaced by the default.
+func TestMaxWaitZero(t *testing.T) {
+	p := startProxy(t, map[string]string{"MAX_WAIT": "0"})
+	mustToken(t, p.conn(t, 2), "try-once", 60000)
+	other := p.conn(t, 2)
+	mustNull(t, other, "try-once", 60000, "WAIT", 0)
+	err := do(t, other, "LOCK.ACQUIRE", "try-once", 60000, "WAIT", 1).Err()
+	if err == nil || err.Error() != "ERR timeout is out of range: WAIT is at most 0 ms (LOCKPROXY_MAX_WAIT)" {
+		t.Errorf("WAIT 1 with LOCKPROXY_MAX_WAIT=0: %v", err)
+	}
+}

@@ -140,7 +140,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.h = commands.New(a.locks, commands.Config{
+	a.h, err = commands.New(a.locks, commands.Config{
 		MinTTL:       cfg.MinTTL,
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
@@ -158,6 +158,10 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 		Observer: a.metrics,
 		Logger:   a.log,
 	})
+	if err != nil {
+		return nil, err
+	}
+
 	network, addr := "tcp", cfg.Listen
 	hctx, cancel := context.WithCancel(context.Background())
 	a.stopHealth = cancel
