@@ -140,6 +140,13 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Shutdown stops its background work after a full start; this, after
+	// a failed one.
+	undo = append(undo, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = a.locks.Shutdown(ctx)
+	})
 	a.h, err = commands.New(a.locks, commands.Config{
 		MinTTL:       cfg.MinTTL,
 		MaxTTL:       cfg.MaxTTL,
