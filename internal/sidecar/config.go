@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/resp"
 )
 
 // EnvPrefix begins the name of every variable of Config.
@@ -270,6 +271,31 @@ func (c Config) logAttrs() []any {
 // up to LOCKPROXY_MAX_TTL and the drift allowed for them included.
 func (c Config) quietPeriod() time.Duration {
 	return c.QuietPeriod.or(c.MaxTTL + lockcore.Drift(c.MaxTTL))
+}
+
+// lockcoreConfig is what lockcore.New takes, but for the Observer and the
+// Logger.
+func (c Config) lockcoreConfig() lockcore.Config {
+	return lockcore.Config{
+		DefaultTTL:    c.DefaultTTL,
+		RenewFraction: c.RenewFraction,
+		Retry: lockcore.Backoff{Base: c.RetryBase, Multiplier: c.RetryMultiplier,
+			Max: c.RetryMax, Jitter: c.RetryJitter},
+		MaxLocksPerSession: c.MaxLocksPerConn,
+		MaxWaitersPerName:  c.MaxWaitersPerName,
+		MaxDetached:        c.MaxDetached,
+		MaxHold:            c.MaxHold,
+		QuietPeriod:        c.quietPeriod(),
+		UpstreamTimeout:    c.UpstreamTimeout,
+		WaiterTTL:          c.WaiterTTL,
+		LocalHandoffs:      c.LocalHandoffs,
+	}
+}
+
+// respLimits are the request bounds for resp.Options.
+func (c Config) respLimits() resp.Limits {
+	return resp.Limits{MaxArgs: c.MaxArgs, MaxBulkBytes: c.MaxBulkBytes,
+		MaxInlineBytes: c.MaxInlineBytes, MaxQueryBytes: c.MaxQueryBytes}
 }
 
 // autoDuration is a duration, or "auto" for one derived from others.

@@ -121,22 +121,9 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 	a.store = lockcore.Instrument(store, a.metrics.Upstream)
 	a.upstream = lockcore.InstrumentUpstream(store, a.metrics.Upstream)
 
-	a.locks, err = lockcore.New(a.store, lockcore.Config{
-		DefaultTTL:    cfg.DefaultTTL,
-		RenewFraction: cfg.RenewFraction,
-		Retry: lockcore.Backoff{Base: cfg.RetryBase, Multiplier: cfg.RetryMultiplier,
-			Max: cfg.RetryMax, Jitter: cfg.RetryJitter},
-		MaxLocksPerSession: cfg.MaxLocksPerConn,
-		MaxWaitersPerName:  cfg.MaxWaitersPerName,
-		MaxDetached:        cfg.MaxDetached,
-		MaxHold:            cfg.MaxHold,
-		QuietPeriod:        cfg.quietPeriod(),
-		UpstreamTimeout:    cfg.UpstreamTimeout,
-		WaiterTTL:          cfg.WaiterTTL,
-		LocalHandoffs:      cfg.LocalHandoffs,
-		Observer:           a.metrics,
-		Logger:             a.log,
-	})
+	lc := cfg.lockcoreConfig()
+	lc.Observer, lc.Logger = a.metrics, a.log
+	a.locks, err = lockcore.New(a.store, lc)
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +168,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 		network, addr = "unix", path
 	}
 	a.srv, err = listenRESP(cfg, opt.TLS, network, addr, a.h, resp.Options{
-		Limits: resp.Limits{MaxArgs: cfg.MaxArgs, MaxBulkBytes: cfg.MaxBulkBytes,
-			MaxInlineBytes: cfg.MaxInlineBytes, MaxQueryBytes: cfg.MaxQueryBytes},
+		Limits:         cfg.respLimits(),
 		MaxClients:     cfg.MaxClients,
 		WriteTimeout:   cfg.WriteTimeout,
 		RequestTimeout: cfg.RequestTimeout,
