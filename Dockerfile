@@ -12,7 +12,7 @@ ARG VERSION=dev
 # Static (no libc), reproducible paths, no symbol table: it runs on scratch.
 # The version goes into the binary too (lockproxy -version,
 # lockproxy_build_info): .git is not copied in, so Go records none itself.
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -buildid= -X github.com/lockproxy/lockproxy/metrics.version=${VERSION}" -o /out/lockproxy ./cmd/lockproxy
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -buildid= -X github.com/lockproxy/lockproxy/internal/sidecar.version=${VERSION}" -o /out/lockproxy ./cmd/lockproxy
 
 # scratch has nothing to patch or pin: only the binary and CA roots (for
 # rediss:// upstreams) go in.

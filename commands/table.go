@@ -6,6 +6,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -15,15 +16,17 @@ import (
 	"github.com/lockproxy/lockproxy/resp"
 )
 
-// Config is what the command layer needs to know beyond lockcore's.
+// Config is what the command layer needs to know beyond lockcore's. It
+// has no defaults: the bounds are chosen with the sidecar's configuration,
+// and New refuses a zero one rather than guess.
 type Config struct {
-	// MinTTL is the smallest ttl or MAXHOLD a client may ask for (10ms): a
-	// lease is valid for its ttl less the drift margin (lockcore.Drift)
-	// and the round trip, so a shorter one would be lost as it is granted.
+	// MinTTL is the smallest ttl or MAXHOLD a client may ask for: a lease
+	// is valid for its ttl less the drift margin (lockcore.Drift) and the
+	// round trip, so a shorter one would be lost as it is granted.
 	MinTTL       time.Duration
-	MaxTTL       time.Duration // largest ttl a client may ask for (24h)
-	MaxWait      time.Duration // longest WAIT (5m)
-	MaxNameBytes int           // longest lock name (1024)
+	MaxTTL       time.Duration // largest ttl a client may ask for; ≥ MinTTL
+	MaxWait      time.Duration // longest WAIT; 0 allows only try-once acquires
+	MaxNameBytes int           // longest lock name; ≥ 1
 	Password     string        // "" disables AUTH
 	Version      string        // lockproxy's version, for INFO
 	Store        string        // "embedded" or "redis", for INFO
@@ -78,21 +81,11 @@ func (h *Handler) counted(op, result string) {
 	}
 }
 
-// New returns the command handler for locks.
-func New(locks *lockcore.Locks, cfg Config) *Handler {
-	// Zero means the default, as in lockcore.Config and resp.Options: a
-	// zero bound would refuse every ttl, WAIT or name.
-	if cfg.MinTTL <= 0 {
-		cfg.MinTTL = 10 * time.Millisecond
-	}
-	if cfg.MaxTTL <= 0 {
-		cfg.MaxTTL = 24 * time.Hour
-	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 5 * time.Minute
-	}
-	if cfg.MaxNameBytes <= 0 {
-		cfg.MaxNameBytes = 1024
+// New returns the command handler for locks, or an error naming each
+// field of cfg that is out of range.
+func New(locks *lockcore.Locks, cfg Config) (*Handler, error) {
+	if err := verifyConfig(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -113,7 +106,29 @@ func New(locks *lockcore.Locks, cfg Config) *Handler {
 			sub.parent = cmd
 		}
 	}
-	return h
+	return h, nil
+}
+
+// verifyConfig reports every bound of c that would refuse every request or
+// lose every lock as it is granted.
+func verifyConfig(c Config) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("commands: Config.%s: "+format, append([]any{field}, args...)...))
+	}
+	if drift := lockcore.Drift(c.MinTTL); c.MinTTL <= drift {
+		bad("MinTTL", "%v does not exceed its drift margin (%v)", c.MinTTL, drift)
+	}
+	if c.MaxTTL < c.MinTTL {
+		bad("MaxTTL", "%v is below MinTTL (%v)", c.MaxTTL, c.MinTTL)
+	}
+	if c.MaxWait < 0 {
+		bad("MaxWait", "%v is negative", c.MaxWait)
+	}
+	if c.MaxNameBytes < 1 {
+		bad("MaxNameBytes", "%d is below 1", c.MaxNameBytes)
+	}
+	return errors.Join(errs...)
 }
 
 // command is one entry of the table. arity follows Redis: n > 0 means

@@ -4,18 +4,10 @@
 package lockproxytest
 
 import (
-	"context"
 	"crypto/tls"
-	"fmt"
-	"net"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/lockproxy/lockproxy/commands"
-	"github.com/lockproxy/lockproxy/lockcore"
-	"github.com/lockproxy/lockproxy/lockcore/memstore"
-	"github.com/lockproxy/lockproxy/resp"
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 )
 
 // Option configures the server.
@@ -53,45 +45,14 @@ func StartServer(opts ...Option) (addr string, stop func(), err error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	// The sidecar's limits (cmd/lockproxy's Config); the rest are the
-	// packages' own defaults, which are the sidecar's.
-	store := memstore.New(memstore.Options{})
-	locks, err := lockcore.New(store, lockcore.Config{
-		MaxLocksPerSession: 1000,
-		MaxWaitersPerName:  1000,
-		MaxDetached:        10000,
-	})
+	// The binary's defaults, from the same place, so that a test sees
+	// what a sidecar left at its defaults does.
+	cfg := sidecar.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Password = o.password
+	s, err := sidecar.Start(cfg, sidecar.Options{TLS: o.tls})
 	if err != nil {
-		store.Close()
 		return "", nil, err
 	}
-	h := commands.New(locks, commands.Config{
-		Password:   o.password,
-		Version:    "lockproxytest",
-		Store:      "embedded",
-		UpstreamUp: func() bool { return true },
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		store.Close()
-		return "", nil, fmt.Errorf("listen: %w", err)
-	}
-	if o.tls != nil {
-		ln = tls.NewListener(ln, o.tls)
-	}
-	srv := resp.Serve(ln, h, resp.Options{
-		RequestTimeout: 10 * time.Second,
-		OnOpen:         h.OnOpen,
-		OnClose:        h.OnClose,
-	})
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = h.Shutdown(ctx, srv, 2*time.Second)
-			_ = store.Close()
-		})
-	}
-	return srv.Addr().String(), stop, nil
+	return s.Addr().String(), func() { _ = s.Shutdown() }, nil
 }

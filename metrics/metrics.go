@@ -5,7 +5,6 @@ package metrics
 
 import (
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,8 +43,9 @@ var HandOffKinds = []string{"local", "local_ahead", "upstream", "remote"}
 // RiskKinds are the values of lockproxy_upstream_risk's kind label.
 var RiskKinds = []string{"eviction", "no_persistence", "unknown"}
 
-// New registers lockproxy's metrics with reg.
-func New(reg prometheus.Registerer) *Metrics {
+// New registers lockproxy's metrics with reg; version is the build's, for
+// lockproxy_build_info.
+func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		acquire: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockproxy_acquire_total", Help: "LOCK.ACQUIRE calls by result: acquired, timeout (held by someone else) or error.",
@@ -101,7 +101,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.detached, m.handoffs, m.connections,
 		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.quiet, m.buildInfo)
-	m.buildInfo.WithLabelValues(Version(), runtime.Version()).Set(1)
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
 	for _, r := range []string{"acquired", "timeout", "error"} {
 		m.acquire.WithLabelValues(r)
@@ -189,28 +189,3 @@ func (m *Metrics) UpstreamRisks(kinds []string) {
 
 // QuietLeft records what is left of the quiet period.
 func (m *Metrics) QuietLeft(d time.Duration) { m.quiet.Set(d.Seconds()) }
-
-// version, when set at build time with
-// -ldflags "-X github.com/lockproxy/lockproxy/metrics.version=1.2.3", is the
-// version Version reports. The image is built that way: its build has no
-// module version and no VCS data to read.
-var version string
-
-// Version is the version set at build time, or else this build's module
-// version, with the VCS revision when the binary was built from a checkout.
-func Version() string {
-	if version != "" {
-		return version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " (" + s.Value[:12] + ")"
-		}
-	}
-	return v
-}

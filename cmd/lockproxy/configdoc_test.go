@@ -4,10 +4,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 )
 
 // docs/configuration.md has a table row for every variable, with the
-// default configFields gives it (empty when it has none), and lists no
+// default sidecar.Vars gives it (empty when it has none), and lists no
 // variable the configuration does not have.
 func TestConfigDoc(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/configuration.md")
@@ -26,18 +28,18 @@ func TestConfigDoc(t *testing.T) {
 		}
 		rows[name] = strings.Trim(strings.TrimSpace(cells[2]), "`")
 	}
-	for _, f := range configFields() {
-		want := f.def
+	for _, f := range sidecar.Vars() {
+		want := f.Default
 		if want == "" {
 			want = "empty"
 		}
-		if got, ok := rows[f.name]; !ok || got != want {
-			t.Errorf("docs/configuration.md row for %s: default %q (present %v), want %q", f.name, got, ok, want)
+		if got, ok := rows[f.Name]; !ok || got != want {
+			t.Errorf("docs/configuration.md row for %s: default %q (present %v), want %q", f.Name, got, ok, want)
 		}
-		if !strings.Contains(string(doc), "**`"+f.name+"`**") {
-			t.Errorf("docs/configuration.md does not describe %s (no **`%s`** entry)", f.name, f.name)
+		if !strings.Contains(string(doc), "**`"+f.Name+"`**") {
+			t.Errorf("docs/configuration.md does not describe %s (no **`%s`** entry)", f.Name, f.Name)
 		}
-		delete(rows, f.name)
+		delete(rows, f.Name)
 	}
 	for name := range rows {
 		t.Errorf("docs/configuration.md lists %s, which the configuration does not have", name)

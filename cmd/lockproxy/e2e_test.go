@@ -16,6 +16,7 @@ import (
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 	"github.com/lockproxy/lockproxy/lockcore"
 )
@@ -671,9 +672,9 @@ func TestHelpPrintsEveryVariable(t *testing.T) {
 	if err := run(bg(), []string{"-h"}, nil, &out, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range configFields() {
-		if !strings.Contains(out.String(), f.name) || (f.def != "" && !strings.Contains(out.String(), f.def)) {
-			t.Errorf("-h lacks %s (default %q)", f.name, f.def)
+	for _, f := range sidecar.Vars() {
+		if !strings.Contains(out.String(), f.Name) || (f.Default != "" && !strings.Contains(out.String(), f.Default)) {
+			t.Errorf("-h lacks %s (default %q)", f.Name, f.Default)
 		}
 	}
 }
@@ -739,15 +740,15 @@ func TestReadmeConfigTable(t *testing.T) {
 		}
 		rows[strings.Trim(strings.TrimSpace(cells[1]), "`")] = strings.Trim(strings.TrimSpace(cells[2]), "`")
 	}
-	for _, f := range configFields() {
-		want := f.def
+	for _, f := range sidecar.Vars() {
+		want := f.Default
 		if want == "" {
 			want = "empty"
 		}
-		if got, ok := rows[f.name]; !ok || got != want {
-			t.Errorf("README row for %s: default %q (present %v), want %q", f.name, got, ok, want)
+		if got, ok := rows[f.Name]; !ok || got != want {
+			t.Errorf("README row for %s: default %q (present %v), want %q", f.Name, got, ok, want)
 		}
-		delete(rows, f.name)
+		delete(rows, f.Name)
 	}
 	for name := range rows {
 		t.Errorf("README lists %s, which the configuration does not have", name)
@@ -822,7 +823,7 @@ func TestStartupLogMasksSecrets(t *testing.T) {
 	environ := []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json", "LOCKPROXY_PASSWORD=hunter2",
 		"LOCKPROXY_UPSTREAM=redis://locker:sup3rsecret@" + srv.Addr() + "/0"}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, environ, io.Discard, logs, func(*app) { cancel() }) }()
+	go func() { done <- run(ctx, nil, environ, io.Discard, logs, func(*sidecar.Sidecar) { cancel() }) }()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -907,4 +908,17 @@ func TestTTLBelowMinimumChangesNothing(t *testing.T) {
 			t.Errorf("LOCK.INFO tiny = %v", in)
 		}
 	})
+}
+
+// LOCKPROXY_MAX_WAIT=0 allows only try-once acquires, as the docs say: it
+// is not taken for "unset" and replaced by the default.
+func TestMaxWaitZero(t *testing.T) {
+	p := startProxy(t, map[string]string{"MAX_WAIT": "0"})
+	mustToken(t, p.conn(t, 2), "try-once", 60000)
+	other := p.conn(t, 2)
+	mustNull(t, other, "try-once", 60000, "WAIT", 0)
+	err := do(t, other, "LOCK.ACQUIRE", "try-once", 60000, "WAIT", 1).Err()
+	if err == nil || err.Error() != "ERR timeout is out of range: WAIT is at most 0 ms (LOCKPROXY_MAX_WAIT)" {
+		t.Errorf("WAIT 1 with LOCKPROXY_MAX_WAIT=0: %v", err)
+	}
 }

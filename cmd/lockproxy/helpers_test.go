@@ -15,12 +15,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // proxy is a lockproxy started through run() for one test.
 type proxy struct {
-	*app
+	*sidecar.Sidecar
 	stop func() error    // cancels run's context and returns run's error
 	logs *syncbuf.Buffer // what it logged
 }
@@ -37,13 +38,13 @@ func startProxy(t testing.TB, settings map[string]string) *proxy {
 		environ = append(environ, "LOCKPROXY_"+k+"="+v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *app, 1)
+	started := make(chan *sidecar.Sidecar, 1)
 	errc := make(chan error, 1)
 	logs := &syncbuf.Buffer{}
 	go func() {
-		errc <- run(ctx, nil, environ, io.Discard, logs, func(a *app) { started <- a })
+		errc <- run(ctx, nil, environ, io.Discard, logs, func(a *sidecar.Sidecar) { started <- a })
 	}()
-	var a *app
+	var a *sidecar.Sidecar
 	select {
 	case a = <-started:
 	case err := <-errc:
@@ -52,7 +53,7 @@ func startProxy(t testing.TB, settings map[string]string) *proxy {
 	}
 	var once sync.Once
 	var runErr error
-	p := &proxy{app: a, logs: logs, stop: func() error {
+	p := &proxy{Sidecar: a, logs: logs, stop: func() error {
 		once.Do(func() {
 			cancel()
 			runErr = <-errc

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/relay"
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
@@ -69,7 +70,7 @@ func TestUpstreamURLWithUserAndDB(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, bad, nil, &syncbuf.Buffer{}, func(a *app) {
+		done <- run(ctx, nil, bad, nil, &syncbuf.Buffer{}, func(a *sidecar.Sidecar) {
 			c := redis.NewClient(&redis.Options{Addr: a.Addr().String()})
 			err := c.Do(bg(), "LOCK.ACQUIRE", "x").Err()
 			c.Close()

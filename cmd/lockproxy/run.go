@@ -6,31 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/url"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
+	"text/tabwriter"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/lockproxy/lockproxy/commands"
-	"github.com/lockproxy/lockproxy/internal/logging"
-	"github.com/lockproxy/lockproxy/lockcore"
-	"github.com/lockproxy/lockproxy/lockcore/memstore"
-	"github.com/lockproxy/lockproxy/lockcore/redisstore"
-	"github.com/lockproxy/lockproxy/metrics"
-	"github.com/lockproxy/lockproxy/resp"
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 )
 
-// run is lockproxy's whole life: configure, serve until ctx ends, shut
-// down in order. started, if not nil, is called once it serves.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, started func(*app)) error {
+// run is lockproxy's whole life: read the flags and the environment, run
+// the sidecar until ctx ends, shut it down. started, if not nil, is called
+// once it serves.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, started func(*sidecar.Sidecar)) error {
 	fs := flag.NewFlagSet("lockproxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -45,331 +30,126 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		return fmt.Errorf("unexpected arguments %q: lockproxy takes its settings from LOCKPROXY_* environment variables only (lockproxy -h lists them)", fs.Args())
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "lockproxy", metrics.Version())
+		fmt.Fprintln(stdout, "lockproxy", sidecar.Version())
 		return nil
 	}
-	cfg, err := loadConfig(environ)
+	cfg, err := sidecar.LoadConfig(environ)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	a, err := start(cfg, stderr, unknownVars(environ))
+	s, err := sidecar.Start(cfg, sidecar.Options{Log: stderr})
 	if err != nil {
 		return err
 	}
-	if started != nil {
-		started(a)
-	}
-	<-ctx.Done()
-	return a.shutdown()
-}
-
-// app is a running lockproxy.
-type app struct {
-	cfg   Config
-	log   *slog.Logger
-	store lockcore.Store
-	// upstream is the store's supervision side, timed as the op health.
-	upstream lockcore.Upstream
-	locks    *lockcore.Locks
-	srv      *resp.Server
-	h        *commands.Handler
-	http     *metrics.HTTPServer // nil when metrics are off
-	metrics  *metrics.Metrics
-
-	stopping   atomic.Bool // shutdown began: not ready
-	upstreamUp atomic.Bool
-	checked    bool // the first check ran; written by start, then only by watchUpstream
-	risksRead  bool // the upstream's settings were read; like checked
-	risks      atomic.Pointer[[]string]
-	recheck    chan struct{} // a store's hint that the upstream may have reset
-	stopHealth context.CancelFunc
-	healthDone chan struct{}
-	closeOnce  sync.Once
-}
-
-// start builds and starts every part; on error it undoes what it did.
-// The result is unnamed so that an error return cannot nil the a that the
-// undo steps use.
-func start(cfg Config, logw io.Writer, unknown []unknownVar) (_ *app, err error) {
-	a := &app{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
-		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.metrics = metrics.New(reg)
-
-	storeKind := "embedded"
-	var store interface {
-		lockcore.Store
-		lockcore.Upstream
-	}
-	if cfg.Upstream == "" {
-		store = memstore.New(memstore.Options{})
-	} else {
-		storeKind = "redis"
-		// go-redis's logger is one for the whole process, as the sidecar
-		// is: set here, where that sidecar is wired, not by a library.
-		redis.SetLogger(redisLog{a.log})
-		rdb, err := upstreamClient(cfg, a.log)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := redisstore.New(rdb, redisstore.Options{
-			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
-		if err != nil {
-			rdb.Close()
-			return nil, err
-		}
-		store = rs
-	}
-	undo = append(undo, func() { store.Close() })
-	a.store = lockcore.Instrument(store, a.metrics.Upstream)
-	a.upstream = lockcore.InstrumentUpstream(store, a.metrics.Upstream)
-
-	a.locks, err = lockcore.New(a.store, lockcore.Config{
-		DefaultTTL:    cfg.DefaultTTL,
-		RenewFraction: cfg.RenewFraction,
-		Retry: lockcore.Backoff{Base: cfg.RetryBase, Multiplier: cfg.RetryMultiplier,
-			Max: cfg.RetryMax, Jitter: cfg.RetryJitter},
-		MaxLocksPerSession: cfg.MaxLocksPerConn,
-		MaxWaitersPerName:  cfg.MaxWaitersPerName,
-		MaxDetached:        cfg.MaxDetached,
-		MaxHold:            cfg.MaxHold,
-		QuietPeriod:        cfg.quietPeriod(),
-		UpstreamTimeout:    cfg.UpstreamTimeout,
-		WaiterTTL:          cfg.WaiterTTL,
-		LocalHandoffs:      cfg.LocalHandoffs,
-		Observer:           a.metrics,
-		Logger:             a.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.h = commands.New(a.locks, commands.Config{
-		MinTTL:       cfg.MinTTL,
-		MaxTTL:       cfg.MaxTTL,
-		MaxWait:      cfg.MaxWait,
-		MaxNameBytes: cfg.MaxNameBytes,
-		Password:     cfg.Password,
-		Version:      metrics.Version(),
-		Store:        storeKind,
-		UpstreamUp:   a.upstreamUp.Load,
-		UpstreamRisks: func() []string {
-			if r := a.risks.Load(); r != nil {
-				return *r
-			}
-			return nil
-		},
-		Observer: a.metrics,
-		Logger:   a.log,
-	})
-	network, addr := "tcp", cfg.Listen
-	hctx, cancel := context.WithCancel(context.Background())
-	a.stopHealth = cancel
-	undo = append(undo, cancel)
-	// Before listening: /readyz is right from the first request, and the
-	// Redis store grants nothing before it has seen the upstream once.
-	a.checkUpstream(hctx)
-
-	if path, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok {
-		network, addr = "unix", path
-	}
-	a.srv, err = listenRESP(cfg, network, addr, a.h, resp.Options{
-		Limits: resp.Limits{MaxArgs: cfg.MaxArgs, MaxBulkBytes: cfg.MaxBulkBytes,
-			MaxInlineBytes: cfg.MaxInlineBytes, MaxQueryBytes: cfg.MaxQueryBytes},
-		MaxClients:     cfg.MaxClients,
-		WriteTimeout:   cfg.WriteTimeout,
-		RequestTimeout: cfg.RequestTimeout,
-		OnOpen:         a.h.OnOpen,
-		OnClose:        a.h.OnClose,
-		Logger:         a.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, func() { a.srv.Close(context.Background()) })
-
-	if cfg.MetricsListen != "" {
-		a.http, err = metrics.Serve(cfg.MetricsListen, reg, a.ready)
-		if err != nil {
-			return nil, fmt.Errorf("LOCKPROXY_METRICS_LISTEN: %w", err)
-		}
-	}
-
-	go a.watchUpstream(hctx)
-
-	a.log.Info("lockproxy started", "version", metrics.Version(), "listen", a.srv.Addr().String(),
-		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
-	if storeKind == "embedded" {
-		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
-	}
-	for _, u := range unknown {
+	for _, u := range unknownVars(environ) {
 		// The name is in the message, not only in an attribute: the
 		// throttle lets one message through per 10 s, and each name counts.
 		args := []any{"variable", u.name}
 		if u.closest != "" {
 			args = append(args, "did_you_mean", u.closest)
 		}
-		a.log.Warn(u.name+" is not a lockproxy setting; it is ignored", args...)
+		s.Logger().Warn(u.name+" is not a lockproxy setting; it is ignored", args...)
 	}
-	return a, nil
+	if started != nil {
+		started(s)
+	}
+	<-ctx.Done()
+	return s.Shutdown()
 }
 
-// Addr is the RESP listen address.
-func (a *app) Addr() net.Addr { return a.srv.Addr() }
+// printHelp writes the usage and the variable table.
+func printHelp(w io.Writer) {
+	fmt.Fprintf(w, `lockproxy: distributed locks for any Redis client.
 
-// MetricsAddr is the HTTP address, or nil when metrics are off.
-func (a *app) MetricsAddr() net.Addr {
-	if a.http == nil {
-		return nil
+Usage: lockproxy [-h] [-version]
+
+Point a Redis client (or redis-cli -p 6380) at it and send LOCK.ACQUIRE,
+LOCK.RENEW, LOCK.RELEASE, LOCK.INFO, LOCK.HELD. It is configured by these
+environment variables (durations in Go syntax: 250ms, 30s, 1h):
+
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, f := range sidecar.Vars() {
+		def := f.Default
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, def, f.Help)
 	}
-	return a.http.Addr()
+	tw.Flush()
 }
 
-// ready is /readyz: serving, and the upstream answered its last health
-// check (not a PING: see checkUpstream).
-func (a *app) ready() error {
-	if a.stopping.Load() {
-		return errors.New("shutting down")
+// unknownVar is a LOCKPROXY_* variable that is no setting, and the setting
+// it is probably a misspelling of ("" when none is close).
+type unknownVar struct{ name, closest string }
+
+// unknownVars lists environ's LOCKPROXY_* variables that are no setting,
+// in environ's order. A misspelt variable is otherwise ignored in silence,
+// and its default used instead of what was meant.
+func unknownVars(environ []string) []unknownVar {
+	known := map[string]bool{}
+	for _, f := range sidecar.Vars() {
+		known[f.Name] = true
 	}
-	if !a.upstreamUp.Load() {
-		return errors.New("upstream does not answer its health check")
+	var out []unknownVar
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, sidecar.EnvPrefix) || known[name] || serviceLink(name) {
+			continue
+		}
+		out = append(out, unknownVar{name, closestVar(name)})
 	}
-	return nil
+	return out
 }
 
-// watchUpstream checks the upstream every second until ctx ends.
-func (a *app) watchUpstream(ctx context.Context) {
-	defer close(a.healthDone)
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	var last time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-a.recheck:
-			// Pokes come from acquires, as fast as clients retry: while the
-			// upstream is down or unchecked, check at most every 100 ms.
-			if wait := time.Until(last.Add(recheckGap)); wait > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// in every pod for a Service named lockproxy (LOCKPROXY_SERVICE_HOST,
+// LOCKPROXY_PORT_6380_TCP and the like): set by the cluster, not misspelt.
+func serviceLink(name string) bool {
+	rest := strings.TrimPrefix(name, sidecar.EnvPrefix)
+	return rest == "SERVICE_HOST" || rest == "PORT" ||
+		strings.HasPrefix(rest, "SERVICE_PORT") || strings.HasPrefix(rest, "PORT_")
+}
+
+// closestVar is the setting that name most likely misspells: the same but
+// for case and underscores, or else the only one within two edits.
+func closestVar(name string) string {
+	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
+	best, bestDist, ties := "", 3, 0
+	for _, f := range sidecar.Vars() {
+		if squash(f.Name) == squash(name) {
+			return f.Name
+		}
+		switch d := editDistance(f.Name, strings.ToUpper(name)); {
+		case d < bestDist:
+			best, bestDist, ties = f.Name, d, 0
+		case d == bestDist:
+			ties++
+		}
+	}
+	if ties > 0 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
 			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
-		last = time.Now()
-		a.checkUpstream(ctx)
+		prev, cur = cur, prev
 	}
-}
-
-// recheckGap is the least time between two health checks asked for by
-// acquires that found the upstream changed or unchecked.
-const recheckGap = 100 * time.Millisecond
-
-// pokeCheck asks watchUpstream to check now. It never blocks: one pending
-// poke is enough.
-func (a *app) pokeCheck() {
-	select {
-	case a.recheck <- struct{}{}:
-	default:
-	}
-}
-
-// checkUpstream asks the store who it is (lockcore.Locks.CheckUpstream:
-// a restart or failover there loses every lock held through it and starts
-// the quiet period), for /readyz, the lockproxy_upstream_up gauge, and a
-// log line at start and at each change. The first time the upstream
-// answers, it also reads the upstream's settings that can lose locks.
-func (a *app) checkUpstream(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	err := a.locks.CheckUpstream(pctx, a.upstream)
-	if ctx.Err() != nil {
-		return
-	}
-	up := err == nil
-	// The embedded store has no upstream to come and go: nothing to log.
-	if was := a.upstreamUp.Swap(up); (was != up || !a.checked) && a.cfg.Upstream != "" {
-		if up {
-			a.log.Info("upstream is up")
-		} else {
-			a.log.Error("upstream is down", "err", err)
-		}
-	}
-	a.checked = true
-	a.metrics.UpstreamUp(up)
-	a.metrics.QuietLeft(a.locks.QuietLeft())
-	if up && !a.risksRead {
-		a.readRisks(pctx)
-	}
-}
-
-// readRisks warns about upstream settings that can lose locks, and shows
-// them in INFO and lockproxy_upstream_risk.
-func (a *app) readRisks(ctx context.Context) {
-	risks, err := a.upstream.Risks(ctx)
-	if err != nil {
-		a.log.Warn("could not read the upstream's settings; will try again", "err", err)
-		return
-	}
-	a.risksRead = true
-	kinds := make([]string, 0, len(risks))
-	for _, r := range risks {
-		kinds = append(kinds, r.Kind)
-		a.log.Warn("the upstream can lose locks", "risk", r.Kind, "detail", r.Detail)
-	}
-	a.risks.Store(&kinds)
-	a.metrics.UpstreamRisks(kinds)
-	if q := a.cfg.quietPeriod(); q > time.Hour && a.cfg.Upstream != "" {
-		// Any restart or failover starts it, with persistence or without.
-		// The embedded store lives and dies with the process: it has none.
-		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
-			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
-			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))
-	}
-}
-
-// shutdown stops in order, within the shutdown timeout: not ready, stop
-// accepting, answer the waiting, close each connection and then release its
-// locks, close the upstream, stop HTTP.
-func (a *app) shutdown() error {
-	var err error
-	a.closeOnce.Do(func() {
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-		defer cancel()
-		held := a.locks.Stats().Held
-		a.log.Info("shutting down", "locks_held", held, "timeout", a.cfg.ShutdownTimeout)
-		a.stopping.Store(true)
-		// One upstream call's worth of the budget is kept for releasing.
-		err = errors.Join(err, a.h.Shutdown(ctx, a.srv, min(a.cfg.UpstreamTimeout, a.cfg.ShutdownTimeout/2)))
-		a.stopHealth()
-		<-a.healthDone
-		err = errors.Join(err, a.store.Close())
-		if a.http != nil {
-			err = errors.Join(err, a.http.Shutdown(ctx))
-		}
-		a.log.Info("stopped", "released", held, "took", time.Since(start).Round(time.Millisecond), "err", err)
-	})
-	return err
-}
-
-// redactURL hides a URL's password for logs.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || s == "" {
-		return s
-	}
-	return u.Redacted()
+	return prev[len(b)]
 }

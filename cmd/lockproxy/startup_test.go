@@ -16,18 +16,19 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/sidecar"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
 // runOnce runs lockproxy with environ (LOCKPROXY_ prefixes included) and
 // args until it has started, then stops it. It returns the log and run's
 // error, which is a start-up failure when started was never reached.
-func runOnce(t *testing.T, args, environ []string, started func(*app)) (string, error) {
+func runOnce(t *testing.T, args, environ []string, started func(*sidecar.Sidecar)) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs := &syncbuf.Buffer{}
-	err := run(ctx, args, environ, io.Discard, logs, func(a *app) {
+	err := run(ctx, args, environ, io.Discard, logs, func(a *sidecar.Sidecar) {
 		if started != nil {
 			started(a)
 		}
@@ -50,7 +51,7 @@ func TestMetricsListenFailure(t *testing.T) {
 	for _, addr := range []string{taken.Addr().String(), "notanaddr"} {
 		sock := filepath.Join(t.TempDir(), "l.sock")
 		logs, err := runOnce(t, nil, []string{"LOCKPROXY_LISTEN=unix:" + sock, "LOCKPROXY_UPSTREAM=" + srv.URL(),
-			"LOCKPROXY_METRICS_LISTEN=" + addr}, func(*app) { t.Errorf("%s: started", addr) })
+			"LOCKPROXY_METRICS_LISTEN=" + addr}, func(*sidecar.Sidecar) { t.Errorf("%s: started", addr) })
 		if err == nil || !strings.HasPrefix(err.Error(), "LOCKPROXY_METRICS_LISTEN: ") {
 			t.Errorf("%s: run returned %v, want LOCKPROXY_METRICS_LISTEN: …\n%s", addr, err, logs)
 		}
@@ -191,7 +192,7 @@ func TestUnknownVarLogged(t *testing.T) {
 // settings from the environment only.
 func TestPositionalArgsRefused(t *testing.T) {
 	logs, err := runOnce(t, []string{"serve", "--", "extra"}, []string{"LOCKPROXY_LISTEN=127.0.0.1:0"},
-		func(*app) { t.Error("started with stray arguments") })
+		func(*sidecar.Sidecar) { t.Error("started with stray arguments") })
 	if err == nil || !strings.Contains(err.Error(), `"serve"`) || !strings.Contains(err.Error(), `"extra"`) {
 		t.Errorf("run returned %v, want an error naming the arguments\n%s", err, logs)
 	}

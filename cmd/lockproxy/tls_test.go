@@ -362,7 +362,7 @@ func TestTLSUpstream(t *testing.T) {
 	t.Run("mutual TLS", func(t *testing.T) {
 		p := startProxy(t, map[string]string{"UPSTREAM": url, "UPSTREAM_TLS_CA": pki.caFile,
 			"UPSTREAM_TLS_CERT": pki.clientCert, "UPSTREAM_TLS_KEY": pki.clientKey})
-		if !p.upstreamUp.Load() {
+		if p.Ready() != nil {
 			t.Fatalf("upstream reported down:\n%s", p.logs)
 		}
 		c := p.conn(t, 2)
@@ -393,7 +393,7 @@ func TestTLSUpstream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startProxy(t, map[string]string{"UPSTREAM": url, "UPSTREAM_TLS_CA": tc.ca, "UPSTREAM_TIMEOUT": "500ms"})
-			if p.upstreamUp.Load() {
+			if p.Ready() == nil {
 				t.Error("upstream reported up")
 			}
 			err := do(t, p.conn(t, 2), "LOCK.ACQUIRE", "refused", 1000).Err()

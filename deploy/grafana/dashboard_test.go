@@ -51,12 +51,12 @@ type family struct {
 // x_count for a histogram x) to its family.
 type exposition map[string]*family
 
-// gather builds the registry as cmd/lockproxy does and reads it back.
+// gather builds the registry as internal/sidecar does and reads it back.
 func gather(t *testing.T) exposition {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	m := metrics.New(reg, "test")
 	for _, op := range upstreamOps {
 		m.Upstream(op, time.Millisecond)
 	}

@@ -856,6 +856,7 @@ func TestChartKnowsEveryVariable(t *testing.T) {
 var (
 	varsOnce sync.Once
 	vars     map[string]bool
+	defaults map[string]string // by variable; "" when it has none
 	varsErr  error
 )
 
@@ -863,15 +864,29 @@ var (
 // Config struct.
 func binaryVars(t *testing.T) map[string]bool {
 	t.Helper()
+	readBinaryVars(t)
+	return vars
+}
+
+// binaryDefaults reads each variable's default from the envDefault tags of
+// the binary's Config struct, where the defaults are written.
+func binaryDefaults(t *testing.T) map[string]string {
+	t.Helper()
+	readBinaryVars(t)
+	return defaults
+}
+
+func readBinaryVars(t *testing.T) {
+	t.Helper()
 	varsOnce.Do(func() {
-		const src = "../../cmd/lockproxy/config.go"
+		const src = "../../internal/sidecar/config.go"
 		f, err := parser.ParseFile(token.NewFileSet(), src, nil, 0)
 		if err != nil {
 			varsErr = err
 			return
 		}
 		prefix := "LOCKPROXY_"
-		vars = map[string]bool{}
+		vars, defaults = map[string]bool{}, map[string]string{}
 		ast.Inspect(f, func(n ast.Node) bool {
 			ts, ok := n.(*ast.TypeSpec)
 			if !ok || ts.Name.Name != "Config" {
@@ -891,6 +906,7 @@ func binaryVars(t *testing.T) map[string]bool {
 				}
 				if name, ok := reflect.StructTag(tag).Lookup("env"); ok {
 					vars[prefix+name] = true
+					defaults[prefix+name] = reflect.StructTag(tag).Get("envDefault")
 				}
 			}
 			return false
@@ -902,5 +918,50 @@ func binaryVars(t *testing.T) map[string]bool {
 	if varsErr != nil {
 		t.Fatal(varsErr)
 	}
-	return vars
+}
+
+// The chart shows the binary's defaults twice, as comments in values.yaml
+// and in a column of its README; both must say what the env tags say.
+func TestChartShowsBinaryDefaults(t *testing.T) {
+	defaults := binaryDefaults(t)
+	values, err := os.ReadFile("lockproxy/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "  # maxTTL: 24h    # LOCKPROXY_MAX_TTL": a key left out, so the
+	// binary's default applies.
+	commented := regexp.MustCompile(`(?m)^\s*#\s*\w+:\s*(\S+)\s+#\s*(LOCKPROXY_\w+)`)
+	matches := commented.FindAllSubmatch(values, -1)
+	if len(matches) == 0 {
+		t.Fatal("values.yaml: no commented-out config key found")
+	}
+	for _, m := range matches {
+		name, got := string(m[2]), strings.Trim(string(m[1]), `"`)
+		if want, ok := defaults[name]; !ok || got != want {
+			t.Errorf("values.yaml shows %s's default as %q; the binary's is %q", name, got, want)
+		}
+	}
+	readme, err := os.ReadFile("lockproxy/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`LOCKPROXY_") {
+			continue
+		}
+		rows++
+		name, cell := strings.Trim(strings.TrimSpace(cells[1]), "`"), strings.TrimSpace(cells[3])
+		got := ""
+		if !strings.HasPrefix(cell, "empty") {
+			got, _, _ = strings.Cut(strings.TrimPrefix(cell, "`"), "`")
+		}
+		if want, ok := defaults[name]; !ok || got != want {
+			t.Errorf("lockproxy/README.md shows %s's default as %q; the binary's is %q", name, cell, want)
+		}
+	}
+	if rows == 0 {
+		t.Fatal("lockproxy/README.md: no variable table found")
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package sidecar
 
 import (
 	"context"
@@ -20,10 +20,11 @@ import (
 	"github.com/lockproxy/lockproxy/resp"
 )
 
-// listenRESP serves RESP on network/addr, over TLS when LOCKPROXY_TLS_CERT
-// is set. Its errors name the variable at fault.
-func listenRESP(cfg Config, network, addr string, h resp.Handler, opt resp.Options) (*resp.Server, error) {
-	if cfg.TLSCert == "" {
+// listenRESP serves RESP on network/addr, over TLS with conf when it is
+// set, else with LOCKPROXY_TLS_CERT's files when that is set. Its errors
+// name the variable at fault.
+func listenRESP(cfg Config, conf *tls.Config, network, addr string, h resp.Handler, opt resp.Options) (*resp.Server, error) {
+	if conf == nil && cfg.TLSCert == "" {
 		srv, err := resp.Listen(network, addr, h, opt)
 		if err != nil {
 			return nil, fmt.Errorf("LOCKPROXY_LISTEN: %w", err)
@@ -40,15 +41,17 @@ func listenRESP(cfg Config, network, addr string, h resp.Handler, opt resp.Optio
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	kp, err := loadKeyPair(cfg.TLSCert, cfg.TLSKey, "LOCKPROXY_TLS_CERT", "LOCKPROXY_TLS_KEY", log)
-	if err != nil {
-		return nil, err
-	}
-	conf := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Read per handshake rather than fixed in Certificates, so that a
-		// renewed certificate is served without a restart.
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(), nil },
+	if conf == nil {
+		kp, err := loadKeyPair(cfg.TLSCert, cfg.TLSKey, "LOCKPROXY_TLS_CERT", "LOCKPROXY_TLS_KEY", log)
+		if err != nil {
+			return nil, err
+		}
+		conf = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Read per handshake rather than fixed in Certificates, so that a
+			// renewed certificate is served without a restart.
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(), nil },
+		}
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {

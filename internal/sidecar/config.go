@@ -1,25 +1,28 @@
-package main
+package sidecar
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"reflect"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/resp"
 )
 
-const envPrefix = "LOCKPROXY_"
+// EnvPrefix begins the name of every variable of Config.
+const EnvPrefix = "LOCKPROXY_"
 
 // Config is lockproxy's whole configuration, read from LOCKPROXY_*
-// variables. The help tags are what `lockproxy -h` and the README show.
+// variables. Its envDefault tags are the one place each default is
+// written: DefaultConfig parses them, lockproxy -h prints them, tests hold
+// the docs, the Helm chart, lockcore.DefaultConfig and resp.DefaultLimits
+// to them. The help tags are what `lockproxy -h` and the README show.
 type Config struct {
 	Listen            string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
 	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
@@ -68,11 +71,12 @@ func envOptions(environ []string) env.Options {
 			m[k] = v
 		}
 	}
-	return env.Options{Environment: m, Prefix: envPrefix}
+	return env.Options{Environment: m, Prefix: EnvPrefix}
 }
 
-// loadConfig reads and checks the configuration. Errors name the variable.
-func loadConfig(environ []string) (Config, error) {
+// LoadConfig reads the configuration from environ (KEY=value strings, as
+// os.Environ gives them) and checks it. Errors name the variable.
+func LoadConfig(environ []string) (Config, error) {
 	cfg, err := env.ParseAsWithOptions[Config](envOptions(environ))
 	if err != nil {
 		return cfg, describeEnvError(err)
@@ -80,78 +84,33 @@ func loadConfig(environ []string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// unknownVar is a LOCKPROXY_* variable that is no setting, and the setting
-// it is probably a misspelling of ("" when none is close).
-type unknownVar struct{ name, closest string }
-
-// unknownVars lists environ's LOCKPROXY_* variables that are no setting,
-// in environ's order. A misspelt variable is otherwise ignored in silence,
-// and its default used instead of what was meant.
-func unknownVars(environ []string) []unknownVar {
-	known := map[string]bool{}
-	for _, f := range configFields() {
-		known[f.name] = true
+// DefaultConfig is the configuration when no variable is set.
+func DefaultConfig() Config {
+	cfg, err := env.ParseAsWithOptions[Config](envOptions(nil))
+	if err != nil {
+		// The tags are constants, and a test parses them: only a broken
+		// build gets here.
+		panic("sidecar: Config's envDefault tags do not parse: " + err.Error())
 	}
-	var out []unknownVar
-	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, envPrefix) || known[name] || serviceLink(name) {
-			continue
-		}
-		out = append(out, unknownVar{name, closestVar(name)})
-	}
-	return out
+	return cfg
 }
 
-// serviceLink reports whether name is one of the variables Kubernetes puts
-// in every pod for a Service named lockproxy (LOCKPROXY_SERVICE_HOST,
-// LOCKPROXY_PORT_6380_TCP and the like): set by the cluster, not misspelt.
-func serviceLink(name string) bool {
-	rest := strings.TrimPrefix(name, envPrefix)
-	return rest == "SERVICE_HOST" || rest == "PORT" ||
-		strings.HasPrefix(rest, "SERVICE_PORT") || strings.HasPrefix(rest, "PORT_")
+// Var is one variable of Config, as lockproxy -h lists it.
+type Var struct {
+	Name    string // LOCKPROXY_…
+	Default string // as written in the tag; "" when it has none
+	Help    string
 }
 
-// closestVar is the setting that name most likely misspells: the same but
-// for case and underscores, or else the only one within two edits.
-func closestVar(name string) string {
-	squash := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "_", "")) }
-	best, bestDist, ties := "", 3, 0
-	for _, f := range configFields() {
-		if squash(f.name) == squash(name) {
-			return f.name
-		}
-		switch d := editDistance(f.name, strings.ToUpper(name)); {
-		case d < bestDist:
-			best, bestDist, ties = f.name, d, 0
-		case d == bestDist:
-			ties++
-		}
+// Vars lists Config's variables, in its order.
+func Vars() []Var {
+	t := reflect.TypeFor[Config]()
+	vars := make([]Var, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		vars = append(vars, Var{EnvPrefix + f.Tag.Get("env"), f.Tag.Get("envDefault"), f.Tag.Get("help")})
 	}
-	if ties > 0 {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return vars
 }
 
 // describeEnvError rewrites env's errors, which name Go fields, to name
@@ -179,7 +138,7 @@ func varName(field string) string {
 	if !ok {
 		return field
 	}
-	return envPrefix + f.Tag.Get("env")
+	return EnvPrefix + f.Tag.Get("env")
 }
 
 // Validate checks the rules that span fields or go beyond a type.
@@ -286,42 +245,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// printHelp writes the usage and the variable table.
-func printHelp(w io.Writer) {
-	fmt.Fprintf(w, `lockproxy: distributed locks for any Redis client.
-
-Usage: lockproxy [-h] [-version]
-
-Point a Redis client (or redis-cli -p 6380) at it and send LOCK.ACQUIRE,
-LOCK.RENEW, LOCK.RELEASE, LOCK.INFO, LOCK.HELD. It is configured by these
-environment variables (durations in Go syntax: 250ms, 30s, 1h):
-
-`)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, f := range configFields() {
-		def := f.def
-		if def == "" {
-			def = "(empty)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, def, f.help)
-	}
-	tw.Flush()
-}
-
-// configField is one row of the configuration table.
-type configField struct{ name, def, help string }
-
-func configFields() []configField {
-	t := reflect.TypeFor[Config]()
-	fields := make([]configField, 0, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		fields = append(fields, configField{envPrefix + f.Tag.Get("env"), f.Tag.Get("envDefault"), f.Tag.Get("help")})
-	}
-	return fields
-}
-
 // logAttrs is the configuration for the start-up log, secrets masked: the
 // password, and the password inside the upstream URL.
 func (c Config) logAttrs() []any {
@@ -338,7 +261,7 @@ func (c Config) logAttrs() []any {
 		case "Upstream":
 			val = redactURL(val)
 		}
-		attrs = append(attrs, slog.String(envPrefix+t.Field(i).Tag.Get("env"), val))
+		attrs = append(attrs, slog.String(EnvPrefix+t.Field(i).Tag.Get("env"), val))
 	}
 	return attrs
 }
@@ -348,6 +271,31 @@ func (c Config) logAttrs() []any {
 // up to LOCKPROXY_MAX_TTL and the drift allowed for them included.
 func (c Config) quietPeriod() time.Duration {
 	return c.QuietPeriod.or(c.MaxTTL + lockcore.Drift(c.MaxTTL))
+}
+
+// lockcoreConfig is what lockcore.New takes, but for the Observer and the
+// Logger.
+func (c Config) lockcoreConfig() lockcore.Config {
+	return lockcore.Config{
+		DefaultTTL:    c.DefaultTTL,
+		RenewFraction: c.RenewFraction,
+		Retry: lockcore.Backoff{Base: c.RetryBase, Multiplier: c.RetryMultiplier,
+			Max: c.RetryMax, Jitter: c.RetryJitter},
+		MaxLocksPerSession: c.MaxLocksPerConn,
+		MaxWaitersPerName:  c.MaxWaitersPerName,
+		MaxDetached:        c.MaxDetached,
+		MaxHold:            c.MaxHold,
+		QuietPeriod:        c.quietPeriod(),
+		UpstreamTimeout:    c.UpstreamTimeout,
+		WaiterTTL:          c.WaiterTTL,
+		LocalHandoffs:      c.LocalHandoffs,
+	}
+}
+
+// respLimits are the request bounds for resp.Options.
+func (c Config) respLimits() resp.Limits {
+	return resp.Limits{MaxArgs: c.MaxArgs, MaxBulkBytes: c.MaxBulkBytes,
+		MaxInlineBytes: c.MaxInlineBytes, MaxQueryBytes: c.MaxQueryBytes}
 }
 
 // autoDuration is a duration, or "auto" for one derived from others.

@@ -1,0 +1,354 @@
+// Package sidecar builds and runs one lockproxy sidecar from its
+// configuration: store, lock core, command table, RESP server, metrics and
+// health, and stops it in order. cmd/lockproxy and lockproxytest are both
+// this, started from different configurations.
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/commands"
+	"github.com/lockproxy/lockproxy/internal/logging"
+	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/memstore"
+	"github.com/lockproxy/lockproxy/lockcore/redisstore"
+	"github.com/lockproxy/lockproxy/metrics"
+	"github.com/lockproxy/lockproxy/resp"
+)
+
+// Options are what a Sidecar takes beyond its Config: what no variable
+// can carry.
+type Options struct {
+	// Log receives the log, in LOCKPROXY_LOG_FORMAT at LOCKPROXY_LOG_LEVEL
+	// (nil: discarded).
+	Log io.Writer
+	// TLS, when set, serves RESP over TLS with it, in place of the files
+	// LOCKPROXY_TLS_CERT and LOCKPROXY_TLS_KEY name.
+	TLS *tls.Config
+}
+
+// Sidecar is a running lockproxy.
+type Sidecar struct {
+	cfg   Config
+	log   *slog.Logger
+	store lockcore.Store
+	// upstream is the store's supervision side, timed as the op health.
+	upstream lockcore.Upstream
+	locks    *lockcore.Locks
+	srv      *resp.Server
+	h        *commands.Handler
+	http     *metrics.HTTPServer // nil when metrics are off
+	metrics  *metrics.Metrics
+
+	stopping   atomic.Bool // shutdown began: not ready
+	upstreamUp atomic.Bool
+	checked    bool // the first check ran; written by Start, then only by watchUpstream
+	risksRead  bool // the upstream's settings were read; like checked
+	risks      atomic.Pointer[[]string]
+	recheck    chan struct{} // a store's hint that the upstream may have reset
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
+	closeOnce  sync.Once
+}
+
+// Start checks cfg, builds every part and serves in the background until
+// Shutdown; on error it undoes what it did. The result is unnamed so that
+// an error return cannot nil the a that the undo steps use.
+func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logw := opt.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	a := &Sidecar{cfg: cfg, log: logging.New(logw, cfg.LogFormat, cfg.LogLevel, 0),
+		healthDone: make(chan struct{}), recheck: make(chan struct{}, 1)}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = metrics.New(reg, Version())
+
+	storeKind := "embedded"
+	var store interface {
+		lockcore.Store
+		lockcore.Upstream
+	}
+	if cfg.Upstream == "" {
+		store = memstore.New(memstore.Options{})
+	} else {
+		storeKind = "redis"
+		// go-redis's logger is one for the whole process, as the sidecar
+		// is: set here, where that sidecar is wired, not by a library.
+		redis.SetLogger(redisLog{a.log})
+		rdb, err := upstreamClient(cfg, a.log)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := redisstore.New(rdb, redisstore.Options{
+			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
+		if err != nil {
+			rdb.Close()
+			return nil, err
+		}
+		store = rs
+	}
+	undo = append(undo, func() { store.Close() })
+	a.store = lockcore.Instrument(store, a.metrics.Upstream)
+	a.upstream = lockcore.InstrumentUpstream(store, a.metrics.Upstream)
+
+	lc := cfg.lockcoreConfig()
+	lc.Observer, lc.Logger = a.metrics, a.log
+	a.locks, err = lockcore.New(a.store, lc)
+	if err != nil {
+		return nil, err
+	}
+	// Shutdown stops its background work after a full start; this, after
+	// a failed one.
+	undo = append(undo, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = a.locks.Shutdown(ctx)
+	})
+	a.h, err = commands.New(a.locks, commands.Config{
+		MinTTL:       cfg.MinTTL,
+		MaxTTL:       cfg.MaxTTL,
+		MaxWait:      cfg.MaxWait,
+		MaxNameBytes: cfg.MaxNameBytes,
+		Password:     cfg.Password,
+		Version:      Version(),
+		Store:        storeKind,
+		UpstreamUp:   a.upstreamUp.Load,
+		UpstreamRisks: func() []string {
+			if r := a.risks.Load(); r != nil {
+				return *r
+			}
+			return nil
+		},
+		Observer: a.metrics,
+		Logger:   a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	network, addr := "tcp", cfg.Listen
+	hctx, cancel := context.WithCancel(context.Background())
+	a.stopHealth = cancel
+	undo = append(undo, cancel)
+	// Before listening: /readyz is right from the first request, and the
+	// Redis store grants nothing before it has seen the upstream once.
+	a.checkUpstream(hctx)
+
+	if path, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok {
+		network, addr = "unix", path
+	}
+	a.srv, err = listenRESP(cfg, opt.TLS, network, addr, a.h, resp.Options{
+		Limits:         cfg.respLimits(),
+		MaxClients:     cfg.MaxClients,
+		WriteTimeout:   cfg.WriteTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		OnOpen:         a.h.OnOpen,
+		OnClose:        a.h.OnClose,
+		Logger:         a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { a.srv.Close(context.Background()) })
+
+	if cfg.MetricsListen != "" {
+		a.http, err = metrics.Serve(cfg.MetricsListen, reg, a.Ready)
+		if err != nil {
+			return nil, fmt.Errorf("LOCKPROXY_METRICS_LISTEN: %w", err)
+		}
+	}
+
+	go a.watchUpstream(hctx)
+
+	a.log.Info("lockproxy started", "version", Version(), "listen", a.srv.Addr().String(),
+		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
+	if storeKind == "embedded" {
+		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
+	}
+	return a, nil
+}
+
+// Addr is the RESP listen address.
+func (a *Sidecar) Addr() net.Addr { return a.srv.Addr() }
+
+// MetricsAddr is the HTTP address, or nil when metrics are off.
+func (a *Sidecar) MetricsAddr() net.Addr {
+	if a.http == nil {
+		return nil
+	}
+	return a.http.Addr()
+}
+
+// Logger is the sidecar's log, for its owner's own lines.
+func (a *Sidecar) Logger() *slog.Logger { return a.log }
+
+// Ready is /readyz: nil while serving and the upstream answered its last
+// health check (not a PING: see checkUpstream).
+func (a *Sidecar) Ready() error {
+	if a.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if !a.upstreamUp.Load() {
+		return errors.New("upstream does not answer its health check")
+	}
+	return nil
+}
+
+// watchUpstream checks the upstream every second until ctx ends.
+func (a *Sidecar) watchUpstream(ctx context.Context) {
+	defer close(a.healthDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.recheck:
+			// Pokes come from acquires, as fast as clients retry: while the
+			// upstream is down or unchecked, check at most every 100 ms.
+			if wait := time.Until(last.Add(recheckGap)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		last = time.Now()
+		a.checkUpstream(ctx)
+	}
+}
+
+// recheckGap is the least time between two health checks asked for by
+// acquires that found the upstream changed or unchecked.
+const recheckGap = 100 * time.Millisecond
+
+// pokeCheck asks watchUpstream to check now. It never blocks: one pending
+// poke is enough.
+func (a *Sidecar) pokeCheck() {
+	select {
+	case a.recheck <- struct{}{}:
+	default:
+	}
+}
+
+// checkUpstream asks the store who it is (lockcore.Locks.CheckUpstream:
+// a restart or failover there loses every lock held through it and starts
+// the quiet period), for /readyz, the lockproxy_upstream_up gauge, and a
+// log line at start and at each change. The first time the upstream
+// answers, it also reads the upstream's settings that can lose locks.
+func (a *Sidecar) checkUpstream(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	err := a.locks.CheckUpstream(pctx, a.upstream)
+	if ctx.Err() != nil {
+		return
+	}
+	up := err == nil
+	// The embedded store has no upstream to come and go: nothing to log.
+	if was := a.upstreamUp.Swap(up); (was != up || !a.checked) && a.cfg.Upstream != "" {
+		if up {
+			a.log.Info("upstream is up")
+		} else {
+			a.log.Error("upstream is down", "err", err)
+		}
+	}
+	a.checked = true
+	a.metrics.UpstreamUp(up)
+	a.metrics.QuietLeft(a.locks.QuietLeft())
+	if up && !a.risksRead {
+		a.readRisks(pctx)
+	}
+}
+
+// readRisks warns about upstream settings that can lose locks, and shows
+// them in INFO and lockproxy_upstream_risk.
+func (a *Sidecar) readRisks(ctx context.Context) {
+	risks, err := a.upstream.Risks(ctx)
+	if err != nil {
+		a.log.Warn("could not read the upstream's settings; will try again", "err", err)
+		return
+	}
+	a.risksRead = true
+	kinds := make([]string, 0, len(risks))
+	for _, r := range risks {
+		kinds = append(kinds, r.Kind)
+		a.log.Warn("the upstream can lose locks", "risk", r.Kind, "detail", r.Detail)
+	}
+	a.risks.Store(&kinds)
+	a.metrics.UpstreamRisks(kinds)
+	if q := a.cfg.quietPeriod(); q > time.Hour && a.cfg.Upstream != "" {
+		// Any restart or failover starts it, with persistence or without.
+		// The embedded store lives and dies with the process: it has none.
+		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
+			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
+			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))
+	}
+}
+
+// Shutdown stops in order, within LOCKPROXY_SHUTDOWN_TIMEOUT: not ready,
+// stop accepting, answer the waiting, close each connection and then
+// release its locks, close the upstream, stop HTTP. A second call does
+// nothing and returns nil.
+func (a *Sidecar) Shutdown() error {
+	var err error
+	a.closeOnce.Do(func() {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		defer cancel()
+		held := a.locks.Stats().Held
+		a.log.Info("shutting down", "locks_held", held, "timeout", a.cfg.ShutdownTimeout)
+		a.stopping.Store(true)
+		// One upstream call's worth of the budget is kept for releasing.
+		err = errors.Join(err, a.h.Shutdown(ctx, a.srv, min(a.cfg.UpstreamTimeout, a.cfg.ShutdownTimeout/2)))
+		a.stopHealth()
+		<-a.healthDone
+		err = errors.Join(err, a.store.Close())
+		if a.http != nil {
+			err = errors.Join(err, a.http.Shutdown(ctx))
+		}
+		a.log.Info("stopped", "released", held, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	})
+	return err
+}
+
+// redactURL hides a URL's password for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return s
+	}
+	return u.Redacted()
+}
