@@ -60,8 +60,9 @@ type Backoff struct {
 	Jitter     float64 // 0..1; 0 (the zero Config's) means none, DefaultConfig has 0.2
 }
 
-// DefaultConfig returns lockcore's defaults: the one place they are
-// written.
+// DefaultConfig returns lockcore's defaults, which a zero field takes. The
+// sidecar writes its own (the LOCKPROXY_* defaults); a test there checks
+// that the two agree.
 func DefaultConfig() Config {
 	return Config{
 		DefaultTTL:      30 * time.Second,

@@ -145,13 +145,6 @@ func (e *lostEvents) onLost(name, _ string) {
 	e.ch <- struct{}{}
 }
 
-// count is how many losses were told.
-func (e *lostEvents) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.at)
-}
-
 // advanceUntilLost moves clock on in steps of step until s no longer holds
 // name, for at most limit, and returns the clock then; then it waits for
 // the loss to be told (a push goes out from a goroutine of its own).
