@@ -201,63 +201,14 @@ func (q *queue) tryWaiter(w *waiter) {
 	g, err := c.store.Acquire(ctx, AcquireRequest{Name: q.name, Nonce: w.nonce, TTL: w.ttl, Waiter: w.id, WaiterTTL: c.cfg.WaiterTTL})
 	cancel()
 
-	var giveBack string // a grant nobody can use, released after unlocking
-	leave := false      // the store may have queued a waiter that is gone
 	q.mu.Lock()
 	q.trying = false
-	q.failing, q.lastErr = err != nil, nil
-	if err == nil {
-		q.learn(g.First, g.Seq)
-		until = grantValidity(sent, w.ttl, g)
-	}
-	switch {
-	case err != nil:
-		// An upstream that stalls, or refuses for a while, ends no wait:
-		// the waiter keeps its place (its sidecar keeps its entry alive)
-		// and tries again after the poll, until its own WAIT runs out,
-		// with -UPSTREAM then only if the upstream is still failing. The
-		// call may have queued it, or granted it the lock: its next try,
-		// with the same nonce, finds out.
-		q.lastErr = c.callError(q.name, err, sent, until)
-		switch w.state {
-		case joined, queued:
-			w.set(queued)
-			w.due = true
-		case left:
-			giveBack, leave = ":"+w.nonce, wrote(err)
-			if !leave {
-				giveBack = ""
-			}
-		}
-		// An answered waiter keeps what it was given, which may be a lock
-		// under this very nonce: nothing is given back by it.
-	case g.Acquired:
-		switch {
-		case w.state == answered && w.granted == g.Token:
-			// A hand-off already gave it this very grant.
-		case !w.waiting():
-			giveBack = g.Token
-		case !c.now().Before(until):
-			giveBack = g.Token
-			q.finish(w, outcome{err: ErrTooSlow})
-		default:
-			q.finish(w, outcome{g: grant{token: g.Token, sent: sent, until: until}})
-		}
-	default:
-		switch w.state {
-		case left:
-			leave = true
-		case joined, queued:
-			w.set(queued)
-			w.seen = sent
-		}
-		q.cap = g.HolderTTL
-		if g.Head != "" {
-			q.cap = 0
-			if h := q.find(g.Head); h != nil {
-				h.due = true
-			}
-		}
+	var giveBack string // a grant nobody can use, released after unlocking
+	var leave bool      // the store may have queued a waiter that is gone
+	if err != nil {
+		giveBack, leave = q.tryFailed(w, err, sent, until)
+	} else {
+		giveBack, leave = q.tried(w, g, sent)
 	}
 	q.pump()
 	q.mu.Unlock()
@@ -267,6 +218,67 @@ func (q *queue) tryWaiter(w *waiter) {
 	if leave {
 		q.leaveLater(w)
 	}
+}
+
+// tryFailed deals with a waiter's store call that failed. An upstream
+// that stalls, or refuses for a while, ends no wait: the waiter keeps its
+// place (its sidecar keeps its entry alive) and tries again after the
+// poll, until its own WAIT runs out, with -UPSTREAM then only if the
+// upstream is still failing. The call may have queued it, or granted it
+// the lock: its next try, with the same nonce, finds out. It returns what
+// to give back and whether to leave the store's queue. q.mu is held.
+func (q *queue) tryFailed(w *waiter, err error, sent, until time.Time) (giveBack string, leave bool) {
+	q.failing, q.lastErr = true, q.c.callError(q.name, err, sent, until)
+	switch w.state {
+	case joined, queued:
+		w.set(queued)
+		w.due = true
+	case left:
+		if wrote(err) {
+			return ":" + w.nonce, true
+		}
+	}
+	// An answered waiter keeps what it was given, which may be a lock
+	// under this very nonce: nothing is given back by it.
+	return "", false
+}
+
+// tried deals with what a waiter's store call found: the lock, for the
+// waiter or for nobody; or the waiter queued. It returns what to give back
+// and whether to leave the store's queue. q.mu is held.
+func (q *queue) tried(w *waiter, g Grant, sent time.Time) (giveBack string, leave bool) {
+	q.failing, q.lastErr = false, nil
+	q.learn(g.First, g.Seq)
+	if g.Acquired {
+		until := grantValidity(sent, w.ttl, g)
+		switch {
+		case w.state == answered && w.granted == g.Token:
+			// A hand-off already gave it this very grant.
+		case !w.waiting():
+			return g.Token, false
+		case !q.c.now().Before(until):
+			q.finish(w, outcome{err: ErrTooSlow})
+			return g.Token, false
+		default:
+			q.finish(w, outcome{g: grant{token: g.Token, sent: sent, until: until}})
+		}
+		return "", false
+	}
+	switch w.state {
+	case left:
+		leave = true
+	case joined, queued:
+		w.set(queued)
+		w.seen = sent
+	}
+	q.cap = g.HolderTTL
+	if g.Head != "" {
+		q.cap = 0
+		if h := q.find(g.Head); h != nil {
+			h.due = true
+		}
+	}
+	return "", leave
 }
 
 // watch subscribes the queue's name to the store's wakes. A waiter queued

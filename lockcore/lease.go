@@ -42,17 +42,12 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 	until := ls.validUntil
 	s.mu.Unlock()
 	deadline := earliest(l.now().Add(l.cfg.UpstreamTimeout), until)
-	wctx, wcancel := l.until(ctx, deadline)
-	select {
-	case ls.renewing <- struct{}{}:
-		wcancel()
-	case <-wctx.Done():
-		wcancel()
+	if err := s.waitRenewal(ctx, ls, deadline); err != nil {
 		if ctx.Err() == nil && !l.now().Before(until) {
 			s.lapse(ls, "its validity ran out before it could be renewed", true)
 			return false, nil
 		}
-		return false, fmt.Errorf("renew %q: waiting for the background renewal: %w", ls.name, wctx.Err())
+		return false, fmt.Errorf("renew %q: waiting for the background renewal: %w", ls.name, err)
 	}
 	defer func() { <-ls.renewing }()
 	s.mu.Lock()
@@ -102,6 +97,19 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		l.detached.extend(ls.token, sent.Add(storeTTL))
 	}
 	return true, nil
+}
+
+// waitRenewal takes ls's renewal slot, waiting until deadline at most for
+// a renewal in flight. The caller gives it back.
+func (s *Session) waitRenewal(ctx context.Context, ls *lease, deadline time.Time) error {
+	wctx, cancel := s.l.until(ctx, deadline)
+	defer cancel()
+	select {
+	case ls.renewing <- struct{}{}:
+		return nil
+	case <-wctx.Done():
+		return wctx.Err()
+	}
 }
 
 // gone drops a lease the store says the token no longer holds. When

@@ -72,7 +72,6 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if l.shuttingDown() {
 		return "", ErrShuttingDown
 	}
-	maxHold := l.maxHold(o)
 	// Before the quiet check: keeping a lock the store still holds is a
 	// renewal, which the quiet period does not stop (LOCK.RENEW is not
 	// refused either).
@@ -97,6 +96,25 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 			return "", err
 		}
 	}
+	ls, err := s.take(ctx, name, o)
+	if o.Detached && ls == nil {
+		l.detached.unreserve()
+	}
+	if ls == nil {
+		return "", err
+	}
+	l.leaseStarted()
+	if ls.handover != nil {
+		ls.handover.whenLanded(func() { s.settle(ls) })
+	}
+	return ls.token, nil
+}
+
+// take acquires name from the store and makes it the session's lease; nil
+// when the store did not grant it, or the grant could not be kept.
+func (s *Session) take(ctx context.Context, name string, o AcquireOptions) (*lease, error) {
+	l := s.l
+	maxHold := l.maxHold(o)
 	// The store's ttl never outlasts the cap, so the cap holds even if this
 	// sidecar dies before it can release at the cap.
 	storeTTL := o.TTL
@@ -105,59 +123,23 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	}
 	g, err := l.acquire(ctx, name, storeTTL, o.Wait)
 	if err != nil || g.token == "" {
-		if o.Detached {
-			l.detached.unreserve()
-		}
-		return "", err
-	}
-
-	s.mu.Lock()
-	// Checked under s.mu, which UpstreamReset takes after starting the quiet
-	// period: either it sees this lease and drops it, or this sees the quiet.
-	err = l.quiet()
-	if err == nil && (s.closed || ctx.Err() != nil) {
-		// The client went away while the call was in flight: it must never
-		// hold the lock.
-		err = ctx.Err()
-		if err == nil {
-			err = ErrClosed
-		}
-	}
-	if err != nil {
-		// Or the upstream was reset while the call was in flight: the grant
-		// may come from the old upstream, whose holders are not yet all
-		// gone.
-		s.mu.Unlock()
-		if o.Detached {
-			l.detached.unreserve()
-		}
-		l.giveBack(name, g)
-		return "", err
-	}
-	if o.Detached {
-		// Counted from here until its ttl runs out or it is released
-		// through this sidecar, whatever becomes of this connection.
-		l.detached.add(g.token, g.sent.Add(storeTTL))
-	}
-	// The store granted name, so a lease this session still lists for it
-	// is over: a detached one released by token elsewhere, or expired.
-	old := s.leases[name]
-	if old != nil {
-		delete(s.leases, name)
-		old.stopTimer()
-		l.clearHolder(old)
+		return nil, err
 	}
 	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
 		handover: g.handover, renewing: make(chan struct{}, 1)}
 	if maxHold > 0 {
 		ls.capAt = g.sent.Add(maxHold)
 	}
-	s.leases[name] = ls
-	l.setHolder(s, ls)
-	if g.handover == nil && !o.Detached {
-		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, g.until))
+	old, err := s.adopt(ctx, ls, g)
+	if err != nil {
+		l.giveBack(name, g)
+		return nil, err
 	}
-	s.mu.Unlock()
+	if o.Detached {
+		// Counted from here until its ttl runs out or it is released
+		// through this sidecar, whatever becomes of this connection.
+		l.detached.add(g.token, g.sent.Add(storeTTL))
+	}
 	if old != nil {
 		// An owned lease still listed here was lost without this session
 		// noticing yet (released by its token elsewhere, or gone from the
@@ -169,11 +151,44 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 			s.tell(old)
 		}
 	}
-	l.leaseStarted()
-	if g.handover != nil {
-		g.handover.whenLanded(func() { s.settle(ls) })
+	return ls, nil
+}
+
+// adopt makes ls, just granted as g, the session's lease on its name, and
+// returns the lease it replaces, if any. It refuses, for the grant to be
+// given back, when the client went away or the upstream was reset while
+// the call was in flight.
+func (s *Session) adopt(ctx context.Context, ls *lease, g grant) (old *lease, err error) {
+	l := s.l
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Checked under s.mu, which UpstreamReset takes after starting the quiet
+	// period: either it sees this lease and drops it, or this sees the
+	// quiet, and the grant, which may come from the old upstream whose
+	// holders are not all gone yet, is given back.
+	if err := l.quiet(); err != nil {
+		return nil, err
 	}
-	return g.token, nil
+	if err := ctx.Err(); err != nil {
+		return nil, err // the client went away: it must never hold the lock
+	}
+	if s.closed {
+		return nil, ErrClosed
+	}
+	// The store granted the name, so a lease this session still lists for
+	// it is over: a detached one released by token elsewhere, or expired.
+	old = s.leases[ls.name]
+	if old != nil {
+		delete(s.leases, ls.name)
+		old.stopTimer()
+		l.clearHolder(old)
+	}
+	s.leases[ls.name] = ls
+	l.setHolder(s, ls)
+	if g.handover == nil && !ls.detached {
+		s.scheduleLocked(ls, s.renewDelay(ls, g.sent, g.until))
+	}
+	return old, nil
 }
 
 // settle runs when the store call behind a handed-over lease has landed:
