@@ -93,29 +93,9 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = metrics.New(reg, Version())
 
-	storeKind := "embedded"
-	var store interface {
-		lockcore.Store
-		lockcore.Upstream
-	}
-	if cfg.Upstream == "" {
-		store = memstore.New(memstore.Options{})
-	} else {
-		storeKind = "redis"
-		// go-redis's logger is one for the whole process, as the sidecar
-		// is: set here, where that sidecar is wired, not by a library.
-		redis.SetLogger(redisLog{a.log})
-		rdb, err := upstreamClient(cfg, a.log)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := redisstore.New(rdb, redisstore.Options{
-			Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
-		if err != nil {
-			rdb.Close()
-			return nil, err
-		}
-		store = rs
+	store, storeKind, err := a.newStore()
+	if err != nil {
+		return nil, err
 	}
 	undo = append(undo, func() { store.Close() })
 	a.store = lockcore.Instrument(store, a.metrics.Upstream)
@@ -134,25 +114,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 		defer cancel()
 		_ = a.locks.Shutdown(ctx)
 	})
-	a.h, err = commands.New(a.locks, commands.Config{
-		MinTTL:       cfg.MinTTL,
-		MaxTTL:       cfg.MaxTTL,
-		MaxWait:      cfg.MaxWait,
-		MaxNameBytes: cfg.MaxNameBytes,
-		Password:     cfg.Password,
-		Version:      Version(),
-		Store:        storeKind,
-		UpstreamUp:   a.upstreamUp.Load,
-		UpstreamRisks: func() []string {
-			if r := a.risks.Load(); r != nil {
-				return *r
-			}
-			return nil
-		},
-		Observer: a.metrics,
-		Logger:   a.log,
-	})
-	if err != nil {
+	if a.h, err = a.newHandler(storeKind); err != nil {
 		return nil, err
 	}
 
@@ -196,6 +158,55 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
 	}
 	return a, nil
+}
+
+// newStore makes the store the configuration names: the embedded one, or
+// Redis; kind says which, for INFO.
+func (a *Sidecar) newStore() (store interface {
+	lockcore.Store
+	lockcore.Upstream
+}, kind string, err error) {
+	cfg := a.cfg
+	if cfg.Upstream == "" {
+		return memstore.New(memstore.Options{}), "embedded", nil
+	}
+	// go-redis's logger is one for the whole process, as the sidecar is:
+	// set here, where that sidecar is wired, not by a library.
+	redis.SetLogger(redisLog{a.log})
+	rdb, err := upstreamClient(cfg, a.log)
+	if err != nil {
+		return nil, "", err
+	}
+	rs, err := redisstore.New(rdb, redisstore.Options{
+		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
+	if err != nil {
+		rdb.Close()
+		return nil, "", err
+	}
+	return rs, "redis", nil
+}
+
+// newHandler makes the command table over the sidecar's locks.
+func (a *Sidecar) newHandler(storeKind string) (*commands.Handler, error) {
+	cfg := a.cfg
+	return commands.New(a.locks, commands.Config{
+		MinTTL:       cfg.MinTTL,
+		MaxTTL:       cfg.MaxTTL,
+		MaxWait:      cfg.MaxWait,
+		MaxNameBytes: cfg.MaxNameBytes,
+		Password:     cfg.Password,
+		Version:      Version(),
+		Store:        storeKind,
+		UpstreamUp:   a.upstreamUp.Load,
+		UpstreamRisks: func() []string {
+			if r := a.risks.Load(); r != nil {
+				return *r
+			}
+			return nil
+		},
+		Observer: a.metrics,
+		Logger:   a.log,
+	})
 }
 
 // Addr is the RESP listen address.
