@@ -38,7 +38,7 @@ var targetLabels = []string{"instance", "job", "namespace", "pod", "container", 
 
 // upstreamOps are the op values lockcore.Instrument reports. A HistogramVec
 // exposes nothing until observed, so the test observes each one.
-var upstreamOps = []string{"acquire", "renew", "release", "transfer", "release_all", "leave", "keepalive", "inspect", "health"}
+var upstreamOps = []string{"acquire", "renew", "revoke", "release", "transfer", "release_all", "leave", "keepalive", "inspect", "health"}
 
 // family is one metric family as a scrape shows it.
 type family struct {
