@@ -33,6 +33,11 @@ func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duratio
 	if wait <= 0 {
 		return l.tryOnce(ctx, name, ttl)
 	}
+	// The deadline runs from before the waiter joins: by the time it is
+	// counted as waiting, its WAIT's end is set.
+	timeout := make(chan struct{})
+	t := l.clock.AfterFunc(wait, func() { close(timeout) })
+	defer t.Stop()
 	w := &waiter{id: l.newWaiterID(), nonce: l.newNonce(), ttl: ttl, result: make(chan outcome, 1)}
 	if err := l.join(name, w); err != nil {
 		return grant{}, err
@@ -43,9 +48,6 @@ func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duratio
 		l.waiters.Add(-1)
 		l.obs.WaitersChanged(-1)
 	}()
-	timeout := make(chan struct{})
-	t := l.clock.AfterFunc(wait, func() { close(timeout) })
-	defer t.Stop()
 	select {
 	case o := <-w.result:
 		return o.g, o.err
