@@ -99,7 +99,12 @@ func (sc *sidecar) waitReady(timeout time.Duration) error {
 			if addr := startedOn(sc.logs.String()); addr != "" {
 				metrics, err := otherListener(sc.pid(), addr)
 				if err != nil {
-					return err
+					select {
+					case <-sc.exited: // its /proc is gone: say why
+						return fmt.Errorf("exited during start-up: %v", sc.exitErr)
+					default:
+						return err
+					}
 				}
 				sc.addr, sc.metrics = addr, metrics
 			}
