@@ -93,7 +93,11 @@ func clientPaused(t *testing.T, r *row) {
 	b := cl.sidecar("b", false, nil)
 	ws := cl.start(workload{perSidecar: heavy(2, 4), sidecars: []*sidecar{a, b}, names: names("s2-w", 2),
 		ttl: 500 * time.Millisecond, wait: 500 * time.Millisecond, hold: 2 * time.Millisecond})
-	const ttl = 500 * time.Millisecond
+	// The paused holders' locks live only while their sidecar renews them,
+	// at half the ttl, within what is left of it: 1s is a margin that a
+	// starved machine does not eat (with 500ms, a 250ms stall of the
+	// sidecar or the upstream lost the lock, and failed the scenario).
+	const ttl = 2 * time.Second
 
 	// Without MAXHOLD.
 	p := startProc(t, "proc-nomax", a, cl.resSrv.Addr())
@@ -105,7 +109,7 @@ func clientPaused(t *testing.T, r *row) {
 	cl.hist.Pause(p.id, stoppedAt)
 	r.injections++
 	w := cl.mustClient("waiter-nomax", b)
-	if id, _, v, err := w.acquire(10*time.Second, "s2-nomax", ms(ttl), "WAIT", ms(4*ttl)); id >= 0 || err != nil {
+	if id, _, v, err := w.acquire(10*time.Second, "s2-nomax", ms(ttl), "WAIT", ms(2*ttl)); id >= 0 || err != nil {
 		t.Errorf("a waiter got %v, %v while the paused holder's connection lived (ttl %v, paused %v)",
 			v, err, ttl, time.Since(stoppedAt))
 	}
@@ -126,7 +130,7 @@ func clientPaused(t *testing.T, r *row) {
 	}
 
 	// With MAXHOLD.
-	const maxHold = 1500 * time.Millisecond
+	const maxHold = 3 * ttl / 2 // past the ttl: renewed until the cap ends it
 	q := startProc(t, "proc-maxhold", a, cl.resSrv.Addr())
 	qid, qtoken := cl.procAcquire(q, a, "s2-max", ms(ttl), "MAXHOLD", ms(maxHold))
 	if !cl.procWrite(q, qid, "s2-max", qtoken, false) {
@@ -177,7 +181,7 @@ func clientPaused(t *testing.T, r *row) {
 	cl.finish()
 	r.detect, r.detectWhat = handoff-maxHold, "MAXHOLD cap → next holder"
 	r.note("no MAXHOLD: kept through a %v pause (ttl %v); MAXHOLD %v: passed on after %v, stale write refused, push seen on resume",
-		(4 * ttl).Round(time.Millisecond), ttl, maxHold, handoff.Round(time.Millisecond))
+		(2 * ttl).Round(time.Millisecond), ttl, maxHold, handoff.Round(time.Millisecond))
 	if capOuts > 0 {
 		r.note("the MAXHOLD end is pushed as lock.lost but not counted in locks_lost_total")
 	}

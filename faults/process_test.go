@@ -4,10 +4,10 @@ package faults
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,17 +29,6 @@ func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // sidecar is one lockproxy process.
 type sidecar struct {
 	id      string
@@ -55,47 +44,49 @@ type sidecar struct {
 // without the prefix) on top of a few defaults fit for tests, and waits
 // until /readyz says it serves and sees its upstream. It is stopped at
 // cleanup, and its log printed if the test failed.
+//
+// Both listeners bind 127.0.0.1:0: a port picked here and bound by the
+// child later could be taken in between (by another test's server, or as
+// the local port of any outgoing connection). The RESP address comes from
+// the "lockproxy started" log line, the metrics address from the child's
+// own listening sockets.
 func startSidecar(t testing.TB, id string, settings map[string]string) *sidecar {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		sc := &sidecar{id: id, addr: freeAddr(t), metrics: freeAddr(t), logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
-		env := map[string]string{
-			"LISTEN": sc.addr, "METRICS_LISTEN": sc.metrics, "LOG_FORMAT": "json",
-			"QUIET_PERIOD": "2s", "MAX_TTL": "1m", "UPSTREAM_TIMEOUT": "1s", "SHUTDOWN_TIMEOUT": "5s",
-		}
-		for k, v := range settings {
-			env[k] = v
-		}
-		sc.cmd = exec.Command(lockproxyBin)
-		for k, v := range env {
-			sc.cmd.Env = append(sc.cmd.Env, "LOCKPROXY_"+k+"="+v)
-		}
-		sc.cmd.Stdout, sc.cmd.Stderr = sc.logs, sc.logs
-		sc.cmd.SysProcAttr = childAttr()
-		if err := sc.cmd.Start(); err != nil {
-			t.Fatalf("start lockproxy: %v", err)
-		}
-		go func() {
-			sc.exitErr = sc.cmd.Wait()
-			close(sc.exited)
-		}()
-		err := sc.waitReady(10 * time.Second)
-		if err == nil {
-			t.Cleanup(func() {
-				sc.stop()
-				if t.Failed() {
-					t.Logf("sidecar %s (pid %d) log, last lines:\n%s", sc.id, sc.pid(), sc.logs.Tail(60))
-				}
-			})
-			return sc
-		}
-		sc.stop()
-		if !strings.Contains(sc.logs.String(), "address already in use") || attempt == 3 {
-			t.Fatalf("sidecar %s: %v\n%s", id, err, sc.logs.Tail(60))
-		}
+	sc := &sidecar{id: id, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
+	env := map[string]string{
+		"LISTEN": "127.0.0.1:0", "METRICS_LISTEN": "127.0.0.1:0", "LOG_FORMAT": "json",
+		"QUIET_PERIOD": "2s", "MAX_TTL": "1m", "UPSTREAM_TIMEOUT": "1s", "SHUTDOWN_TIMEOUT": "5s",
 	}
+	for k, v := range settings {
+		env[k] = v
+	}
+	sc.cmd = exec.Command(lockproxyBin)
+	for k, v := range env {
+		sc.cmd.Env = append(sc.cmd.Env, "LOCKPROXY_"+k+"="+v)
+	}
+	sc.cmd.Stdout, sc.cmd.Stderr = sc.logs, sc.logs
+	sc.cmd.SysProcAttr = childAttr()
+	if err := sc.cmd.Start(); err != nil {
+		t.Fatalf("start lockproxy: %v", err)
+	}
+	go func() {
+		sc.exitErr = sc.cmd.Wait()
+		close(sc.exited)
+	}()
+	t.Cleanup(func() {
+		sc.stop()
+		if t.Failed() {
+			t.Logf("sidecar %s (pid %d) log, last lines:\n%s", sc.id, sc.pid(), sc.logs.Tail(60))
+		}
+	})
+	if err := sc.waitReady(10 * time.Second); err != nil {
+		t.Fatalf("sidecar %s: %v", id, err)
+	}
+	return sc
 }
 
+// waitReady learns the sidecar's addresses once it has logged its start,
+// then waits until its /readyz answers 200.
 func (sc *sidecar) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := http.Client{Timeout: time.Second}
@@ -105,10 +96,26 @@ func (sc *sidecar) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("exited during start-up: %v", sc.exitErr)
 		default:
 		}
-		if resp, err := client.Get("http://" + sc.metrics + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if sc.addr == "" {
+			if addr := startedOn(sc.logs.String()); addr != "" {
+				metrics, err := otherListener(sc.pid(), addr)
+				if err != nil {
+					select {
+					case <-sc.exited: // its /proc is gone: say why
+						return fmt.Errorf("exited during start-up: %v", sc.exitErr)
+					default:
+						return err
+					}
+				}
+				sc.addr, sc.metrics = addr, metrics
+			}
+		}
+		if sc.metrics != "" {
+			if resp, err := client.Get("http://" + sc.metrics + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -116,6 +123,59 @@ func (sc *sidecar) waitReady(timeout time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startedOn is the RESP address of the "lockproxy started" line in a JSON
+// log, or "" before it is written (it is, once every listener is bound).
+func startedOn(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		var rec struct{ Msg, Listen string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "lockproxy started" {
+			return rec.Listen
+		}
+	}
+	return ""
+}
+
+// otherListener is the one IPv4 TCP address that process pid listens on
+// besides addr: a sidecar's metrics listener, found in /proc by the inodes
+// of its socket descriptors.
+func otherListener(pid int, addr string) (string, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return "", err
+	}
+	sockets := map[string]bool{}
+	for _, fd := range fds {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); ok {
+			sockets[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	tcp, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, line := range strings.Split(string(tcp), "\n")[1:] {
+		// sl local_address rem_address st ... inode; the port is hex.
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" || !sockets[f[9]] {
+			continue // not one of its sockets in LISTEN
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		port, err := strconv.ParseUint(hexPort, 16, 16)
+		if err != nil {
+			return "", fmt.Errorf("/proc/%d/net/tcp: %q", pid, line)
+		}
+		if a := "127.0.0.1:" + strconv.FormatUint(port, 10); a != addr {
+			found = append(found, a)
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("listening on %v besides RESP's %s, want one metrics address", found, addr)
+	}
+	return found[0], nil
 }
 
 func (sc *sidecar) pid() int { return sc.cmd.Process.Pid }
