@@ -500,15 +500,25 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// A server that hangs up at once fails the dial. (A listener that hangs up,
+// not a closed port: another test's server could take a freed port.)
 func TestDialFails(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	if _, err := lockclient.Dial(t.Context(), addr); err == nil {
-		t.Fatal("dial of a closed port succeeded")
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if _, err := lockclient.Dial(t.Context(), ln.Addr().String()); err == nil {
+		t.Fatal("dial of a server that hangs up succeeded")
 	}
 }
 

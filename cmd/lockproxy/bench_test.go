@@ -55,24 +55,22 @@ func startChild(b testing.TB, settings map[string]string) *child {
 }
 
 // startChildTo is startChild with the process's stderr going to stderr.
+// The child listens on a port of its own choosing, which its "lockproxy
+// started" log line tells: a port picked here and bound there could be
+// taken in between, and a PING could then reach a stranger.
 func startChildTo(b testing.TB, settings map[string]string, stderr io.Writer) *child {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	watch := &startedWatch{w: stderr, addr: make(chan string, 1)}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"=1", "LOCKPROXY_LISTEN="+addr, "LOCKPROXY_LOG_LEVEL=warn")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_LEVEL=info")
 	for k, v := range settings {
 		cmd.Env = append(cmd.Env, "LOCKPROXY_"+k+"="+v)
 	}
-	cmd.Stderr = stderr
+	cmd.Stderr = watch
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	c := &child{addr: addr, cmd: cmd, exited: make(chan struct{})}
+	c := &child{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		c.exitErr = cmd.Wait()
 		close(c.exited)
@@ -81,16 +79,59 @@ func startChildTo(b testing.TB, settings map[string]string, stderr io.Writer) *c
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = c.wait()
 	})
-	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
-	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			b.Fatal("child lockproxy did not answer PING within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case c.addr = <-watch.addr:
+	case <-c.exited:
+		b.Fatalf("child lockproxy exited before it started: %v", c.exitErr)
+	case <-time.After(10 * time.Second):
+		b.Fatal("child lockproxy did not start within 10s")
 	}
 	return c
+}
+
+// startedWatch passes a child's log on to w, but for its info lines, and
+// sends the address of the "lockproxy started" line to addr.
+type startedWatch struct {
+	w    io.Writer
+	addr chan string
+	mu   sync.Mutex
+	part []byte // guarded by mu; a line not yet ended
+	seen bool   // guarded by mu
+}
+
+func (s *startedWatch) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.part = append(s.part, p...)
+	for {
+		i := strings.IndexByte(string(s.part), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(s.part[:i+1])
+		s.part = s.part[i+1:]
+		if addr, ok := startedAddr(line); ok && !s.seen {
+			s.seen = true
+			s.addr <- addr
+		}
+		if !strings.Contains(line, "level=INFO") && !strings.Contains(line, `"level":"INFO"`) {
+			_, _ = io.WriteString(s.w, line)
+		}
+	}
+}
+
+// startedAddr is the listen address of a "lockproxy started" log line,
+// text or JSON.
+func startedAddr(line string) (string, bool) {
+	if !strings.Contains(line, "lockproxy started") {
+		return "", false
+	}
+	for _, key := range []string{"listen=", `"listen":"`} {
+		if _, rest, ok := strings.Cut(line, key); ok {
+			return strings.FieldsFunc(rest, func(r rune) bool { return r == ' ' || r == '"' })[0], true
+		}
+	}
+	return "", false
 }
 
 // rss is the child's resident set size in bytes.

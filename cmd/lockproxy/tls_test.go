@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -328,31 +329,17 @@ func TestTLSRedisCLI(t *testing.T) {
 	}
 }
 
-// freePort picks a port for a server that cannot be told to pick its own.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
 // startTLSRedis runs redis-server with a TLS port next to its plain port
 // and unix socket, which redistest uses to see that it is up.
 func startTLSRedis(t *testing.T, pki *testPKI) (srv *redistest.Server, url string) {
 	t.Helper()
-	port := freePort(t)
-	srv = redistest.Start(t, redistest.Options{Args: []string{
-		"--tls-port", port,
+	srv = redistest.Start(t, redistest.Options{PortArgs: []string{"--tls-port"}, Args: []string{
 		"--tls-cert-file", pki.serverCert,
 		"--tls-key-file", pki.serverKey,
 		"--tls-ca-cert-file", pki.caFile,
 		"--tls-auth-clients", "yes",
 	}})
-	return srv, "rediss://127.0.0.1:" + port + "/0"
+	return srv, "rediss://127.0.0.1:" + strconv.Itoa(srv.Port("--tls-port")) + "/0"
 }
 
 func TestTLSUpstream(t *testing.T) {

@@ -42,6 +42,11 @@ const notFoundMsg = "redis-server not found: install it with " +
 // Options tunes the server started by Start.
 type Options struct {
 	Args []string // extra redis-server arguments, e.g. {"--maxmemory-policy", "allkeys-lru"}
+	// PortArgs are more port arguments, e.g. {"--tls-port"}, each given a
+	// free port of its own at every attempt, as the main port is (see
+	// Server.Port): a port picked once, ahead of the start, could be taken
+	// by then.
+	PortArgs []string
 }
 
 // Server is a redis-server child process owned by one test.
@@ -51,6 +56,7 @@ type Server struct {
 	port   int
 	socket string
 	args   []string
+	extra  map[string]int // PortArgs, by argument
 
 	mu   sync.Mutex
 	proc *os.Process
@@ -71,9 +77,11 @@ func Start(t testing.TB, opts ...Options) *Server {
 	if err != nil {
 		t.Fatalf("%s", notFoundMsg)
 	}
-	s := &Server{bin: bin, dir: t.TempDir()}
+	s := &Server{bin: bin, dir: t.TempDir(), extra: map[string]int{}}
+	var portArgs []string
 	for _, o := range opts {
 		s.args = append(s.args, o.Args...)
+		portArgs = append(portArgs, o.PortArgs...)
 	}
 	s.socket = filepath.Join(s.dir, "redis.sock")
 	if len(s.socket) > maxSocketPath {
@@ -96,6 +104,11 @@ func Start(t testing.TB, opts ...Options) *Server {
 			t.Fatalf("redistest: pick port: %v", err)
 		}
 		s.port = port
+		for _, arg := range portArgs {
+			if s.extra[arg], err = freePort(); err != nil {
+				t.Fatalf("redistest: pick port: %v", err)
+			}
+		}
 		err = s.launch()
 		if err == nil {
 			return s
@@ -105,6 +118,9 @@ func Start(t testing.TB, opts ...Options) *Server {
 		}
 	}
 }
+
+// Port is the port given to one of Options.PortArgs.
+func (s *Server) Port(arg string) int { return s.extra[arg] }
 
 // Addr is the TCP address, "127.0.0.1:port"; it survives Restart.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -205,6 +221,9 @@ func (s *Server) launch() error {
 		"--daemonize", "no",
 		"--save", "",
 		"--appendonly", "no",
+	}
+	for arg, port := range s.extra {
+		args = append(args, arg, strconv.Itoa(port))
 	}
 	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
