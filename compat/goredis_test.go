@@ -321,8 +321,9 @@ func runGoRedis(proto int) func(t *testing.T, addr string) (*stepResults, string
 			if s, err := conn.Ping(ctx).Result(); err != nil || s != "PONG" {
 				return fmt.Errorf("PING after the cap = %q, %v: the connection is out of step", s, err)
 			}
-			// Released at the cap: free for anyone at once.
-			if _, err := rdb.Do(ctx, "LOCK.ACQUIRE", name, 1000, "DETACHED").Text(); err != nil {
+			// Released at the cap, within a round trip of LOCK.HELD dropping
+			// it: free for the next client.
+			if _, err := rdb.Do(ctx, "LOCK.ACQUIRE", name, 1000, "DETACHED", "WAIT", 1000).Text(); err != nil {
 				return fmt.Errorf("another connection could not take it after the cap: %w", err)
 			}
 			return nil

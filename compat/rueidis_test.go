@@ -284,7 +284,8 @@ func runRueidis(t *testing.T, addr string) (*stepResults, string) {
 		if s, err := do(conn, "PING").ToString(); err != nil || s != "PONG" {
 			return fmt.Errorf("PING after the cap = %q, %v: the connection is out of step", s, err)
 		}
-		if _, err := do(client, "LOCK.ACQUIRE", name, "1000", "DETACHED").ToString(); err != nil {
+		// Released at the cap, within a round trip of LOCK.HELD dropping it.
+		if _, err := do(client, "LOCK.ACQUIRE", name, "1000", "DETACHED", "WAIT", "1000").ToString(); err != nil {
 			return errors.Join(errors.New("another connection could not take it after the cap"), err)
 		}
 		return nil

@@ -74,7 +74,8 @@ func latency(t *testing.T, r *row) {
 	rl.SetDelay(0)
 	wlA.stop()
 	wlB.stop()
-	nobody := cl.checkOrphans(orphans, ttl)
+	// The longest latency injected is 2×ttl a round trip: ttl each way.
+	nobody := cl.checkOrphans(orphans, ttl, ttl)
 	cl.finish()
 	r.detect, r.detectWhat = worst, "latency → holder told"
 	r.note("ttl %v; %s; b's workers %d grants; %s", ttl, strings.Join(steps, "; "), wlB.grants.Load(), nobody)
@@ -145,7 +146,7 @@ func partition(t *testing.T, r *row, mode string) {
 		waitFor(t, 5*time.Second, "sidecar a granting after the resets", func() bool { return wlA.grants.Load() > grants+5 })
 		wlA.stop()
 		wlB.stop()
-		nobody := cl.checkOrphans(orphans, ttl)
+		nobody := cl.checkOrphans(orphans, ttl, 0)
 		cl.finish()
 		r.note("3 resets %v apart (ttl %v): held locks kept, a's workers served throughout (%d grants); a's errors %s; %s",
 			ttl/4, ttl, wlA.grants.Load(), wlA.errors(), nobody)
@@ -181,7 +182,7 @@ func partition(t *testing.T, r *row, mode string) {
 	recovered := time.Since(healedAt)
 	wlA.stop()
 	wlB.stop()
-	nobody := cl.checkOrphans(orphans, ttl)
+	nobody := cl.checkOrphans(orphans, ttl, 0)
 	cl.finish()
 	r.detect = cl.worstLost(cutAt, nil)
 	r.note("cut %v (ttl %v): a's holders told, b's waiters granted %v after the cut; a granted again %v after the heal; a's errors %s; %s",
@@ -237,7 +238,7 @@ func replyLostWith(t *testing.T, r *row, settings map[string]string) {
 	// Every client has let go; any lock key left is held by nobody. It
 	// must go within its ttl of the last drop.
 	orphan := cl.orphans(t, "s9-", time.Until(dropEnd.Add(ttl+500*time.Millisecond)))
-	nobody := cl.checkOrphans(orphans, ttl)
+	nobody := cl.checkOrphans(orphans, ttl, 0)
 	var ahead int
 	if settings["LOCAL_HANDOFFS"] != "" {
 		for _, sc := range []*sidecar{a, b} {

@@ -115,7 +115,7 @@ func upstreamPaused(t *testing.T, r *row) {
 	time.Sleep(time.Until(resumedAt.Add(ttl + 300*time.Millisecond)))
 	wl.stop()
 	orphan := cl.orphans(t, "s6-", ttl+time.Second)
-	nobody := cl.checkOrphans(orphans, ttl)
+	nobody := cl.checkOrphans(orphans, ttl, 0)
 	cl.finish()
 	r.detect = cl.worstLost(pausedAt, nil)
 	r.note("frozen %v (ttl %v); first grant %v after SIGCONT; %s; keys gone %v after the clients let go; errors %s",

@@ -148,15 +148,16 @@ func (ls *lease) capReached(now time.Time) bool {
 	return !ls.capAt.IsZero() && !now.Before(ls.capDeadline())
 }
 
-// capOut ends a lease at its MAXHOLD: released, and its holder told as for
-// a lost lock (the lock.lost push). It is not counted as lost: nothing
-// failed, the cap did its job.
+// capOut ends a lease at its MAXHOLD: released, and then its holder told
+// as for a lost lock (the lock.lost push), so that the push means the lock
+// is free for others. It is not counted as lost: nothing failed, the cap
+// did its job.
 func (s *Session) capOut(ls *lease) {
 	if !s.end(ls, false) {
 		return
 	}
 	s.l.log.Info("lock released at its MAXHOLD", "lock", ls.name)
-	s.l.releaseLater(ls.name, ls.token)
+	s.l.releaseNow(s.l.queue(ls.name), ls.name, ls.token)
 	s.tell(ls)
 }
 
