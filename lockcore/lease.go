@@ -132,7 +132,8 @@ func (s *Session) gone(ls *lease, revoked bool) {
 func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
 	at := sent.Add(time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction))
 	if !ls.capAt.IsZero() {
-		at = earliest(at, ls.capDeadline())
+		// Its holder is told as a loss would be, so as early (lossLead).
+		at = earliest(at, ls.capDeadline().Add(-lossLead(ls.ttl)))
 	}
 	return at.Sub(s.l.now())
 }
@@ -204,11 +205,13 @@ func (s *Session) autoRenew(ls *lease) {
 	s.mu.Unlock()
 
 	sent := l.now()
-	if ls.capReached(sent) {
+	lead := lossLead(ttl)
+	if ls.capReached(sent.Add(lead)) {
 		s.capOut(ls) // not a renewal that failed: nothing is counted as lost
 		return
 	}
-	if !sent.Before(until) {
+	giveUp := until.Add(-lead)
+	if !sent.Before(giveUp) {
 		l.obs.AutoRenewed("lost")
 		s.lose(ls, "renewal did not succeed before its validity ran out", true)
 		return
@@ -241,11 +244,19 @@ func (s *Session) autoRenew(ls *lease) {
 		}
 		s.mu.Lock()
 		if s.leases[ls.name] == ls && !ls.detached {
-			s.scheduleLocked(ls, retryDelay(ls.failures, until.Sub(l.now())))
+			s.scheduleLocked(ls, retryDelay(ls.failures, giveUp.Sub(l.now())))
 		}
 		s.mu.Unlock()
 	}
 }
+
+// lossLead is how long before a failing lease's validity runs out its
+// sidecar gives up renewing it and declares it lost: a timer on a starved
+// processor fires late, and the lock.lost push must still reach the holder
+// before the upstream could expire the lock and grant it to another. A
+// tenth of the ttl, at most 100ms; answers (HELD, RENEW, INFO) check the
+// validity itself whatever the timers do.
+func lossLead(ttl time.Duration) time.Duration { return min(ttl/10, 100*time.Millisecond) }
 
 // retryDelay spaces failed renewals: quick at first, never more than a
 // quarter of the validity left, so several tries fit before it runs out.
