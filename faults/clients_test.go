@@ -146,7 +146,7 @@ func clientPaused(t *testing.T, r *row) {
 	handoff := cl.granted(wid).Sub(cl.granted(qid))
 	// The sidecar ends the lease at the cap, less the drift margin and the
 	// lead with which it tells a loss (a tenth of the ttl, at most 100ms).
-	early := lockcore.Drift(maxHold) + min(ttl/10, 100*time.Millisecond) + 50*time.Millisecond
+	early := lockcore.Drift(maxHold) + min(maxHold/10, 100*time.Millisecond) + 50*time.Millisecond
 	if handoff < maxHold-early || handoff > maxHold+time.Second {
 		t.Errorf("the waiter got the lock %v after the paused holder; want at its MAXHOLD %v", handoff, maxHold)
 	}

@@ -132,8 +132,8 @@ func (s *Session) gone(ls *lease, revoked bool) {
 func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
 	at := sent.Add(time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction))
 	if !ls.capAt.IsZero() {
-		// Its holder is told as a loss would be, so as early (lossLead).
-		at = earliest(at, ls.capDeadline().Add(-lossLead(ls.ttl)))
+		// Its holder is told as a loss would be, so as early.
+		at = earliest(at, ls.capDeadline().Add(-ls.capLead()))
 	}
 	return at.Sub(s.l.now())
 }
@@ -142,6 +142,18 @@ func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
 // margin its validity keeps, since the store's ttl never runs past the cap.
 func (ls *lease) capDeadline() time.Time {
 	return ls.capAt.Add(-Drift(ls.capAt.Sub(ls.start)))
+}
+
+// capLead is lossLead for the cap: the end of a MAXHOLD is told that much
+// early, by the cap's own length.
+func (ls *lease) capLead() time.Duration { return lossLead(ls.capAt.Sub(ls.start)) }
+
+// lossWindow is ttl, or the whole cap's length if the lease has a shorter one.
+func (ls *lease) lossWindow(ttl time.Duration) time.Duration {
+	if ls.capAt.IsZero() {
+		return ttl
+	}
+	return min(ttl, ls.capAt.Sub(ls.start))
 }
 
 // capReached reports whether ls has a MAXHOLD and has come to its end.
@@ -205,12 +217,12 @@ func (s *Session) autoRenew(ls *lease) {
 	s.mu.Unlock()
 
 	sent := l.now()
-	lead := lossLead(ttl)
-	if ls.capReached(sent.Add(lead)) {
+	if ls.capReached(sent.Add(ls.capLead())) {
 		s.capOut(ls) // not a renewal that failed: nothing is counted as lost
 		return
 	}
-	giveUp := until.Add(-lead)
+	// The store's ttl is the lease's, or the cap's length if that is less.
+	giveUp := until.Add(-lossLead(ls.lossWindow(ttl)))
 	if !sent.Before(giveUp) {
 		l.obs.AutoRenewed("lost")
 		s.lose(ls, "renewal did not succeed before its validity ran out", true)

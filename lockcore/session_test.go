@@ -486,8 +486,8 @@ func TestMaxHold(t *testing.T) {
 			// the drift margin: the store's ttl never runs past the cap).
 			lostAt := ev.advanceUntilLost(t, f.clock, s, "m", 5*time.Millisecond, 10*tc.capped)
 			// Ended by the cap, less the drift margin and the lead with which
-			// a loss is told (a tenth of the 100ms ttl).
-			if held := lostAt.Sub(start); held < tc.capped-lockcore.Drift(tc.capped)-10*time.Millisecond || held > tc.capped {
+			// a loss is told (a tenth of the cap).
+			if held := lostAt.Sub(start); held < tc.capped-lockcore.Drift(tc.capped)-tc.capped/10 || held > tc.capped {
 				t.Errorf("ended after %v, want at the %v cap", held, tc.capped)
 			}
 			if n := l.Stats().Lost; n != 0 {
