@@ -119,15 +119,16 @@ func TestJSONLogWhileUpstreamDown(t *testing.T) {
 }
 
 // closedAddr is a local address where nothing listens: every dial to it
-// is refused.
+// is refused. Port 1 (tcpmux) is privileged and unused; a freed ephemeral
+// port would not do, as another test's server may take it meanwhile.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	const addr = "127.0.0.1:1"
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s; these tests need a port that refuses", addr)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Until a health check has reached the upstream, an acquire is refused
