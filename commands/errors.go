@@ -45,7 +45,7 @@ func (h *Handler) errorReply(err error) (reply string, upstream bool) {
 		// busy sidecar refuses thousands of these.
 		return "UPSTREAM quiet period: the upstream restarted or failed over and may have lost its locks; " +
 			"no lock is granted for another " + roundLeft(qe.Left) + " (LOCKPROXY_QUIET_PERIOD)", false
-	case errors.Is(err, lockcore.ErrStoreReset):
+	case errors.Is(err, lockcore.ErrStoreReset), errors.Is(err, lockcore.ErrServerChanged):
 		return "UPSTREAM the upstream restarted or failed over and may have lost its locks; " +
 			"lockproxy is checking it, retry shortly", false
 	case errors.Is(err, context.Canceled), errors.Is(err, lockcore.ErrClosed):

@@ -33,6 +33,16 @@ type Config struct {
 	// granted through the old store to have expired, so no holder that was
 	// not told can still believe it holds (0: no quiet period).
 	QuietPeriod time.Duration
+	// QuietAuto bounds the quiet period by what may still be outstanding:
+	// the end of the longest lease granted or renewed through the store,
+	// as the store and this sidecar know it, plus drift and a check
+	// interval. QuietPeriod is then the most it can be, used when nothing
+	// is known.
+	QuietAuto bool
+	// CheckInterval is how often the sidecar calls CheckUpstream. After a
+	// restart or failover that kept the data, grants wait this long (and a
+	// little more) for every sidecar to check its locks.
+	CheckInterval time.Duration
 	// UpstreamTimeout bounds each store call made for a client command.
 	UpstreamTimeout time.Duration
 	// WaiterTTL is how long a waiter keeps its place in the store's queue
@@ -70,6 +80,7 @@ func DefaultConfig() Config {
 		Retry:           Backoff{Base: 10 * time.Millisecond, Multiplier: 2, Max: 500 * time.Millisecond, Jitter: 0.2},
 		UpstreamTimeout: 2 * time.Second,
 		WaiterTTL:       3 * time.Second,
+		CheckInterval:   500 * time.Millisecond,
 	}
 }
 
@@ -84,6 +95,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.DefaultTTL, def.DefaultTTL)
 	fill(&c.UpstreamTimeout, def.UpstreamTimeout)
 	fill(&c.WaiterTTL, def.WaiterTTL)
+	fill(&c.CheckInterval, def.CheckInterval)
 	fill(&c.Retry.Base, def.Retry.Base)
 	if c.Retry.Max == 0 {
 		c.Retry.Max = max(def.Retry.Max, c.Retry.Base)
@@ -118,7 +130,8 @@ func VerifyConfig(c Config) error {
 		name string
 		d    time.Duration
 	}{{"DefaultTTL", c.DefaultTTL}, {"UpstreamTimeout", c.UpstreamTimeout}, {"WaiterTTL", c.WaiterTTL},
-		{"Retry.Base", c.Retry.Base}, {"MaxHold", c.MaxHold}, {"QuietPeriod", c.QuietPeriod}} {
+		{"Retry.Base", c.Retry.Base}, {"MaxHold", c.MaxHold}, {"QuietPeriod", c.QuietPeriod},
+		{"CheckInterval", c.CheckInterval}} {
 		if f.d < 0 {
 			bad(f.name, "%v is negative", f.d)
 		}

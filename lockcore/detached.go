@@ -16,6 +16,7 @@ type detachedSet struct {
 
 	mu       sync.Mutex
 	expires  map[string]time.Time // guarded by mu; token → end of its ttl as last set here
+	names    map[string]string    // guarded by mu; token → lock name
 	order    expiryHeap           // guarded by mu; may hold stale entries, skipped when popped
 	reserved int                  // guarded by mu; slots taken by acquires in flight
 	sweep    *task                // guarded by mu; armed for the earliest expiry
@@ -24,7 +25,7 @@ type detachedSet struct {
 }
 
 func newDetachedSet(c *core) *detachedSet {
-	return &detachedSet{c: c, expires: make(map[string]time.Time)}
+	return &detachedSet{c: c, expires: make(map[string]time.Time), names: make(map[string]string)}
 }
 
 // reserve takes a slot for a detached acquire, or fails with
@@ -47,8 +48,8 @@ func (d *detachedSet) unreserve() {
 	d.mu.Unlock()
 }
 
-// add turns a reserved slot into the lock token, held until expires.
-func (d *detachedSet) add(token string, expires time.Time) {
+// add turns a reserved slot into name's lock token, held until expires.
+func (d *detachedSet) add(name, token string, expires time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reserved--
@@ -56,6 +57,7 @@ func (d *detachedSet) add(token string, expires time.Time) {
 		d.c.obs.DetachedChanged(1)
 	}
 	d.expires[token] = expires
+	d.names[token] = name
 	heap.Push(&d.order, expiry{expires, token})
 	d.armLocked()
 }
@@ -77,8 +79,26 @@ func (d *detachedSet) remove(token string) {
 	defer d.mu.Unlock()
 	if _, ok := d.expires[token]; ok {
 		delete(d.expires, token)
+		delete(d.names, token)
 		d.c.obs.DetachedChanged(-1)
 	}
+}
+
+// detachedLock is one lock of the set, as list gives it.
+type detachedLock struct {
+	name, token string
+	at          time.Time // the end of its ttl as last set here
+}
+
+// list is the set's locks.
+func (d *detachedSet) list() []detachedLock {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]detachedLock, 0, len(d.expires))
+	for token, at := range d.expires {
+		out = append(out, detachedLock{d.names[token], token, at})
+	}
+	return out
 }
 
 // len is how many detached locks the set counts.
@@ -94,6 +114,7 @@ func (d *detachedSet) sweepLocked(now time.Time) {
 		e := heap.Pop(&d.order).(expiry)
 		if at, ok := d.expires[e.token]; ok && !at.After(now) {
 			delete(d.expires, e.token)
+			delete(d.names, e.token)
 			d.c.obs.DetachedChanged(-1)
 		}
 	}

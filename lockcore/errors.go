@@ -29,4 +29,9 @@ var (
 	// or another server took over): nothing may be granted until Locks has
 	// been told, through CheckUpstream.
 	ErrStoreReset = errors.New("lockcore: the upstream has lost its locks since it was last checked (restart or failover)")
+	// ErrServerChanged is what a store returns when a grant came from a
+	// server other than the one CheckUpstream last accepted (it restarted
+	// or another took over), which may not have every lock yet. The grant
+	// may have been written: the caller gives it back.
+	ErrServerChanged = errors.New("lockcore: the upstream restarted or failed over since it was last checked")
 )

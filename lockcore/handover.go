@@ -39,6 +39,13 @@ func (h *handover) land(ok bool, sent time.Time) {
 	}
 }
 
+// hasLanded reports whether the store has answered.
+func (h *handover) hasLanded() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.landed
+}
+
 // whenLanded runs f once the store has answered: now, if it has.
 func (h *handover) whenLanded(f func()) {
 	h.mu.Lock()

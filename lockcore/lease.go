@@ -89,6 +89,7 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 	}
 	ls.ttl = ttl
 	ls.validUntil = validity(sent, storeTTL)
+	l.extendHorizon(sent.Add(storeTTL))
 	if !ls.detached {
 		ls.stopTimer()
 		s.scheduleLocked(ls, s.renewDelay(ls, sent, ls.validUntil))
@@ -97,6 +98,13 @@ func (s *Session) renewLease(ctx context.Context, ls *lease, ttl time.Duration) 
 		l.detached.extend(ls.token, sent.Add(storeTTL))
 	}
 	return true, nil
+}
+
+// ttlNow is the lease's ttl.
+func (ls *lease) ttlNow(s *Session) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ls.ttl
 }
 
 // waitRenewal takes ls's renewal slot, waiting until deadline at most for
@@ -239,6 +247,7 @@ func (s *Session) autoRenew(ls *lease) {
 	case err == nil && r.OK:
 		l.obs.AutoRenewed("ok")
 		ls.failures = 0
+		l.extendHorizon(sent.Add(storeTTL))
 		s.mu.Lock()
 		if s.leases[ls.name] == ls && !ls.detached {
 			ls.validUntil = validity(sent, storeTTL)

@@ -23,10 +23,11 @@ import (
 type Locks struct {
 	core
 
-	quietUntil atomic.Int64 // ns since base; no grant before it (see UpstreamReset)
-	base       time.Time    // read with its monotonic clock, so a clock step cannot end a quiet period
-	checkMu    sync.Mutex   // serialises CheckUpstream
-	storeID    string       // guarded by checkMu; the store's last Health ID
+	quietUntil  atomic.Int64 // ns since base; no grant before it (see UpstreamReset)
+	verifying   atomic.Bool  // the upstream changed and its locks are being checked: no grant
+	checkMu     sync.Mutex   // serialises CheckUpstream
+	store0      Health       // guarded by checkMu; the store as last accepted
+	verifyStart time.Time    // guarded by checkMu; when verifying began
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
@@ -59,6 +60,13 @@ type core struct {
 	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
 	handOffs [len(HandOffKinds)]atomic.Int64
 	detached *detachedSet
+
+	base time.Time // read with its monotonic clock, so a clock step cannot end a quiet period
+	// horizon is the latest end (ns since base) of any lease this sidecar
+	// knows to have been granted or renewed through the store, once
+	// horizonKnown. It bounds the quiet period after a loss.
+	horizon      atomic.Int64
+	horizonKnown atomic.Bool
 }
 
 // New returns Locks over store, or an error naming each field of cfg that
@@ -81,12 +89,12 @@ func New(store Store, cfg Config) (*Locks, error) {
 			id:     randomHex()[:16],
 			ctx:    ctx,
 			cancel: cancel,
+			base:   cfg.Clock.Now(),
 		},
 		sessions: make(map[*Session]struct{}),
 		queues:   make(map[string]*queue),
 		flights:  make(map[string]*flight),
 		holders:  make(map[string]holder),
-		base:     cfg.Clock.Now(),
 	}
 	l.detached = newDetachedSet(&l.core)
 	l.work.Go(l.watchRevokes)

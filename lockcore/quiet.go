@@ -2,6 +2,7 @@ package lockcore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,14 @@ func (l *Locks) QuietLeft() time.Duration {
 	return max(time.Duration(u)-l.now().Sub(l.base), 0)
 }
 
-// quiet returns a *QuietError while the quiet period runs, else nil.
+// quiet returns a *QuietError while the quiet period runs, or while the
+// upstream's locks are being checked after it changed, else nil.
 func (l *Locks) quiet() error {
-	if left := l.QuietLeft(); left > 0 {
+	left := l.QuietLeft()
+	if l.verifying.Load() {
+		left = max(left, l.cfg.CheckInterval+settleMargin)
+	}
+	if left > 0 {
 		return &QuietError{Left: left}
 	}
 	return nil
@@ -113,12 +119,23 @@ func (s *Session) all() []*lease {
 }
 
 // CheckUpstream asks up, the store's upstream, who it is, and adopts any
-// quiet period another sidecar announced. When the upstream is no longer
-// the one the last check found, it restarted or failed over and may have
-// forgotten locks: every lease is declared lost (see UpstreamReset), the
-// quiet period is announced to the other sidecars, and only then does the
-// store accept acquires again. An error leaves the store refusing them if
-// it can tell.
+// quiet period another sidecar announced. It tells three changes apart:
+//
+//   - Data changed: the store lost its data (an empty restart, or another
+//     sidecar found a lock missing). Every lease is declared lost (see
+//     UpstreamReset), and nothing is granted until every lease that could
+//     still be outstanding has run out (see quietFor); the period is
+//     announced to the other sidecars.
+//   - Only the server changed: a restart that kept its files, or a
+//     failover. Grants stop while this sidecar checks that the store still
+//     holds every lock it acknowledged (see verify), and for one more check
+//     interval, in which every other live sidecar checks too. If all are
+//     there, nothing is lost and grants go on; if one is missing, the store
+//     is invalidated, which turns it into the first case for every sidecar.
+//   - Nothing changed.
+//
+// Only then does the store accept acquires again. An error leaves the store
+// refusing them if it can tell.
 func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
@@ -127,26 +144,206 @@ func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 		return err
 	}
 	l.Quiet(h.Quiet)
-	if l.storeID != "" && h.ID != l.storeID {
-		d := l.cfg.QuietPeriod
-		// Announced before the holders are told, which may take a while:
-		// sidecars that never held a lock through the old upstream learn
-		// of the period only from the announcement.
-		l.Quiet(d)
-		var aerr error
-		if d > 0 {
-			aerr = up.AnnounceQuiet(ctx, d)
+	if h.Outstanding >= 0 {
+		l.extendHorizon(l.now().Add(h.Outstanding))
+	}
+	switch {
+	case l.store0.ID == "":
+		// The first answer: whatever came before is unknown, and any
+		// period announced for it was adopted above.
+	case h.Data != l.store0.Data:
+		if err := l.reset(ctx, up, h, "the upstream lost its data"); err != nil {
+			return err
 		}
-		lost := l.UpstreamReset(d, "upstream restarted or failed over")
-		l.log.Error("the upstream restarted or failed over and may have lost its locks: every lock held through it is lost, and no lock is granted during the quiet period",
-			"locks_lost", lost, "quiet_period", d.String(), "before", l.storeID, "now", h.ID)
-		if aerr != nil {
-			// Not accepted yet: the next check finds the change again and
-			// announces again.
-			return fmt.Errorf("announcing the quiet period: %w", aerr)
+	case h.ID != l.store0.ID:
+		if err := l.recheck(ctx, up, h); err != nil {
+			return err
+		}
+		return nil
+	}
+	l.store0 = h
+	up.Accept(h)
+	return nil
+}
+
+// recheck is CheckUpstream's answer to a server that changed but says it
+// kept its data.
+func (l *Locks) recheck(ctx context.Context, up Upstream, h Health) error {
+	if !l.verifying.Swap(true) {
+		l.log.Warn("the upstream restarted or failed over; checking that it kept every lock before granting more",
+			"before", l.store0.ID, "now", h.ID)
+		l.verifyStart = l.now()
+	}
+	missing, err := l.verify(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the locks after the upstream changed: %w", err)
+	}
+	if len(missing) > 0 {
+		l.log.Error("the upstream restarted or failed over and lost locks this sidecar had granted",
+			"missing", missing, "before", l.store0.ID, "now", h.ID)
+		if err := up.Invalidate(ctx); err != nil {
+			return fmt.Errorf("invalidating the upstream's data: %w", err)
+		}
+		h2, err := up.Health(ctx)
+		if err != nil {
+			return err
+		}
+		if err := l.reset(ctx, up, h2, "the upstream lost locks in a restart or failover"); err != nil {
+			return err
+		}
+		l.store0 = h2
+		up.Accept(h2)
+		l.verifying.Store(false)
+		return nil
+	}
+	// Every other live sidecar checks within a check interval of the
+	// change; one that finds a lock missing invalidates the store, which
+	// stops every grant. Until then, grant nothing.
+	settled := l.verifyStart.Add(l.cfg.CheckInterval + settleMargin)
+	l.Quiet(settled.Sub(l.now()))
+	l.store0 = h
+	up.Accept(h)
+	l.verifying.Store(false)
+	l.log.Info("the upstream kept every lock this sidecar granted; granting again after the other sidecars have checked",
+		"now", h.ID, "resumes_in", max(settled.Sub(l.now()), 0).String())
+	return nil
+}
+
+// settleMargin is added to the check interval that other sidecars are
+// given to report a lost lock: their health check's round trip and their
+// own verify.
+const settleMargin = 100 * time.Millisecond
+
+// reset is CheckUpstream's answer to a store that may have lost locks:
+// announce the quiet period to every sidecar, then declare every lease
+// lost. An error means it must be done again at the next check.
+func (l *Locks) reset(ctx context.Context, up Upstream, h Health, why string) error {
+	d := l.quietFor()
+	// Announced before the holders are told, which may take a while:
+	// sidecars that never held a lock through the old upstream learn
+	// of the period only from the announcement.
+	l.Quiet(d)
+	var aerr error
+	if d > 0 {
+		aerr = up.AnnounceQuiet(ctx, d)
+	}
+	lost := l.UpstreamReset(d, "upstream restarted or failed over")
+	l.log.Error(why+": every lock held through it is lost, and no lock is granted during the quiet period",
+		"locks_lost", lost, "quiet_period", d.String(), "before", l.store0.ID+"/"+l.store0.Data, "now", h.ID+"/"+h.Data)
+	if aerr != nil {
+		// Not accepted yet: the next check finds the change again and
+		// announces again.
+		return fmt.Errorf("announcing the quiet period: %w", aerr)
+	}
+	return nil
+}
+
+// quietFor is the quiet period after a loss. A fixed Config.QuietPeriod is
+// used as it is. Under QuietAuto it is bounded by the horizon: the end of
+// the longest lease this sidecar knows to have been granted or renewed,
+// plus drift, plus one check interval for the other sidecars, which may
+// know of a later one, to announce theirs.
+func (l *Locks) quietFor() time.Duration {
+	d := l.cfg.QuietPeriod
+	h := l.horizon.Load()
+	if !l.cfg.QuietAuto || !l.horizonKnown.Load() {
+		return d
+	}
+	left := max(time.Duration(h)-l.now().Sub(l.base), 0)
+	return min(d, left+Drift(left)+l.cfg.CheckInterval)
+}
+
+// extendHorizon notes that a lease may be held until t.
+func (c *core) extendHorizon(t time.Time) {
+	at := int64(t.Sub(c.base))
+	defer c.horizonKnown.Store(true) // after the value: a reader that sees it known sees the value
+	for {
+		old := c.horizon.Load()
+		if old >= at || c.horizon.CompareAndSwap(old, at) {
+			return
 		}
 	}
-	l.storeID = h.ID
-	up.Accept(h.ID)
-	return nil
+}
+
+// verify checks that the store still holds every lock this sidecar
+// acknowledged and still counts as held: each owned lease, and each
+// detached lock granted here whose ttl has not run out. It returns the names
+// missing. A lease whose store ttl is now shorter than its validity (a
+// renewal the old server took but did not pass on) is renewed at once.
+func (l *Locks) verify(ctx context.Context) (missing []string, err error) {
+	type check struct {
+		name, token string
+		s           *Session
+		ls          *lease
+		until       time.Time
+	}
+	var checks []check
+	l.mu.Lock()
+	sessions := make([]*Session, 0, len(l.sessions))
+	for s := range l.sessions {
+		sessions = append(sessions, s)
+	}
+	l.mu.Unlock()
+	for _, s := range sessions {
+		s.mu.Lock()
+		for _, ls := range s.leases {
+			if ls.handover == nil || ls.handover.hasLanded() {
+				checks = append(checks, check{ls.name, ls.token, s, ls, ls.validUntil})
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, d := range l.detached.list() {
+		checks = append(checks, check{name: d.name, token: d.token, until: d.at})
+	}
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, verifyParallel)
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			gone, err := l.verifyOne(ctx, c.name, c.token, c.s, c.ls, c.until)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else if gone {
+				missing = append(missing, c.name)
+			}
+		})
+	}
+	wg.Wait()
+	return missing, errors.Join(errs...)
+}
+
+// verifyParallel bounds the store calls verify has in flight.
+const verifyParallel = 32
+
+// verifyOne checks one lock: gone reports that the store no longer holds
+// it although its holder may still believe it does.
+func (l *Locks) verifyOne(ctx context.Context, name, token string, s *Session, ls *lease, until time.Time) (gone bool, err error) {
+	if !l.now().Before(until) {
+		return false, nil // its holder believes no longer
+	}
+	cctx, cancel := l.callCtx(ctx)
+	st, err := l.store.Inspect(cctx, name)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	if !st.Held || st.Token != token {
+		return l.now().Before(until), nil
+	}
+	if ls == nil || st.TTL >= until.Sub(l.now()) {
+		return false, nil
+	}
+	// A renewal was lost: the store would expire the lock before its
+	// validity. Renew it now, before that.
+	ok, err := s.renewLease(ctx, ls, ls.ttlNow(s))
+	if err != nil {
+		return false, err
+	}
+	return !ok && l.now().Before(until), nil
 }

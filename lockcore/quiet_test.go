@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/clocktest"
 	"github.com/lockproxy/lockproxy/lockcore/memstore"
 )
 
@@ -17,6 +18,9 @@ type resettable struct {
 	lockcore.Store
 	mu        sync.Mutex
 	id        string
+	data      string // the data set's identity; "" follows id (a restart that lost everything)
+	invalid   int    // Invalidate calls
+	outstand  time.Duration
 	announced time.Duration
 	accepted  string
 	quiet     time.Duration // announced by "another sidecar"
@@ -26,7 +30,11 @@ type resettable struct {
 func (r *resettable) Health(ctx context.Context) (lockcore.Health, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return lockcore.Health{ID: r.id, Quiet: r.quiet}, nil
+	data := r.data
+	if data == "" {
+		data = r.id
+	}
+	return lockcore.Health{ID: r.id, Data: data, Quiet: r.quiet, Outstanding: r.outstand}, nil
 }
 
 func (r *resettable) AnnounceQuiet(ctx context.Context, d time.Duration) error {
@@ -39,10 +47,18 @@ func (r *resettable) AnnounceQuiet(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-func (r *resettable) Accept(id string) {
+func (r *resettable) Accept(h lockcore.Health) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.accepted = id
+	r.accepted = h.ID
+}
+
+func (r *resettable) Invalidate(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.invalid++
+	r.data = "invalidated"
+	return nil
 }
 
 func (r *resettable) Risks(context.Context) ([]lockcore.Risk, error) { return nil, nil }
@@ -56,7 +72,7 @@ func (r *resettable) set(fn func(r *resettable)) {
 func newResettable(t *testing.T, cfg lockcore.Config) (*lockcore.Locks, *resettable) {
 	t.Helper()
 	mem := memstore.New(memstore.Options{})
-	r := &resettable{Store: mem, id: "one"}
+	r := &resettable{Store: mem, id: "one", outstand: -1}
 	l := mustNew(t, r, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -211,4 +227,127 @@ func (g *gatedStore) Acquire(ctx context.Context, req lockcore.AcquireRequest) (
 	g.once.Do(func() { close(g.ran) })
 	<-g.release
 	return gr, err
+}
+
+// A server that changed but kept its data (a restart from its files, a
+// failover to an up-to-date replica) keeps every lease: nothing is lost or
+// pushed, and grants stop only for a check interval and a margin, the time
+// every other sidecar is given to find a lock of its own missing.
+func TestCheckUpstreamKeptData(t *testing.T) {
+	clock := clocktest.New(time.Unix(1000, 0))
+	const interval = 200 * time.Millisecond
+	l, r := newResettable(t, lockcore.Config{QuietPeriod: time.Hour, QuietAuto: true, CheckInterval: interval, Clock: clock})
+	ctx := context.Background()
+	r.set(func(r *resettable) { r.data = "files" })
+	if err := l.CheckUpstream(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	ev := newLostEvents(clock)
+	s := l.NewSession(ev.onLost)
+	acquire(t, s, "owned", lockcore.AcquireOptions{TTL: time.Minute})
+	acquire(t, s, "detached", lockcore.AcquireOptions{TTL: time.Minute, Detached: true})
+
+	r.set(func(r *resettable) { r.id = "two" })
+	if err := l.CheckUpstream(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.Held(); len(h) != 2 || r.invalid != 0 || r.announced != 0 || l.Stats().Lost != 0 {
+		t.Fatalf("after a change that kept the data: held %v, invalidated %d, announced %v, lost %d",
+			h, r.invalid, r.announced, l.Stats().Lost)
+	}
+	if r.accepted != "two" {
+		t.Errorf("accepted %q, want two", r.accepted)
+	}
+	_, err := s.Acquire(ctx, "new", lockcore.AcquireOptions{TTL: time.Minute})
+	var qe *lockcore.QuietError
+	if !errors.As(err, &qe) || qe.Left <= interval || qe.Left > interval+time.Second {
+		t.Fatalf("acquire right after the change = %v, want a refusal for the check interval and a margin", err)
+	}
+	clock.Advance(qe.Left)
+	acquire(t, s, "new", lockcore.AcquireOptions{TTL: time.Minute})
+	select {
+	case <-ev.ch:
+		t.Fatalf("a lease was pushed as lost: %v", ev.names)
+	default:
+	}
+}
+
+// A server that changed, said it kept its data, but no longer has a lock
+// this sidecar granted (a failover to a replica that had not received it)
+// is treated as a loss: the store is invalidated, so that every other
+// sidecar stops granting too, and the quiet period is bounded by the
+// longest lease that may be outstanding, not by the maximum ttl.
+func TestCheckUpstreamLockMissing(t *testing.T) {
+	clock := clocktest.New(time.Unix(1000, 0))
+	const interval = 200 * time.Millisecond
+	mem := memstore.New(memstore.Options{})
+	t.Cleanup(func() { mem.Close() })
+	r := &resettable{Store: mem, id: "one", data: "files", outstand: 2 * time.Second}
+	l := mustNew(t, r, lockcore.Config{QuietPeriod: time.Hour, QuietAuto: true, CheckInterval: interval, Clock: clock})
+	t.Cleanup(func() { l.Shutdown(context.Background()) })
+	ctx := context.Background()
+	if err := l.CheckUpstream(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	ev := newLostEvents(clock)
+	s := l.NewSession(ev.onLost)
+	acquire(t, s, "kept", lockcore.AcquireOptions{TTL: 5 * time.Second})
+	tok := acquire(t, s, "gone", lockcore.AcquireOptions{TTL: 5 * time.Second})
+	// What a failover to a replica that missed the grant leaves.
+	if _, err := mem.Release(ctx, lockcore.ReleaseRequest{Name: "gone", Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	r.set(func(r *resettable) { r.id = "two" })
+	if err := l.CheckUpstream(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.invalid != 1 {
+		t.Fatalf("invalidated %d times, want 1", r.invalid)
+	}
+	ev.wait(t)
+	ev.wait(t) // both owned leases are lost: the store may have lost others
+	if h := s.Held(); len(h) != 0 {
+		t.Errorf("held %v after the loss", h)
+	}
+	// The longest lease known is this sidecar's own, 5s from the fake
+	// clock's start, against the store's 2s.
+	want := 5*time.Second + lockcore.Drift(5*time.Second) + interval
+	if r.announced < 5*time.Second || r.announced > want {
+		t.Errorf("announced a quiet period of %v, want at most %v (the longest lease, not the hour of QuietPeriod)", r.announced, want)
+	}
+	if r.accepted != "two" {
+		t.Errorf("accepted %q, want two", r.accepted)
+	}
+}
+
+// With QuietAuto, a lost data set stops grants only as long as the store
+// says a lease may still run; with nothing known, for the whole
+// QuietPeriod.
+func TestQuietBoundedByOutstanding(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		outstand time.Duration
+		want     time.Duration
+	}{
+		{"store knows", 2 * time.Second, 2*time.Second + lockcore.Drift(2*time.Second) + 100*time.Millisecond},
+		{"nothing outstanding", 0, lockcore.Drift(0) + 100*time.Millisecond},
+		{"unknown", -1, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := clocktest.New(time.Unix(1000, 0))
+			l, r := newResettable(t, lockcore.Config{QuietPeriod: time.Hour, QuietAuto: true, CheckInterval: 100 * time.Millisecond, Clock: clock})
+			r.set(func(r *resettable) { r.outstand = tc.outstand })
+			ctx := context.Background()
+			if err := l.CheckUpstream(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			r.set(func(r *resettable) { r.id = "restarted empty" })
+			if err := l.CheckUpstream(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if r.announced != tc.want || l.QuietLeft() != tc.want {
+				t.Errorf("announced %v, quiet left %v; want %v", r.announced, l.QuietLeft(), tc.want)
+			}
+		})
+	}
 }

@@ -130,6 +130,7 @@ func (s *Session) take(ctx context.Context, name string, o AcquireOptions) (*lea
 	if maxHold > 0 {
 		ls.capAt = g.sent.Add(maxHold)
 	}
+	l.extendHorizon(g.sent.Add(storeTTL))
 	old, err := s.adopt(ctx, ls, g)
 	if err != nil {
 		l.giveBack(name, g)
@@ -138,7 +139,7 @@ func (s *Session) take(ctx context.Context, name string, o AcquireOptions) (*lea
 	if o.Detached {
 		// Counted from here until its ttl runs out or it is released
 		// through this sidecar, whatever becomes of this connection.
-		l.detached.add(g.token, g.sent.Add(storeTTL))
+		l.detached.add(name, g.token, g.sent.Add(storeTTL))
 	}
 	if old != nil {
 		// An owned lease still listed here was lost without this session

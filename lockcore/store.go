@@ -91,9 +91,15 @@ type Upstream interface {
 	// restarted or another server took over: it may have forgotten locks.
 	Health(ctx context.Context) (Health, error)
 	// Accept is told that the caller has dealt with the store being the
-	// one a Health ID names (it has declared the locks of any earlier one
-	// lost). A store that can tell may refuse grants while it is not.
-	Accept(id string)
+	// one h describes (it has checked that the store kept this sidecar's
+	// locks, or declared them lost). A store that can tell may refuse
+	// grants while its data is not h.Data.
+	Accept(h Health)
+	// Invalidate marks the store's data as lost for every sidecar: it gets
+	// a new Health Data, so each stops granting until it has dealt with
+	// that. A sidecar calls it when it finds a lock it acknowledged missing
+	// after a restart or failover that claimed to keep the data.
+	Invalidate(ctx context.Context) error
 	// AnnounceQuiet tells every sidecar, including ones started later, that
 	// no lock may be granted for d.
 	AnnounceQuiet(ctx context.Context, d time.Duration) error
@@ -103,8 +109,17 @@ type Upstream interface {
 
 // Health is what Upstream.Health reports.
 type Health struct {
-	ID    string        // changes when the store restarts or fails over
+	// ID is the server: it changes when the store restarts or fails over,
+	// whether or not the data survived.
+	ID string
+	// Data is the data set: it changes when the store lost its data (an
+	// empty restart, or Invalidate). "" when the store cannot tell.
+	Data  string
 	Quiet time.Duration // what is left of an announced quiet period; 0: none
+	// Outstanding is the longest that any lease granted or renewed through
+	// the store may still run, by its clock; negative when it cannot tell.
+	// After a loss, no holder can believe longer than this.
+	Outstanding time.Duration
 }
 
 // Risk is a store setting that can lose locks.

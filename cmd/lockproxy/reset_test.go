@@ -172,3 +172,79 @@ func TestUpstreamRisks(t *testing.T) {
 		})
 	}
 }
+
+// A persistent upstream that restarts cleanly (SHUTDOWN saves) comes back
+// with every lock. The sidecar checks that its locks are there, keeps them
+// (no lock.lost, renewals go on), and grants again within about a second:
+// a check interval for the other sidecars, not a quiet period.
+func TestUpstreamCleanRestartKeepsLocks(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Args: []string{"--appendonly", "yes"}})
+	a := startProxy(t, map[string]string{"UPSTREAM": srv.URL()})
+	push := dialRaw(t, a.Addr().String())
+	push.send(t, cmd("HELLO", "3"))
+	push.frame(t)
+	push.send(t, cmd("LOCK.ACQUIRE", "kept", "10000"))
+	push.frame(t)
+	plain := a.conn(t, 2)
+	mustToken(t, plain, "detached", 10000, "DETACHED")
+
+	srv.Restart(t) // SIGTERM: Redis writes its AOF and exits, then starts on it
+	restarted := time.Now()
+	var resumed time.Duration
+	waitFor(t, func() bool {
+		_, err := do(t, plain, "LOCK.ACQUIRE", "after", 10000).Text()
+		resumed = time.Since(restarted)
+		return err == nil
+	})
+	if resumed > 5*time.Second {
+		t.Errorf("grants resumed %v after the restart; a restart that kept every lock should stop them for about a second", resumed)
+	}
+	// Had the lock been declared lost, its push would come before this reply.
+	push.send(t, cmd("LOCK.HELD"))
+	if got := push.frame(t); !slices.Equal(got, []string{"*1", "$4", "kept"}) {
+		t.Fatalf("LOCK.HELD on the holder's connection after the restart = %q, want kept and no push", got)
+	}
+	mustInt(t, 1, plain, "LOCK.RENEW", "detached", 10000)
+	mustNull(t, plain, "kept")
+	if n := infoField(t, plain, "locks_lost_total"); n != "0" {
+		t.Errorf("locks_lost_total = %s, want 0", n)
+	}
+	t.Logf("grants resumed %v after the restart", resumed.Round(time.Millisecond))
+}
+
+// An upstream without persistence that restarts has lost every lock, so
+// the sidecar declares them lost and stops grants; with the default
+// LOCKPROXY_QUIET_PERIOD=auto the stop lasts as long as the longest lease
+// granted could still run (2 s here), not LOCKPROXY_MAX_TTL (a day).
+func TestUpstreamEmptyRestartShortQuiet(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startProxy(t, map[string]string{"UPSTREAM": srv.URL()})
+	push := dialRaw(t, a.Addr().String())
+	push.send(t, cmd("HELLO", "3"))
+	push.frame(t)
+	push.send(t, cmd("LOCK.ACQUIRE", "short", "2000"))
+	tok := push.frame(t)[1]
+	plain := a.conn(t, 2)
+
+	srv.Kill(t)
+	srv.Restart(t)
+	restarted := time.Now()
+	if got := push.frame(t); len(got) < 7 || got[2] != "lock.lost" || got[6] != tok {
+		t.Fatalf("push after the restart = %q, want lock.lost for short", got)
+	}
+	msg := acquireErr(t, plain, "after", 2000)
+	if !strings.HasPrefix(msg, "UPSTREAM ") {
+		t.Errorf("acquire right after the restart: %q", msg)
+	}
+	left, _ := strconv.Atoi(infoField(t, plain, "quiet_period_left_ms"))
+	if left > 3500 {
+		t.Errorf("quiet_period_left_ms = %d after losing 2s leases; want at most the lease, drift and a check interval", left)
+	}
+	var resumed time.Duration
+	waitFor(t, func() bool {
+		_, err := do(t, plain, "LOCK.ACQUIRE", "after", 2000).Text()
+		resumed = time.Since(restarted)
+		return err == nil
+	})
+	t.Logf("quiet period %dms; grants resumed %v after the restart", left, resumed.Round(time.Millisecond))
+}

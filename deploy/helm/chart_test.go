@@ -565,6 +565,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_WRITE_TIMEOUT":        "15s",
 		"LOCKPROXY_REQUEST_TIMEOUT":      "20s",
 		"LOCKPROXY_UPSTREAM_TIMEOUT":     "1500ms",
+		"LOCKPROXY_CHECK_INTERVAL":       "250ms",
 		"LOCKPROXY_SHUTDOWN_TIMEOUT":     "1m30s",
 		"LOCKPROXY_LOG_LEVEL":            "debug",
 		"LOCKPROXY_LOG_FORMAT":           "text",

@@ -39,7 +39,7 @@ type Config struct {
 	WaiterTTL         time.Duration `env:"WAITER_TTL" envDefault:"3s" help:"how long a dead sidecar's waiters keep their place in a lock's queue"`
 	LocalHandoffs     int           `env:"LOCAL_HANDOFFS" envDefault:"0" help:"releases in a row that may pass a lock to a waiter on this sidecar ahead of an earlier one on another; 0: strict arrival order"`
 	MaxHold           time.Duration `env:"MAX_HOLD" help:"longest an owned lock may be held, renewals included; empty: unlimited"`
-	QuietPeriod       autoDuration  `env:"QUIET_PERIOD" envDefault:"auto" help:"no new lock for this long after the upstream restarted or failed over; auto: LOCKPROXY_MAX_TTL + drift"`
+	QuietPeriod       autoDuration  `env:"QUIET_PERIOD" envDefault:"auto" help:"no new lock for this long after the upstream lost locks; auto: until the longest lease granted could have run out (at most LOCKPROXY_MAX_TTL + drift)"`
 	Password          string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
 	TLSCert           string        `env:"TLS_CERT" help:"PEM certificate file: serve RESP over TLS (with LOCKPROXY_TLS_KEY)"`
 	TLSKey            string        `env:"TLS_KEY" help:"PEM private key file for LOCKPROXY_TLS_CERT"`
@@ -58,6 +58,7 @@ type Config struct {
 	WriteTimeout      time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" help:"a client that does not read its replies for this long is disconnected"`
 	RequestTimeout    time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s" help:"a client that takes longer than this to send one request is disconnected"`
 	UpstreamTimeout   time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s" help:"bound on each upstream call made for a command"`
+	CheckInterval     time.Duration `env:"CHECK_INTERVAL" envDefault:"500ms" help:"how often the upstream's identity is checked; after a restart or failover that kept every lock, grants pause this long (and 100ms) while every sidecar checks its own"`
 	MetricsListen     string        `env:"METRICS_LISTEN" help:"HTTP address for /metrics, /healthz and /readyz; empty: off"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"bound on graceful shutdown after SIGTERM/SIGINT"`
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
@@ -286,6 +287,8 @@ func (c Config) lockcoreConfig() lockcore.Config {
 		MaxDetached:        c.MaxDetached,
 		MaxHold:            c.MaxHold,
 		QuietPeriod:        c.quietPeriod(),
+		QuietAuto:          !c.QuietPeriod.set,
+		CheckInterval:      c.CheckInterval,
 		UpstreamTimeout:    c.UpstreamTimeout,
 		WaiterTTL:          c.WaiterTTL,
 		LocalHandoffs:      c.LocalHandoffs,

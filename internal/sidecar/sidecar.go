@@ -235,10 +235,13 @@ func (a *Sidecar) Ready() error {
 	return nil
 }
 
-// watchUpstream checks the upstream every second until ctx ends.
+// watchUpstream checks the upstream every check interval until ctx ends,
+// and every recheckGap while it is down, so that grants go on soon after it
+// is back.
 func (a *Sidecar) watchUpstream(ctx context.Context) {
 	defer close(a.healthDone)
-	t := time.NewTicker(time.Second)
+	interval := a.locks.Config().CheckInterval
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	var last time.Time
 	for {
@@ -259,6 +262,11 @@ func (a *Sidecar) watchUpstream(ctx context.Context) {
 		}
 		last = time.Now()
 		a.checkUpstream(ctx)
+		next := interval
+		if !a.upstreamUp.Load() {
+			next = recheckGap
+		}
+		t.Reset(next)
 	}
 }
 

@@ -439,11 +439,15 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 // Health implements lockcore.Upstream: the embedded store lives and dies
 // with its process, so it never restarts under a running sidecar.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
-	return lockcore.Health{ID: "embedded"}, ctx.Err()
+	return lockcore.Health{ID: "embedded", Data: "embedded", Outstanding: -1}, ctx.Err()
 }
 
 // Accept implements lockcore.Upstream; the embedded store is always the same.
-func (s *Store) Accept(string) {}
+func (s *Store) Accept(lockcore.Health) {}
+
+// Invalidate implements lockcore.Upstream; the embedded store never loses
+// its data while its process runs.
+func (s *Store) Invalidate(ctx context.Context) error { return ctx.Err() }
 
 // AnnounceQuiet implements lockcore.Upstream; there is nobody to tell.
 func (s *Store) AnnounceQuiet(ctx context.Context, _ time.Duration) error { return ctx.Err() }

@@ -92,6 +92,16 @@ type Store struct {
 	epoch atomic.Pointer[string]
 	// lastHealthErr is the last Health's error; nil after a success.
 	lastHealthErr atomic.Pointer[string]
+	// server is the run_id that Accept last adopted, and changed is set
+	// when a new connection finds another server behind it: the upstream
+	// restarted or failed over, and until CheckUpstream has checked that it
+	// kept the locks, nothing is granted through it.
+	server  atomic.Pointer[string]
+	changed atomic.Bool
+	// floor is the largest fence this store has seen granted, passed to
+	// every grant so that fences rise above it whatever the server's clock
+	// says (see grant in lib.lua).
+	floor atomic.Int64
 
 	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *redis.Script
 }
@@ -136,7 +146,38 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		s.onReset = func() {}
 	}
 	s.watcher = newWatcher(rdb, opt.Logger)
+	if c, ok := rdb.(*redis.Client); ok {
+		// Every connection to a server is new after it restarted or took
+		// over: checking each one as it opens catches the change before a
+		// grant can go through it, rather than at the next health check.
+		o := c.Options()
+		prev := o.OnConnect
+		o.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+			if prev != nil {
+				if err := prev(ctx, cn); err != nil {
+					return err
+				}
+			}
+			s.checkServer(ctx, cn)
+			return nil
+		}
+	}
 	return s, nil
+}
+
+// checkServer notes a connection to a server other than the accepted one.
+func (s *Store) checkServer(ctx context.Context, cn *redis.Conn) {
+	accepted := s.server.Load()
+	if accepted == nil {
+		return
+	}
+	info, err := cn.Info(ctx, "server").Result()
+	if err != nil {
+		return // the connection fails its first command too
+	}
+	if id := infoField(info, "run_id"); id != "" && id != *accepted && !s.changed.Swap(true) {
+		s.onReset()
+	}
 }
 
 // script is src with the shared functions of lib.lua in front.
@@ -155,6 +196,33 @@ type keys struct {
 }
 
 func (k keys) list() []string { return []string{k.lock, k.fence, k.queue, k.alive} }
+
+// withState is a script's keys with the store-wide state hash after them,
+// but on a Cluster, where it lives in another slot than the lock's.
+func (s *Store) withState(k keys) []string {
+	if s.sharded == "1" {
+		return k.list()
+	}
+	return append(k.list(), s.stateKey())
+}
+
+// noteFence raises floor to token's fence.
+func (s *Store) noteFence(token string) {
+	if f, _, ok := lockcore.ParseToken(token); ok {
+		s.raiseFloor(f)
+	}
+}
+
+func (s *Store) raiseFloor(f int64) {
+	for {
+		old := s.floor.Load()
+		if old >= f || s.floor.CompareAndSwap(old, f) {
+			return
+		}
+	}
+}
+
+func (s *Store) floorArg() string { return strconv.FormatInt(s.floor.Load(), 10) }
 
 // Keys returns the lock key and the fence key of name. Every key of a name
 // carries the same hash tag, so Cluster puts them in one slot. A name
@@ -210,14 +278,18 @@ func lostReply(err error) bool {
 // Acquire implements lockcore.Store.
 func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
 	k := s.keys(req.Name)
-	keys, args := k.list(), []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded}
-	// On a Cluster the epoch key lives in another slot than the lock's,
-	// so a script cannot read both: there only Health's periodic check of
-	// the run_id finds a reset.
+	keys, args := k.list(), []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg()}
+	// On a Cluster the epoch and state keys live in other slots than the
+	// lock's, so a script cannot read them: there only Health's periodic
+	// check of the run_id finds a reset.
+	if s.changed.Load() {
+		s.onReset()
+		return lockcore.Grant{}, lockcore.ErrServerChanged
+	}
 	if s.sharded != "1" {
 		switch epoch := s.epoch.Load(); {
 		case epoch != nil:
-			keys, args = append(keys, s.epochKey()), append(args, *epoch)
+			keys, args = append(keys, s.epochKey(), s.stateKey()), append(args, *epoch)
 		case s.guard:
 			s.onReset()
 			return lockcore.Grant{}, s.unreached()
@@ -235,6 +307,12 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		s.onReset()
 		return lockcore.Grant{}, lockcore.ErrStoreReset
 	}
+	if s.changed.Load() {
+		// The call may have gone through a connection that found a new
+		// server as it opened (see checkServer): whatever it did, grant
+		// nothing until the server has been checked.
+		return lockcore.Grant{}, lockcore.ErrServerChanged
+	}
 	var g lockcore.Grant
 	g.First, _ = arr[2].(string)
 	g.Seq, _ = arr[3].(int64)
@@ -243,6 +321,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		if g.Token, ok = arr[1].(string); !ok {
 			return lockcore.Grant{}, fmt.Errorf("unexpected token in reply to acquire: %v", arr[1])
 		}
+		s.noteFence(g.Token)
 		ttl, _ := arr[4].(int64)
 		g.Acquired, g.TTL = true, time.Duration(max(ttl, 0))*time.Millisecond
 	case int64(0):
@@ -263,7 +342,7 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 		return lockcore.Transferred{}, fmt.Errorf("transfer to a bad token %q", req.To)
 	}
 	k := s.keys(req.Name)
-	v, _, err := s.run(ctx, s.transfer, k.list(), func(bool) []any {
+	v, _, err := s.run(ctx, s.transfer, s.withState(k), func(bool) []any {
 		return []any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}
 	})
 	if err != nil {
@@ -274,6 +353,9 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 		return lockcore.Transferred{}, fmt.Errorf("unexpected reply to transfer: %v", v)
 	}
 	t := lockcore.Transferred{OK: arr[0] == int64(1)}
+	if t.OK {
+		s.raiseFloor(fence)
+	}
 	t.First, _ = arr[1].(string)
 	t.Seq, _ = arr[2].(int64)
 	return t, nil
@@ -282,7 +364,7 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 // Renew implements lockcore.Store.
 func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
 	k := s.keys(req.Name)
-	v, _, err := s.run(ctx, s.renew, k.list(), func(bool) []any {
+	v, _, err := s.run(ctx, s.renew, s.withState(k), func(bool) []any {
 		return []any{req.Token, ms(req.TTL), s.retention, flag(req.Foreign)}
 	})
 	if err != nil {
@@ -320,19 +402,25 @@ func (s *Store) WatchRevokes(ctx context.Context, id string, revoked func(name, 
 func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []any {
 	var waiter, nonce string
 	var ttl int64
+	if s.changed.Load() {
+		// A hand-off is a grant: not through a server not yet checked. The
+		// release only wakes the next waiter, whose own acquire waits.
+		req.Next, req.GrantTTL = nil, 0
+	}
 	if req.Next != nil {
 		waiter, nonce, ttl = req.Next.Waiter, req.Next.Nonce, ms(req.Next.TTL)
 	}
-	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded, ms(req.GrantTTL), req.Self}
+	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded, ms(req.GrantTTL), req.Self, s.floorArg()}
 }
 
-func parseReleased(v any) (lockcore.Released, error) {
+func (s *Store) parseReleased(v any) (lockcore.Released, error) {
 	arr, ok := v.([]any)
 	if !ok || len(arr) != 4 {
 		return lockcore.Released{}, fmt.Errorf("unexpected reply to release: %v", v)
 	}
 	r := lockcore.Released{Released: arr[0] == int64(1)}
 	r.Next, _ = arr[1].(string)
+	s.noteFence(r.Next)
 	r.First, _ = arr[2].(string)
 	r.Seq, _ = arr[3].(int64)
 	return r, nil
@@ -341,14 +429,22 @@ func parseReleased(v any) (lockcore.Released, error) {
 // Release implements lockcore.Store.
 func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
 	k := s.keys(req.Name)
-	v, repeated, err := s.run(ctx, s.release, k.list(), func(repeat bool) []any {
+	v, repeated, err := s.run(ctx, s.release, s.withState(k), func(repeat bool) []any {
 		return s.releaseArgs(req, k, repeat)
 	})
 	if err != nil {
 		return lockcore.Released{}, err
 	}
-	r, err := parseReleased(v)
+	r, err := s.parseReleased(v)
 	r.Repeated = repeated
+	if err == nil && r.Next != "" && s.changed.Load() {
+		// Handed to the candidate by a server not yet checked: give it
+		// back, as an acquire's grant would be.
+		if _, err := s.Release(ctx, lockcore.ReleaseRequest{Name: req.Name, Token: r.Next}); err != nil {
+			return r, err
+		}
+		r.Next = ""
+	}
 	return r, err
 }
 
@@ -362,7 +458,7 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, req := range reqs {
 			k := s.keys(req.Name)
-			s.release.EvalSha(ctx, p, k.list(), s.releaseArgs(req, k, false)...)
+			s.release.EvalSha(ctx, p, s.withState(k), s.releaseArgs(req, k, false)...)
 		}
 		return nil
 	})
@@ -372,7 +468,7 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 	for i, c := range cmds {
 		var err error
 		if c.Err() == nil {
-			out[i], err = parseReleased(c.(*redis.Cmd).Val())
+			out[i], err = s.parseReleased(c.(*redis.Cmd).Val())
 		} else {
 			out[i], err = s.Release(ctx, reqs[i])
 		}
@@ -488,9 +584,14 @@ func (s *Store) quietKey() string { return s.prefix + "quiet" }
 // writes a new one. Unlike run_id, an acquire script can check it.
 func (s *Store) epochKey() string { return s.prefix + "epoch" }
 
-// Health implements lockcore.Store, in one round trip. The ID is the
-// server's run_id, which changes on every restart and failover, with the
-// epoch, which changes when the data is lost.
+// stateKey is the store-wide state hash: the largest fence granted and the
+// latest end of any lease (see note_state in lib.lua).
+func (s *Store) stateKey() string { return s.prefix + "state" }
+
+// Health implements lockcore.Upstream, in one round trip. The ID is the
+// server's run_id, which changes on every restart and failover; Data is
+// the epoch, which changes when the data is lost. A server that is a
+// replica (a demoted primary) is an error: lockproxy cannot write there.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -498,14 +599,23 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 	}
 	var epoch, info *redis.StringCmd
 	var quiet *redis.DurationCmd
+	var state *redis.SliceCmd
+	var now *redis.TimeCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		info = p.Info(ctx, "server", "replication")
 		// No expiry: it is one key, and it must outlive every lock.
 		p.SetNX(ctx, s.epochKey(), hex.EncodeToString(nonce[:]), 0)
 		epoch = p.Get(ctx, s.epochKey())
-		info = p.Info(ctx, "server")
 		quiet = p.PTTL(ctx, s.quietKey())
+		state = p.HMGet(ctx, s.stateKey(), "fence", "hwm")
+		now = p.Time(ctx)
 		return nil
 	})
+	if role := infoField(info.Val(), "role"); role != "" && role != "master" {
+		// Its writes fail with READONLY: say what is true.
+		err = fmt.Errorf("upstream is a replica (role %s of %s:%s), not the primary", role,
+			infoField(info.Val(), "master_host"), infoField(info.Val(), "master_port"))
+	}
 	if err != nil {
 		msg := err.Error()
 		s.lastHealthErr.Store(&msg)
@@ -518,22 +628,44 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 		// the epoch, on the node that owns its slot, says who the data is.
 		runID = "cluster"
 	}
-	h := lockcore.Health{ID: runID + "/" + epoch.Val()}
+	h := lockcore.Health{ID: runID, Data: epoch.Val(), Outstanding: -1}
 	if d := quiet.Val(); d > 0 {
 		h.Quiet = d
+	}
+	if v := state.Val(); s.sharded != "1" && len(v) == 2 {
+		if f, ok := v[0].(string); ok {
+			if n, err := strconv.ParseInt(f, 10, 64); err == nil {
+				s.raiseFloor(n)
+			}
+		}
+		h.Outstanding = 0
+		if hw, ok := v[1].(string); ok {
+			if n, err := strconv.ParseInt(hw, 10, 64); err == nil {
+				h.Outstanding = max(time.Duration(n-now.Val().UnixMilli())*time.Millisecond, 0)
+			}
+		}
 	}
 	return h, nil
 }
 
-// Accept implements lockcore.Store: acquires are granted from now on only
-// while the upstream is still the one id names.
-func (s *Store) Accept(id string) {
-	i := strings.LastIndexByte(id, '/')
-	if i < 0 {
-		return
-	}
-	epoch := id[i+1:]
+// Accept implements lockcore.Upstream: acquires are granted from now on
+// only while the epoch key still holds h.Data.
+func (s *Store) Accept(h lockcore.Health) {
+	epoch, server := h.Data, h.ID
 	s.epoch.Store(&epoch)
+	s.server.Store(&server)
+	s.changed.Store(false)
+}
+
+// Invalidate implements lockcore.Upstream with a new epoch: every
+// sidecar's acquires are refused from now on, until its next health check
+// sees the change and deals with it.
+func (s *Store) Invalidate(ctx context.Context) error {
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return err
+	}
+	return s.rdb.Set(ctx, s.epochKey(), hex.EncodeToString(nonce[:]), 0).Err()
 }
 
 // infoField is one "name:value" line of INFO's text.

@@ -252,7 +252,7 @@ func TestEpoch(t *testing.T) {
 	if again.ID != h.ID {
 		t.Fatalf("Health ID changed with no restart: %q, then %q", h.ID, again.ID)
 	}
-	s.Accept(h.ID)
+	s.Accept(h)
 	if g, err := s.Acquire(ctx, req); err != nil || !g.Acquired {
 		t.Fatalf("Acquire after Accept = %+v, %v", g, err)
 	}
@@ -267,10 +267,10 @@ func TestEpoch(t *testing.T) {
 		t.Error("the refused acquire wrote the lock key")
 	}
 	h2, err := s.Health(ctx)
-	if err != nil || h2.ID == h.ID {
-		t.Fatalf("Health after the loss = %q, %v; want a new ID", h2.ID, err)
+	if err != nil || h2.Data == h.Data || h2.ID != h.ID {
+		t.Fatalf("Health after the loss = %+v, %v; want new Data on the same server %q", h2, err, h.ID)
 	}
-	s.Accept(h2.ID)
+	s.Accept(h2)
 	if g, err := s.Acquire(ctx, req); err != nil || !g.Acquired {
 		t.Fatalf("Acquire after accepting the new epoch = %+v, %v", g, err)
 	}

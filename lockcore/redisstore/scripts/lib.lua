@@ -9,6 +9,8 @@
 -- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>"; the
 --         waiter is presumed dead after the deadline; ttl and nonce let a
 --         release grant it the lock)
+-- and, but on a Cluster, where it would sit in another slot, the store-wide
+-- state hash as the key after the script's own (see note_state).
 
 -- clock returns Redis's time in µs and in ms.
 local function clock()
@@ -37,16 +39,41 @@ local function dequeue(waiter)
   redis.call('HDEL', KEYS[4], waiter)
 end
 
--- grant gives the lock to nonce for ttl ms with a new fence: Redis's clock in
--- µs, or the last fence + 1 if the clock has not passed it, so fences keep
--- rising after the fence key is forgotten and after a restart that lost
--- every key. It returns the token.
-local function grant(nonce, ttl, retention, now_us)
-  local fence = now_us
-  local last = tonumber(redis.call('HGET', KEYS[2], 'fence'))
-  if last and last >= fence then
-    fence = last + 1
+-- note_state records a grant or a renewal in the store-wide state hash
+-- state, when there is one: fence is the largest fence granted, hwm the
+-- latest end (ms, Redis's clock) of any lease. Sidecars read both in their
+-- health check: fences then keep rising after a failover to a server whose
+-- clock is behind, and the quiet period after a loss lasts only as long as
+-- a lease could. The hash lives as long as the longest lease it has seen,
+-- plus the fence retention, like a name's fence key.
+local function note_state(state, fence, deadline_ms, ttl, retention)
+  if not state then return end
+  if redis.call('PTTL', state) < ttl + retention then
+    redis.call('PEXPIRE', state, ttl + retention)
   end
+  local cur = redis.call('HMGET', state, 'fence', 'hwm')
+  if fence and (not tonumber(cur[1]) or fence > tonumber(cur[1])) then
+    redis.call('HSET', state, 'fence', string.format('%d', fence))
+  end
+  if not tonumber(cur[2]) or deadline_ms > tonumber(cur[2]) then
+    redis.call('HSET', state, 'hwm', string.format('%d', deadline_ms))
+  end
+end
+
+-- grant gives the lock to nonce for ttl ms with a new fence: Redis's clock in
+-- µs, or one more than the largest fence known (the name's last, the
+-- store's, or floor, the largest the sidecar has seen) if the clock has not
+-- passed it, so fences keep rising after the fence key is forgotten, after
+-- a failover to a server whose clock is behind, and after a restart that
+-- lost every key. It returns the token.
+local function grant(nonce, ttl, retention, now_us, floor, state)
+  local fence = now_us
+  local known = {tonumber(redis.call('HGET', KEYS[2], 'fence')), tonumber(floor)}
+  if state then known[3] = tonumber(redis.call('HGET', state, 'fence')) end
+  for i = 1, 3 do
+    if known[i] and known[i] >= fence then fence = known[i] + 1 end
+  end
+  note_state(state, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
   fence = string.format('%d', fence)
   local token = fence .. ':' .. nonce
   redis.call('SET', KEYS[1], token, 'PX', ttl)

@@ -11,7 +11,8 @@
 -- ARGV[4] candidate waiter ("" for none), ARGV[5] its nonce, ARGV[6] its ttl ms;
 -- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster);
 -- ARGV[9] grant_ttl ms (0: only wake another sidecar's waiter);
--- ARGV[10] the prefix of this sidecar's waiter ids, never granted this way
+-- ARGV[10] the prefix of this sidecar's waiter ids, never granted this way;
+-- ARGV[11] the largest fence the sidecar has seen; KEYS[5] the state hash
 -- Returns {released (1/0), token granted to the candidate or false, first,
 -- now}: first is the first live waiter afterwards, or false; now is Redis's
 -- clock in µs (0 when the queue was not looked at).
@@ -40,7 +41,7 @@ if head ~= ARGV[4] then
     -- wake is lost, the waiter's own try (same nonce) finds the lock its own.
     ttl = math.min(ttl, grant_ttl)
     dequeue(head)
-    local token = grant(nonce, ttl, retention, now_us)
+    local token = grant(nonce, ttl, retention, now_us, ARGV[11], KEYS[5])
     local first = live_head(now_ms)
     -- Who is first goes out before the grant: a sidecar whose waiter is
     -- granted learns who is next before that waiter can release, so its
@@ -56,5 +57,5 @@ if head ~= ARGV[4] then
 end
 -- The candidate is next: grant it now, saving its sidecar a round trip.
 dequeue(head)
-local token = grant(ARGV[5], tonumber(ARGV[6]), retention, now_us)
+local token = grant(ARGV[5], tonumber(ARGV[6]), retention, now_us, ARGV[11], KEYS[5])
 return {1, token, live_head(now_ms), now_us}
