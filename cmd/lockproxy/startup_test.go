@@ -67,7 +67,7 @@ func TestMetricsListenFailure(t *testing.T) {
 // The start-up log speaks of an upstream only when there is one: the
 // embedded store has none to be up, restart or fail over.
 func TestStartupLogEmbedded(t *testing.T) {
-	upstreamOnly := []string{"upstream is up", "a restart or failover of this upstream"}
+	upstreamOnly := []string{"upstream is up", "of this upstream"}
 	logs, err := runOnce(t, nil, []string{"LOCKPROXY_LISTEN=127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)

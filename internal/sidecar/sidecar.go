@@ -328,13 +328,7 @@ func (a *Sidecar) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
-	if q := a.cfg.quietPeriod(); q > time.Hour && a.cfg.Upstream != "" {
-		// Any restart or failover starts it, with persistence or without.
-		// The embedded store lives and dies with the process: it has none.
-		a.log.Warn("a restart or failover of this upstream would stop every lock for the whole quiet period: "+
-			"lower LOCKPROXY_MAX_TTL to the longest ttl your clients use, or set LOCKPROXY_QUIET_PERIOD",
-			"quiet_period", q.String(), "persistence", !slices.Contains(kinds, "no_persistence"))
-	}
+	a.logRestartCost(kinds)
 }
 
 // Shutdown stops in order, within LOCKPROXY_SHUTDOWN_TIMEOUT: not ready,
@@ -370,4 +364,25 @@ func redactURL(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// logRestartCost says, in one line, what a restart or failover of the
+// upstream would cost under the current settings. The embedded store lives
+// and dies with the process: it has no upstream to say this of.
+func (a *Sidecar) logRestartCost(risks []string) {
+	if a.cfg.Upstream == "" {
+		return
+	}
+	pause := (a.cfg.CheckInterval + 100*time.Millisecond).String()
+	loss := "grants stop until the longest lease granted could have run out (at most " + a.cfg.quietPeriod().String() + ")"
+	if a.cfg.QuietPeriod.set {
+		loss = "grants stop for LOCKPROXY_QUIET_PERIOD (" + a.cfg.quietPeriod().String() + ")"
+	}
+	if slices.Contains(risks, "no_persistence") {
+		a.log.Warn("a restart of this upstream loses every lock (it has no persistence): every holder is told, and "+loss,
+			"failover_that_kept_the_data", "locks kept, grants pause "+pause)
+		return
+	}
+	a.log.Info("a restart or failover of this upstream that keeps its data keeps every lock, and grants pause "+pause+
+		"; one that loses data tells every holder, and "+loss)
 }
