@@ -357,6 +357,14 @@ func ping(network, addr, password string) error {
 	return nil
 }
 
+// running reports whether the process is up, paused or not: false after
+// Kill until Restart.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runningLocked()
+}
+
 func (s *Server) runningLocked() bool {
 	if s.proc == nil {
 		return false
