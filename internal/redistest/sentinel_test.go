@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -220,5 +221,77 @@ func TestSentinelPasswordsKeptApart(t *testing.T) {
 	setEventually(t, rdb, "k2", "v2")
 	if get(t, newPrimary, "k2") != "v2" {
 		t.Fatal("the failover client's write did not land on the new primary")
+	}
+}
+
+// A server started with FakeTime("-1h") answers TIME an hour behind a
+// normal one, and its timers, which run on the real monotonic clock, still
+// keep time.
+func TestFakeTime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	normal := redistest.Start(t).Client(t)
+	behind := redistest.Start(t, redistest.Options{Env: redistest.FakeTime(t, "-1h")}).Client(t)
+
+	tNormal, err := normal.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tBehind, err := behind.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skew := tNormal.Sub(tBehind); skew < 59*time.Minute || skew > 61*time.Minute {
+		t.Fatalf("TIME is %v behind a normal server, want an hour", skew)
+	}
+
+	start := time.Now()
+	// go-redis rounds a BLPop timeout up to whole seconds.
+	if err := behind.Do(ctx, "BLPOP", "nothing", "0.2").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("BLPOP with a 200ms timeout = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < 190*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("BLPOP with a 200ms timeout returned after %v", d)
+	}
+	if err := behind.Set(ctx, "k", "v", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := behind.PTTL(ctx, "k").Result(); err != nil || ttl <= 0 || ttl > 300*time.Millisecond {
+		t.Fatalf("PTTL right after SET PX 300 = %v, %v", ttl, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := behind.Exists(ctx, "k").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a key set with PX 300 has not expired after 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Fatalf("the 300ms key expired early (%v since the BLPOP started)", d)
+	}
+}
+
+func TestFakeTimeMissingFailsWithInstallHint(t *testing.T) {
+	t.Parallel()
+	f := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		redistest.FakeTimeUnder(f, t.TempDir(), "-1h")
+		f.msg = "FakeTime returned"
+	}()
+	<-done
+	if f.skipped {
+		t.Fatal("FakeTime skipped instead of failing")
+	}
+	if !strings.Contains(f.msg, "apt-get install -y libfaketime") || !strings.Contains(f.msg, "make deps") {
+		t.Fatalf("Fatalf message = %q, want the install hint", f.msg)
 	}
 }
