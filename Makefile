@@ -26,6 +26,12 @@ deps:
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; \
 	}
+	@# internal/redistest.FakeTime runs redis-server with its clock shifted.
+	@set -- /usr/lib/*/faketime/libfaketime.so.1; [ -e "$$1" ] || { \
+		echo "libfaketime not found: installing it with apt-get"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libfaketime; \
+	}
 	@# The client compatibility suite (compat/): Debian's redis-py for the
 	@# system python3 (not pip's), Node.js and the npm packages of compat/node.
 	@/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || { \

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,12 @@ type Options struct {
 	// Server.Port): a port picked once, ahead of the start, could be taken
 	// by then.
 	PortArgs []string
+	// Env is extra environment for the redis-server process, on top of the
+	// test's own, e.g. FakeTime's to run the server's clock behind.
+	Env []string
+	// Password is set as requirepass. Readiness checks and Client
+	// authenticate with it, so a protected server starts like any other.
+	Password string
 }
 
 // Server is a redis-server child process owned by one test.
@@ -57,6 +64,11 @@ type Server struct {
 	socket string
 	args   []string
 	extra  map[string]int // PortArgs, by argument
+	env    []string
+	pass   string
+	// lead goes before every other argument: a config file, which
+	// redis-server takes only as its first argument, and --sentinel.
+	lead []string
 
 	mu   sync.Mutex
 	proc *os.Process
@@ -73,15 +85,31 @@ var errAddrInUse = errors.New("address already in use")
 // hides exactly the lock behaviour these servers exist to check.
 func Start(t testing.TB, opts ...Options) *Server {
 	t.Helper()
+	s, portArgs := newServer(t, opts)
+	s.start(t, portArgs)
+	return s
+}
+
+// newServer prepares a Server, its dir and its socket path without starting
+// it, so that a caller can first write files, such as a config file, into
+// its dir.
+func newServer(t testing.TB, opts []Options) (s *Server, portArgs []string) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("%s", notFoundMsg)
 	}
-	s := &Server{bin: bin, dir: t.TempDir(), extra: map[string]int{}}
-	var portArgs []string
+	s = &Server{bin: bin, dir: t.TempDir(), extra: map[string]int{}}
 	for _, o := range opts {
 		s.args = append(s.args, o.Args...)
 		portArgs = append(portArgs, o.PortArgs...)
+		s.env = append(s.env, o.Env...)
+		if o.Password != "" {
+			s.pass = o.Password
+		}
+	}
+	if s.pass != "" {
+		s.args = append(s.args, "--requirepass", s.pass)
 	}
 	s.socket = filepath.Join(s.dir, "redis.sock")
 	if len(s.socket) > maxSocketPath {
@@ -97,7 +125,13 @@ func Start(t testing.TB, opts ...Options) *Server {
 	// Registered before the first launch so that a failing start still
 	// reaps whatever it spawned.
 	t.Cleanup(s.stop)
+	return s, portArgs
+}
 
+// start launches the server on a free port, trying other ports while the
+// picked one turns out to be taken.
+func (s *Server) start(t testing.TB, portArgs []string) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
@@ -111,7 +145,7 @@ func Start(t testing.TB, opts ...Options) *Server {
 		}
 		err = s.launch()
 		if err == nil {
-			return s
+			return
 		}
 		if !errors.Is(err, errAddrInUse) || attempt == bindAttempts {
 			t.Fatalf("redistest: start redis-server: %v\n%s", err, s.logTail())
@@ -144,7 +178,7 @@ func (s *Server) PID() int {
 // Client returns a go-redis client to Addr, closed in t.Cleanup.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.pass})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -211,7 +245,7 @@ func (s *Server) launch() error {
 	if err != nil {
 		return err
 	}
-	args := []string{
+	args := append(slices.Clip(s.lead),
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--unixsocket", s.socket,
@@ -221,7 +255,7 @@ func (s *Server) launch() error {
 		"--daemonize", "no",
 		"--save", "",
 		"--appendonly", "no",
-	}
+	)
 	for arg, port := range s.extra {
 		args = append(args, arg, strconv.Itoa(port))
 	}
@@ -230,6 +264,10 @@ func (s *Server) launch() error {
 	// Fatal config errors are printed before the logfile is opened.
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = s.dir
+	if len(s.env) > 0 {
+		// Later entries win, so s.env overrides the test's own.
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		out.Close()
@@ -268,8 +306,8 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 			return errors.New("redis-server exited during startup")
 		default:
 		}
-		if lastErr = ping("unix", s.socket); lastErr == nil {
-			if lastErr = ping("tcp", s.Addr()); lastErr == nil {
+		if lastErr = ping("unix", s.socket, s.pass); lastErr == nil {
+			if lastErr = ping("tcp", s.Addr(), s.pass); lastErr == nil {
 				return nil
 			}
 		}
@@ -284,18 +322,32 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 }
 
 // ping speaks raw RESP so readiness does not depend on client pooling,
-// retries or handshakes.
-func ping(network, addr string) error {
+// retries or handshakes. A password is sent with AUTH first.
+func ping(network, addr, password string) error {
 	c, err := net.DialTimeout(network, addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
+	r := bufio.NewReader(c)
+	if password != "" {
+		auth := fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+		if _, err := c.Write([]byte(auth)); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line != "+OK\r\n" {
+			return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
+		}
+	}
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}
@@ -303,6 +355,14 @@ func ping(network, addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
+}
+
+// running reports whether the process is up, paused or not: false after
+// Kill until Restart.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runningLocked()
 }
 
 func (s *Server) runningLocked() bool {

@@ -75,6 +75,24 @@ func TestStartAnswersOnTCPAndUnixSocket(t *testing.T) {
 	}
 }
 
+// A server with a password starts (its readiness check authenticates),
+// refuses clients without it, and Client and Restart use it.
+func TestPassword(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{Password: "a secret"})
+	ctx := context.Background()
+	if err := s.Client(t).Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING through Client: %v", err)
+	}
+	if err := newClient(t, noRetry("tcp", s.Addr())).Ping(ctx).Err(); err == nil {
+		t.Fatal("PING without the password succeeded")
+	}
+	s.Restart(t)
+	if err := s.Client(t).Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING through Client after Restart: %v", err)
+	}
+}
+
 func TestKillThenRestartOnSameAddr(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
