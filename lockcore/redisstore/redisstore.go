@@ -71,6 +71,11 @@ type Options struct {
 	// that nothing is granted before the sidecar has checked the upstream
 	// once (see Health).
 	Guard bool
+	// ReplicaAcks, when above 0, makes every grant, renewal and hand-off
+	// wait for WAIT to confirm that this many replicas have it, within the
+	// call's deadline. Short of that, a grant is given back and the call
+	// fails with a *NotReplicatedError. Not on a Cluster.
+	ReplicaAcks int
 	// OnReset is called, without blocking, when an acquire finds that the
 	// upstream's epoch is not the one last accepted: the caller should
 	// check Health now rather than at its next tick.
@@ -103,7 +108,20 @@ type Store struct {
 	// says (see grant in lib.lua).
 	floor atomic.Int64
 
+	acks int // Options.ReplicaAcks
+
 	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *redis.Script
+}
+
+// NotReplicatedError is a grant, renewal or hand-off that fewer replicas
+// than Options.ReplicaAcks confirmed in time. A grant was given back.
+type NotReplicatedError struct {
+	Op         string
+	Acked, Want int
+}
+
+func (e *NotReplicatedError) Error() string {
+	return fmt.Sprintf("only %d of %d replicas confirmed the %s in time (LOCKPROXY_REPLICA_ACKS=%d)", e.Acked, e.Want, e.Op, e.Want)
 }
 
 var (
@@ -125,6 +143,9 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		opt.Attempts = 3
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
+	if cluster && opt.ReplicaAcks > 0 {
+		return nil, errors.New("redisstore: replica acks are not supported on a Cluster yet")
+	}
 	s := &Store{
 		rdb:       rdb,
 		prefix:    opt.Prefix,
@@ -141,6 +162,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		inspect:   script(inspectSrc),
 		guard:     opt.Guard,
 		onReset:   opt.OnReset,
+		acks:      opt.ReplicaAcks,
 	}
 	if s.onReset == nil {
 		s.onReset = func() {}
@@ -260,6 +282,76 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args f
 	return nil, true, err
 }
 
+// runDurable is run, followed, when Options.ReplicaAcks asks for it, by a
+// WAIT on the same connection: a pipeline keeps the two together. WAIT
+// counts what replicas have of the connection's own writes, and a script
+// that found its grant already made (a retry, a hand-off another sidecar
+// wrote) writes nothing: a touch of the state hash first brings the
+// connection's offset up to everything written before it. acked is how many
+// replicas confirmed; with no acks asked for, it is 0.
+func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string, args func(repeat bool) []any) (v any, repeated bool, acked int, err error) {
+	if s.acks == 0 {
+		v, repeated, err = s.run(ctx, sc, keys, args)
+		return v, repeated, 0, err
+	}
+	loaded := false
+	for i := 0; i < s.attempts; i++ {
+		var eval, wait *redis.Cmd
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			eval = sc.EvalSha(ctx, p, keys, args(i > 0)...)
+			p.Set(ctx, s.prefix+"touch", 1, time.Minute)
+			wait = p.Do(ctx, "WAIT", s.acks, waitTimeout(ctx).Milliseconds())
+			return nil
+		})
+		if err != nil && !loaded && redis.HasErrorPrefix(eval.Err(), "NOSCRIPT") {
+			if err = sc.Load(ctx, s.rdb).Err(); err == nil {
+				loaded = true
+				i-- // not a repeat: it did not run
+				continue
+			}
+		}
+		if err == nil {
+			n, _ := wait.Int64()
+			return eval.Val(), i > 0, int(n), nil
+		}
+		if eval.Err() != nil {
+			err = eval.Err()
+		}
+		if !lostReply(err) || ctx.Err() != nil {
+			return nil, i > 0, 0, err
+		}
+	}
+	return nil, true, 0, err
+}
+
+// waitTimeout is WAIT's timeout: half of what is left of ctx, so that its
+// reply, and a give-back after it, still fit; at least a millisecond (0
+// would wait for ever).
+func waitTimeout(ctx context.Context) time.Duration {
+	d := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl) / 2
+	}
+	return max(d, time.Millisecond)
+}
+
+// giveBack releases name's token after a grant that was not replicated,
+// and returns why, with the release's own error if it failed too.
+func (s *Store) giveBack(ctx context.Context, name, token string, why error) error {
+	// Even if the caller's time is up: the lock must not stay held by
+	// nobody until its ttl.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), giveBackTimeout)
+	defer cancel()
+	k := s.keys(name)
+	_, _, err := s.run(ctx, s.release, s.withState(k), func(repeat bool) []any {
+		return s.releaseArgs(lockcore.ReleaseRequest{Name: name, Token: token}, k, repeat)
+	})
+	return errors.Join(why, err)
+}
+
+// giveBackTimeout bounds giving back a grant that was not replicated.
+const giveBackTimeout = time.Second
+
 // lostReply reports whether err means the connection failed, so the command
 // may or may not have run: not a Redis error reply, not our own deadline.
 func lostReply(err error) bool {
@@ -295,7 +387,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			return lockcore.Grant{}, s.unreached()
 		}
 	}
-	v, _, err := s.run(ctx, s.acquire, keys, func(bool) []any { return args })
+	v, _, acked, err := s.runDurable(ctx, s.acquire, keys, func(bool) []any { return args })
 	if err != nil {
 		return lockcore.Grant{}, err
 	}
@@ -322,6 +414,9 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			return lockcore.Grant{}, fmt.Errorf("unexpected token in reply to acquire: %v", arr[1])
 		}
 		s.noteFence(g.Token)
+		if acked < s.acks {
+			return lockcore.Grant{}, s.giveBack(ctx, req.Name, g.Token, &NotReplicatedError{"grant", acked, s.acks})
+		}
 		ttl, _ := arr[4].(int64)
 		g.Acquired, g.TTL = true, time.Duration(max(ttl, 0))*time.Millisecond
 	case int64(0):
@@ -342,7 +437,7 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 		return lockcore.Transferred{}, fmt.Errorf("transfer to a bad token %q", req.To)
 	}
 	k := s.keys(req.Name)
-	v, _, err := s.run(ctx, s.transfer, s.withState(k), func(bool) []any {
+	v, _, acked, err := s.runDurable(ctx, s.transfer, s.withState(k), func(bool) []any {
 		return []any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}
 	})
 	if err != nil {
@@ -355,6 +450,10 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 	t := lockcore.Transferred{OK: arr[0] == int64(1)}
 	if t.OK {
 		s.raiseFloor(fence)
+		if acked < s.acks {
+			// The caller gives the old token back; the new one goes too.
+			return lockcore.Transferred{}, s.giveBack(ctx, req.Name, req.To, &NotReplicatedError{"hand-off", acked, s.acks})
+		}
 	}
 	t.First, _ = arr[1].(string)
 	t.Seq, _ = arr[2].(int64)
@@ -364,11 +463,17 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 // Renew implements lockcore.Store.
 func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
 	k := s.keys(req.Name)
-	v, _, err := s.run(ctx, s.renew, s.withState(k), func(bool) []any {
+	v, _, acked, err := s.runDurable(ctx, s.renew, s.withState(k), func(bool) []any {
 		return []any{req.Token, ms(req.TTL), s.retention, flag(req.Foreign)}
 	})
 	if err != nil {
 		return lockcore.Renewed{}, err
+	}
+	if v == int64(1) && acked < s.acks {
+		// Not given back: the lock is still held under its earlier ttl,
+		// which the replicas have, and the caller keeps the validity that
+		// ttl gave.
+		return lockcore.Renewed{}, &NotReplicatedError{"renewal", acked, s.acks}
 	}
 	return lockcore.Renewed{OK: v == int64(1), Revoked: v == int64(2)}, nil
 }
@@ -407,6 +512,11 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 		// release only wakes the next waiter, whose own acquire waits.
 		req.Next, req.GrantTTL = nil, 0
 	}
+	if s.acks > 0 {
+		// Another sidecar would tell its waiter of a grant in the wake,
+		// before any WAIT: let the waiter's own acquire take it, durably.
+		req.GrantTTL = 0
+	}
 	if req.Next != nil {
 		waiter, nonce, ttl = req.Next.Waiter, req.Next.Nonce, ms(req.Next.TTL)
 	}
@@ -429,15 +539,23 @@ func (s *Store) parseReleased(v any) (lockcore.Released, error) {
 // Release implements lockcore.Store.
 func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
 	k := s.keys(req.Name)
-	v, repeated, err := s.run(ctx, s.release, s.withState(k), func(repeat bool) []any {
-		return s.releaseArgs(req, k, repeat)
-	})
+	args := func(repeat bool) []any { return s.releaseArgs(req, k, repeat) }
+	var v any
+	var repeated bool
+	var err error
+	acked := s.acks
+	if req.Next != nil {
+		// It may grant the candidate, who is told only once replicas have it.
+		v, repeated, acked, err = s.runDurable(ctx, s.release, s.withState(k), args)
+	} else {
+		v, repeated, err = s.run(ctx, s.release, s.withState(k), args)
+	}
 	if err != nil {
 		return lockcore.Released{}, err
 	}
 	r, err := s.parseReleased(v)
 	r.Repeated = repeated
-	if err == nil && r.Next != "" && s.changed.Load() {
+	if err == nil && r.Next != "" && (s.changed.Load() || acked < s.acks) {
 		// Handed to the candidate by a server not yet checked: give it
 		// back, as an acquire's grant would be.
 		if _, err := s.Release(ctx, lockcore.ReleaseRequest{Name: req.Name, Token: r.Next}); err != nil {
@@ -454,6 +572,17 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 	out := make([]lockcore.Released, len(reqs))
 	if len(reqs) == 0 {
 		return out, nil
+	}
+	if s.acks > 0 {
+		// Each may hand the lock to a waiter, which must wait for its WAIT.
+		var errs []error
+		for i, req := range reqs {
+			var err error
+			if out[i], err = s.Release(ctx, req); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return out, errors.Join(errs...)
 	}
 	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, req := range reqs {

@@ -448,3 +448,49 @@ func TestSlowSubscribeBlocksNoWakes(t *testing.T) {
 		t.Fatal("no wake within 2s while another name's subscription hangs")
 	}
 }
+
+// With ReplicaAcks, a grant is answered only once WAIT confirms a replica
+// has it. With the replica frozen, the grant is given back (the lock is
+// free again) and the call fails; a renewal fails but leaves the lock held
+// (its holder keeps the validity of the earlier ttl, which the replica has).
+func TestReplicaAcks(t *testing.T) {
+	primary := redistest.Start(t, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
+	host, port, _ := net.SplitHostPort(primary.Addr())
+	replica := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", host, port}})
+	ctx := context.Background()
+	rdb := primary.Client(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(rdb.Info(ctx, "replication").Val(), "state=online") {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica was not online within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
+	}
+	s := newStore(t, primary.URL(), redisstore.Options{Prefix: "lock:", ReplicaAcks: 1})
+	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
+	if err != nil || !g.Acquired {
+		t.Fatalf("Acquire with the replica up = %+v, %v", g, err)
+	}
+
+	replica.Pause(t)
+	defer replica.Resume(t)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = s.Acquire(short, lockcore.AcquireRequest{Name: "b", Nonce: "n2", TTL: time.Minute})
+	var nr *redisstore.NotReplicatedError
+	if !errors.As(err, &nr) || nr.Acked != 0 || nr.Want != 1 {
+		t.Fatalf("Acquire with the replica frozen = %v, want a NotReplicatedError", err)
+	}
+	if st, err := s.Inspect(ctx, "b"); err != nil || st.Held {
+		t.Errorf("the grant that was not replicated is still held: %+v, %v", st, err)
+	}
+	short2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	_, err = s.Renew(short2, lockcore.RenewRequest{Name: "a", Token: g.Token, TTL: 2 * time.Minute})
+	if !errors.As(err, &nr) {
+		t.Fatalf("Renew with the replica frozen = %v, want a NotReplicatedError", err)
+	}
+	if st, err := s.Inspect(ctx, "a"); err != nil || !st.Held || st.Token != g.Token {
+		t.Errorf("a renewal that was not replicated lost the lock: %+v, %v", st, err)
+	}
+}
