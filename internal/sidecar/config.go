@@ -255,10 +255,10 @@ const (
 )
 
 // maxReplicaAcks bounds LOCKPROXY_REPLICA_ACKS. A Sentinel deployment runs
-// a primary and a few replicas (Sentinel's own docs use 2, Bitnami's chart
-// 2); n above the replicas that exist can never be met, so every grant
-// would wait out LOCKPROXY_UPSTREAM_TIMEOUT and fail. 16 leaves room for
-// any real fleet, and still catches a value meant for another setting.
+// a primary and a few replicas (Bitnami's chart: two by default); n above
+// the replicas that exist can never be met, so every grant would wait out
+// LOCKPROXY_UPSTREAM_TIMEOUT and fail. 16 leaves room for any real fleet,
+// and still catches a value meant for another setting (a ttl, a timeout).
 const maxReplicaAcks = 16
 
 // upstreamMode is how LOCKPROXY_UPSTREAM is read, auto resolved: sentinel
