@@ -105,6 +105,7 @@ func TestLint(t *testing.T) {
 		{"shared-defaults", []string{"./lockproxy"}},
 		{"shared-secret", []string{"./lockproxy", "-f", "testdata/shared-secret.values.yaml"}},
 		{"all-config", []string{"./lockproxy", "-f", "testdata/all-config.values.yaml"}},
+		{"shared-sentinel", []string{"./lockproxy", "-f", "testdata/shared-sentinel.values.yaml"}},
 		{"sidecar-mode", []string{"./lockproxy", "--set", "mode=sidecar"}},
 		{"example-app", []string{"./example-app"}},
 		{"example-app-tls", []string{"./example-app", "-f", "testdata/example-app-tls.values.yaml"}},
@@ -126,6 +127,8 @@ type expect struct {
 	upstreamURL    string
 	upstreamSecret *secretRef
 	passwordSecret *secretRef
+	// sentinelSecret holds LOCKPROXY_SENTINEL_PASSWORD.
+	sentinelSecret *secretRef
 	// kinds are the resources the render must produce, in order.
 	kinds []string
 }
@@ -150,6 +153,15 @@ func TestTemplateGolden(t *testing.T) {
 				upstreamSecret: &secretRef{"lockproxy-upstream", "url"},
 				passwordSecret: &secretRef{"lockproxy-auth", "password"},
 				kinds:          []string{"PodDisruptionBudget", "ServiceAccount", "Service", "Deployment", "ServiceMonitor"},
+			},
+		},
+		{
+			golden: "shared-sentinel",
+			args:   []string{"lockproxy", "./lockproxy", "--namespace", "locks", "-f", "testdata/shared-sentinel.values.yaml"},
+			expect: expect{
+				upstreamSecret: &secretRef{"lockproxy-upstream", "upstream-url"},
+				sentinelSecret: &secretRef{"cache-redis", "redis-password"},
+				kinds:          []string{"PodDisruptionBudget", "Service", "Deployment"},
 			},
 		},
 		{
@@ -380,6 +392,7 @@ func checkContainer(t *testing.T, pod, c map[string]any, want expect) {
 
 	checkEnvSource(t, env, "LOCKPROXY_UPSTREAM", want.upstreamURL, want.upstreamSecret)
 	checkEnvSource(t, env, "LOCKPROXY_PASSWORD", "", want.passwordSecret)
+	checkEnvSource(t, env, "LOCKPROXY_SENTINEL_PASSWORD", "", want.sentinelSecret)
 	checkSecretFiles(t, pod, c, env)
 
 	for name := range env {
@@ -533,7 +546,11 @@ func TestConfigValues(t *testing.T) {
 	want := map[string]string{
 		"LOCKPROXY_LISTEN":               "0.0.0.0:6380",
 		"LOCKPROXY_METRICS_LISTEN":       "0.0.0.0:9180",
-		"LOCKPROXY_UPSTREAM":             "rediss://redis.locks.svc:6379/2",
+		"LOCKPROXY_UPSTREAM":             "rediss://sentinel-0.locks.svc:26379/2?master_name=locks&addr=sentinel-1.locks.svc:26379",
+		"LOCKPROXY_UPSTREAM_MODE":        "sentinel",
+		"LOCKPROXY_SENTINEL_USERNAME":    "watcher",
+		"LOCKPROXY_SENTINEL_PASSWORD":    "", // from a Secret, below
+		"LOCKPROXY_REPLICA_ACKS":         "2",
 		"LOCKPROXY_KEY_PREFIX":           "app-lock:",
 		"LOCKPROXY_DEFAULT_TTL":          "45s",
 		"LOCKPROXY_MIN_TTL":              "20ms",
@@ -587,7 +604,7 @@ func TestConfigValues(t *testing.T) {
 		}
 	}
 	// The TLS files are in their Secrets' mounts (TestTLS checks the details).
-	checkPods(t, docs, expect{upstreamURL: want["LOCKPROXY_UPSTREAM"]})
+	checkPods(t, docs, expect{upstreamURL: want["LOCKPROXY_UPSTREAM"], sentinelSecret: &secretRef{"redis-sentinel", "sentinel-password"}})
 	// Every variable the binary reads, except LOCKPROXY_PASSWORD (a Secret,
 	// checked in TestTemplateGolden), must be reachable from values.
 	for name := range binaryVars(t) {
@@ -771,6 +788,16 @@ func TestTemplateRejects(t *testing.T) {
 		{"managed TLS key", []string{"./lockproxy", "--set", "config.tlsCert=/tmp/c.pem"}, "config.tlsCert is not settable: LOCKPROXY_TLS_CERT is set from tls.existingSecret"},
 		{"upstream TLS over redis://", []string{"./lockproxy", "--set", "upstream.url=redis://:pw@r:6379", "--set", "upstreamTLS.existingSecret=s"}, `needs a rediss:// upstream.url, not "redis://***@r:6379"`},
 		{"upstream TLS without upstream", []string{"./lockproxy", "--set", "upstreamTLS.existingSecret=s"}, "upstreamTLS needs a rediss:// upstream"},
+		{"cluster mode", []string{"./lockproxy", "--set", "upstream.url=redis://r:6379", "--set", "upstream.mode=cluster"}, "upstream.mode cluster is not yet supported"},
+		{"unknown mode", []string{"./lockproxy", "--set", "upstream.url=redis://r:6379", "--set", "upstream.mode=ring"}, `upstream.mode must be auto, single or sentinel, not "ring"`},
+		{"mode without upstream", []string{"./lockproxy", "--set", "upstream.mode=sentinel"}, "upstream.mode sentinel needs upstream.url or upstream.existingSecret"},
+		{"sentinel mode without master_name", []string{"./lockproxy", "--set", "upstream.url=redis://r:26379", "--set", "upstream.mode=sentinel"}, "needs master_name= in upstream.url"},
+		{"single mode with master_name", []string{"./lockproxy", "--set", "upstream.url=redis://s:26379?master_name=m", "--set", "upstream.mode=single"}, "upstream.mode is single, but upstream.url has master_name="},
+		{"sentinel password for one Redis", []string{"./lockproxy", "--set", "upstream.url=redis://r:6379", "--set", "upstream.sentinelPassword.existingSecret=s"}, "upstream.url is one Redis"},
+		{"sentinel password without upstream", []string{"./lockproxy", "--set", "upstream.sentinelPassword.existingSecret=s"}, "are for a Sentinel upstream: set upstream.url or upstream.existingSecret"},
+		{"sentinel user without password", []string{"./lockproxy", "--set", "upstream.existingSecret=u", "--set", "upstream.sentinelUsername=w"}, "upstream.sentinelUsername needs upstream.sentinelPassword.existingSecret"},
+		{"replica acks without upstream", []string{"./lockproxy", "--set", "config.replicaAcks=1"}, "config.replicaAcks needs upstream.url or upstream.existingSecret"},
+		{"managed upstream key", []string{"./lockproxy", "--set", "config.sentinelPassword=x"}, "config.sentinelPassword is not settable: LOCKPROXY_SENTINEL_PASSWORD is set from upstream.sentinelPassword.existingSecret"},
 		{"upstream TLS without files", []string{"./lockproxy", "--set", "upstream.url=rediss://r:6379", "--set", "upstreamTLS.existingSecret=s", "--set", "upstreamTLS.ca=false"}, "neither upstreamTLS.ca nor upstreamTLS.clientCert"},
 		{"sidecar upstream TLS over redis://", []string{"./example-app", "--set", "lockproxy.upstreamTLS.existingSecret=s"}, "needs a rediss:// upstream.url"},
 	} {

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/lockcore"
+	"github.com/lockproxy/lockproxy/lockcore/redisstore"
 	"github.com/lockproxy/lockproxy/resp"
 )
 
@@ -25,7 +27,11 @@ const EnvPrefix = "LOCKPROXY_"
 // to them. The help tags are what `lockproxy -h` and the README show.
 type Config struct {
 	Listen            string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
-	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; empty: the embedded in-process store"`
+	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis, or of its Sentinels: redis://[user:pass@]sentinel1:26379?master_name=NAME&addr=sentinel2:26379, user:pass being the data nodes'; empty: the embedded in-process store"`
+	UpstreamMode      string        `env:"UPSTREAM_MODE" envDefault:"auto" help:"how LOCKPROXY_UPSTREAM is read: auto (sentinel when it has master_name, else single), single or sentinel; cluster is not yet supported"`
+	SentinelUsername  string        `env:"SENTINEL_USERNAME" help:"ACL user on the Sentinels themselves (with LOCKPROXY_SENTINEL_PASSWORD); sentinel mode only"`
+	SentinelPassword  string        `env:"SENTINEL_PASSWORD" help:"password of the Sentinels themselves, apart from the data nodes' in LOCKPROXY_UPSTREAM; empty: Sentinels without auth; sentinel mode only"`
+	ReplicaAcks       int           `env:"REPLICA_ACKS" envDefault:"0" help:"a grant, renewal or hand-off is answered only once WAIT n confirms n replicas have it, within LOCKPROXY_UPSTREAM_TIMEOUT; short of n the grant is given back and the client gets -UPSTREAM; 0: no wait; at most 16"`
 	KeyPrefix         string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
 	DefaultTTL        time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
 	MinTTL            time.Duration `env:"MIN_TTL" envDefault:"10ms" help:"smallest ttl (and MAXHOLD) a client may ask for; it must exceed the drift margin (1ms + 1% of it) plus a round trip to the upstream, or the lock is lost as it is granted"`
@@ -151,12 +157,7 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		bad("Listen", "must not be empty")
 	}
-	if c.Upstream != "" {
-		u, err := url.Parse(c.Upstream)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			bad("Upstream", "must be a redis:// or rediss:// URL")
-		}
-	}
+	c.validateUpstream(bad)
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		bad("KeyPrefix", "%q must not contain '{' or '}': they would break the per-name hash tag", c.KeyPrefix)
 	}
@@ -246,8 +247,108 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Upstream modes, the values of LOCKPROXY_UPSTREAM_MODE.
+const (
+	modeAuto     = "auto"
+	modeSingle   = "single"
+	modeSentinel = "sentinel"
+	modeCluster  = "cluster"
+)
+
+// maxReplicaAcks bounds LOCKPROXY_REPLICA_ACKS. A Sentinel deployment runs
+// a primary and a few replicas (Bitnami's chart: two by default); n above
+// the replicas that exist can never be met, so every grant would wait out
+// LOCKPROXY_UPSTREAM_TIMEOUT and fail. 16 leaves room for any real fleet,
+// and still catches a value meant for another setting (a ttl, a timeout).
+const maxReplicaAcks = 16
+
+// upstreamMode is how LOCKPROXY_UPSTREAM is read, auto resolved: sentinel
+// when the URL names a master set, else single. "" without an upstream.
+func (c Config) upstreamMode() string {
+	if c.Upstream == "" {
+		return ""
+	}
+	mode := strings.ToLower(c.UpstreamMode)
+	if mode != modeAuto {
+		return mode
+	}
+	if u, err := url.Parse(c.Upstream); err == nil && u.Query().Has("master_name") {
+		return modeSentinel
+	}
+	return modeSingle
+}
+
+// validateUpstream checks LOCKPROXY_UPSTREAM in its mode, and the settings
+// that go with it. The URL is parsed here as the client will parse it, so
+// that a bad one stops start-up with the variable named, before any part
+// is built.
+func (c Config) validateUpstream(bad func(field, format string, args ...any)) {
+	modeKnown := true
+	switch mode := strings.ToLower(c.UpstreamMode); mode {
+	case modeAuto:
+	case modeSingle, modeSentinel:
+		if c.Upstream == "" {
+			bad("UpstreamMode", "%s needs a LOCKPROXY_UPSTREAM (empty, it is the embedded store)", mode)
+		}
+	case modeCluster:
+		bad("UpstreamMode", "cluster is not yet supported: Redis Cluster comes in a later release "+
+			"(docs/configuration.md, LOCKPROXY_UPSTREAM_MODE); until then use one Redis or Sentinels")
+		modeKnown = false
+	default:
+		bad("UpstreamMode", "%q is not auto, single, sentinel or cluster", c.UpstreamMode)
+		modeKnown = false
+	}
+	mode := c.upstreamMode()
+	if c.Upstream != "" && modeKnown {
+		u, err := url.Parse(c.Upstream)
+		switch {
+		case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss"):
+			bad("Upstream", "must be a redis:// or rediss:// URL")
+		case mode == modeSentinel && !u.Query().Has("master_name"):
+			bad("Upstream", "LOCKPROXY_UPSTREAM_MODE is sentinel, but the URL has no master_name=: name the master set "+
+				"the Sentinels watch, as in redis://sentinel1:26379?master_name=mymaster&addr=sentinel2:26379")
+		case mode == modeSentinel:
+			if _, err := redisstore.ParseFailoverURL(c.Upstream); err != nil {
+				bad("Upstream", "%v", err)
+			}
+		case u.Query().Has("master_name"):
+			bad("Upstream", "master_name= names a Sentinel master set, but LOCKPROXY_UPSTREAM_MODE is single: set it to sentinel or auto")
+		case u.Query().Has("addr"):
+			bad("Upstream", "addr= lists more servers, which one Redis does not have: for Sentinels, add master_name=; "+
+				"Redis Cluster is not yet supported")
+		default:
+			if _, err := redis.ParseURL(c.Upstream); err != nil {
+				bad("Upstream", "%v", err)
+			}
+		}
+	}
+	// The Sentinels' credentials would otherwise be ignored in silence, and
+	// a password meant for the data nodes never sent.
+	switch {
+	case !modeKnown:
+	case mode != modeSentinel:
+		upstream := "there is no LOCKPROXY_UPSTREAM"
+		if c.Upstream != "" {
+			upstream = "LOCKPROXY_UPSTREAM is one Redis, whose credentials go in the URL's user:pass@"
+		}
+		if c.SentinelUsername != "" {
+			bad("SentinelUsername", "is for the Sentinels of a Sentinel upstream (master_name= in LOCKPROXY_UPSTREAM), but %s", upstream)
+		}
+		if c.SentinelPassword != "" {
+			bad("SentinelPassword", "is for the Sentinels of a Sentinel upstream (master_name= in LOCKPROXY_UPSTREAM), but %s", upstream)
+		}
+	case c.SentinelUsername != "" && c.SentinelPassword == "":
+		bad("SentinelUsername", "needs LOCKPROXY_SENTINEL_PASSWORD")
+	}
+	if c.ReplicaAcks < 0 || c.ReplicaAcks > maxReplicaAcks {
+		bad("ReplicaAcks", "%d must be between 0 and %d", c.ReplicaAcks, maxReplicaAcks)
+	} else if c.ReplicaAcks > 0 && c.Upstream == "" {
+		bad("ReplicaAcks", "the embedded store has no replicas to wait for: set LOCKPROXY_UPSTREAM, or leave this 0")
+	}
+}
+
 // logAttrs is the configuration for the start-up log, secrets masked: the
-// password, and the password inside the upstream URL.
+// passwords, and the password inside the upstream URL.
 func (c Config) logAttrs() []any {
 	v := reflect.ValueOf(c)
 	t := v.Type()
@@ -255,7 +356,7 @@ func (c Config) logAttrs() []any {
 	for i := range t.NumField() {
 		val := fmt.Sprint(v.Field(i).Interface())
 		switch t.Field(i).Name {
-		case "Password":
+		case "Password", "SentinelPassword":
 			if val != "" {
 				val = "xxxxx"
 			}

@@ -152,8 +152,12 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 
 	go a.watchUpstream(hctx)
 
-	a.log.Info("lockproxy started", "version", Version(), "listen", a.srv.Addr().String(),
-		"store", storeKind, slog.Group("config", cfg.logAttrs()...))
+	attrs := []any{"version", Version(), "listen", a.srv.Addr().String(), "store", storeKind}
+	if mode := cfg.upstreamMode(); mode != "" {
+		// What auto resolved to.
+		attrs = append(attrs, "upstream_mode", mode)
+	}
+	a.log.Info("lockproxy started", append(attrs, slog.Group("config", cfg.logAttrs()...))...)
 	if storeKind == "embedded" {
 		a.log.Info("using the embedded store: locks are local to this process; set LOCKPROXY_UPSTREAM to share them")
 	}
@@ -357,11 +361,16 @@ func (a *Sidecar) Shutdown() error {
 	return err
 }
 
-// redactURL hides a URL's password for logs.
+// redactURL hides a URL's password for logs: the userinfo's, and the
+// query's password= that a Sentinel URL may carry instead.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || s == "" {
 		return s
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }

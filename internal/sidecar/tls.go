@@ -163,11 +163,47 @@ func (c *tlsServerConn) noteWriteDeadline(t time.Time) {
 	c.writeDeadline.Store(ns)
 }
 
-// upstreamClient is redisstore.NewClient with the upstream TLS files
-// applied. A rediss:// URL already brings a TLS configuration that checks
-// the server's name against the URL's host; the files add what a URL
-// cannot carry.
+// upstreamClient is the client LOCKPROXY_UPSTREAM_MODE names: for one
+// Redis, redisstore.NewClient; for Sentinels, redisstore.NewFailoverClient
+// with the Sentinels' own credentials. Either gets the upstream TLS files.
+// Validate has refused the other modes.
 func upstreamClient(cfg Config, log *slog.Logger) (redis.UniversalClient, error) {
+	withFiles, err := upstreamTLS(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	var rdb redis.UniversalClient
+	switch mode := cfg.upstreamMode(); mode {
+	case modeSingle:
+		rdb, err = redisstore.NewClient(cfg.Upstream, func(o *redis.Options) { withFiles(o.TLSConfig) })
+	case modeSentinel:
+		rdb, err = redisstore.NewFailoverClient(cfg.Upstream, cfg.sentinelAuth, func(o *redis.FailoverOptions) {
+			// One TLSConfig for the Sentinels and the data nodes: go-redis
+			// has no second one, so a rediss:// URL means TLS to both.
+			withFiles(o.TLSConfig)
+		})
+	default:
+		return nil, fmt.Errorf("LOCKPROXY_UPSTREAM_MODE: %q is not supported", mode)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
+	}
+	return rdb, nil
+}
+
+// sentinelAuth gives the Sentinels their own credentials. The URL's are the
+// data nodes' (redisstore.ParseFailoverURL): a Sentinel often has no
+// password, or its own, and an ACL user on the data nodes is no user on
+// the Sentinels.
+func (c Config) sentinelAuth(o *redis.FailoverOptions) {
+	o.SentinelUsername, o.SentinelPassword = c.SentinelUsername, c.SentinelPassword
+}
+
+// upstreamTLS reads the upstream TLS files and returns what applies them to
+// a rediss:// URL's TLSConfig. The URL already brings a TLS configuration
+// that checks the server's name; the files add what a URL cannot carry.
+// Its errors name the variable at fault.
+func upstreamTLS(cfg Config, log *slog.Logger) (func(*tls.Config), error) {
 	var roots *x509.CertPool
 	if cfg.UpstreamTLSCA != "" {
 		pem, err := os.ReadFile(cfg.UpstreamTLSCA)
@@ -190,26 +226,22 @@ func upstreamClient(cfg Config, log *slog.Logger) (redis.UniversalClient, error)
 			return nil, err
 		}
 	}
-	rdb, err := redisstore.NewClient(cfg.Upstream, func(o *redis.Options) {
-		if o.TLSConfig == nil {
+	return func(conf *tls.Config) {
+		if conf == nil {
 			return // redis://: Validate refuses TLS files without rediss://
 		}
 		if roots != nil {
-			o.TLSConfig.RootCAs = roots
+			conf.RootCAs = roots
 		}
 		if client != nil {
 			// A callback rather than Certificates: new connections pick up
 			// a renewed client certificate, and it is sent even when the
 			// server names no acceptable CA that matches.
-			o.TLSConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				return client.get(), nil
 			}
 		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
-	}
-	return rdb, nil
+	}, nil
 }
 
 // keyPair is a certificate and its key read from PEM files, read again

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/lockproxy/lockproxy/lockcore"
 )
@@ -848,29 +847,6 @@ func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
 			"a restart forgets every lock (lockproxy then keeps a quiet period, LOCKPROXY_QUIET_PERIOD)"})
 	}
 	return risks, nil
-}
-
-// NewClient returns a go-redis client for a redis:// or rediss:// URL (user,
-// password, db and options such as pool_size in the query). Its own retries
-// are off because the Store repeats calls itself and must know when it does.
-// Each tune adjusts the options parsed from the URL, for what a URL cannot
-// carry, such as the CA and client certificate in a rediss:// URL's
-// TLSConfig; it runs before the settings the Store depends on, so it cannot
-// undo them.
-func NewClient(url string, tune ...func(*redis.Options)) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range tune {
-		f(opt)
-	}
-	opt.MaxRetries = -1
-	opt.ContextTimeoutEnabled = true
-	// Maintenance notifications are a Redis Cloud feature; asking a plain Redis
-	// for them costs a failed command on every new connection.
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return redis.NewClient(opt), nil
 }
 
 // Close stops the watcher and closes the Redis client. Errors closing

@@ -55,6 +55,7 @@ lockproxy.managedConfigKeys so that setting them here fails with a pointer
 to the right value instead of being silently overridden.
 */}}
 {{- define "lockproxy.configKeys" -}}
+replicaAcks: LOCKPROXY_REPLICA_ACKS
 keyPrefix: LOCKPROXY_KEY_PREFIX
 defaultTTL: LOCKPROXY_DEFAULT_TTL
 minTTL: LOCKPROXY_MIN_TTL
@@ -91,6 +92,9 @@ logFormat: LOCKPROXY_LOG_FORMAT
 listen: LOCKPROXY_LISTEN is set from mode and ports.resp
 metricsListen: LOCKPROXY_METRICS_LISTEN is set from ports.metrics
 upstream: LOCKPROXY_UPSTREAM is set from upstream.url or upstream.existingSecret
+upstreamMode: LOCKPROXY_UPSTREAM_MODE is set from upstream.mode
+sentinelUsername: LOCKPROXY_SENTINEL_USERNAME is set from upstream.sentinelUsername
+sentinelPassword: LOCKPROXY_SENTINEL_PASSWORD is set from upstream.sentinelPassword.existingSecret
 password: LOCKPROXY_PASSWORD is set from password.existingSecret
 tlsCert: LOCKPROXY_TLS_CERT is set from tls.existingSecret
 tlsKey: LOCKPROXY_TLS_KEY is set from tls.existingSecret
@@ -218,6 +222,48 @@ URL's userinfo is masked in the message: it usually carries a password.
 {{- end }}
 
 {{/*
+The upstream checks the binary would otherwise make at start. A URL in
+upstream.existingSecret cannot be read here: the binary checks that one.
+*/}}
+{{- define "lockproxy.checkUpstream" -}}
+{{- $u := .Values.upstream }}
+{{- $has := or $u.url $u.existingSecret }}
+{{- $mode := lower (toString (default "" $u.mode)) }}
+{{- if eq $mode "cluster" }}
+{{- fail "lockproxy: upstream.mode cluster is not yet supported: a later release adds Redis Cluster; use one Redis or Sentinels" }}
+{{- else if not (has $mode (list "" "auto" "single" "sentinel")) }}
+{{- fail (printf "lockproxy: upstream.mode must be auto, single or sentinel, not %q" $mode) }}
+{{- end }}
+{{- if and (has $mode (list "single" "sentinel")) (not $has) }}
+{{- fail (printf "lockproxy: upstream.mode %s needs upstream.url or upstream.existingSecret" $mode) }}
+{{- end }}
+{{- $sentinelAuth := or $u.sentinelUsername (dig "existingSecret" "" (default dict $u.sentinelPassword)) }}
+{{- if and $sentinelAuth (not $has) }}
+{{- fail "lockproxy: upstream.sentinelUsername and upstream.sentinelPassword are for a Sentinel upstream: set upstream.url or upstream.existingSecret" }}
+{{- end }}
+{{- if $u.url }}
+{{- $sentinelURL := contains "master_name=" (toString $u.url) }}
+{{- if and (eq $mode "sentinel") (not $sentinelURL) }}
+{{- fail "lockproxy: upstream.mode sentinel needs master_name= in upstream.url, the master set the Sentinels watch" }}
+{{- end }}
+{{- if and (eq $mode "single") $sentinelURL }}
+{{- fail "lockproxy: upstream.mode is single, but upstream.url has master_name=, which names a Sentinel master set: set upstream.mode to sentinel or auto" }}
+{{- end }}
+{{- if and $sentinelAuth (not $sentinelURL) }}
+{{- fail "lockproxy: upstream.sentinelUsername and upstream.sentinelPassword are for a Sentinel upstream, and upstream.url is one Redis (no master_name=)" }}
+{{- end }}
+{{- end }}
+{{- if and $u.sentinelUsername (not (dig "existingSecret" "" (default dict $u.sentinelPassword))) }}
+{{- fail "lockproxy: upstream.sentinelUsername needs upstream.sentinelPassword.existingSecret" }}
+{{- end }}
+{{- with .Values.config }}
+{{- if and (not $has) (hasKey . "replicaAcks") (not (kindIs "invalid" .replicaAcks)) (gt (int64 .replicaAcks) 0) }}
+{{- fail "lockproxy: config.replicaAcks needs upstream.url or upstream.existingSecret: the embedded store has no replicas" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The Secret volumes the container mounts, as items of a pod's volumes list;
 empty when there are none. Input: dict "Values" and "Sidecar".
 */}}
@@ -270,6 +316,24 @@ The container's mounts of those volumes: read-only, whole directories.
 {{- else if $v.upstream.url }}
 - name: LOCKPROXY_UPSTREAM
   value: {{ $v.upstream.url | quote }}
+{{- end }}
+{{- include "lockproxy.checkUpstream" . }}
+{{- with $v.upstream.mode }}
+- name: LOCKPROXY_UPSTREAM_MODE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.upstream.sentinelUsername }}
+- name: LOCKPROXY_SENTINEL_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.upstream.sentinelPassword }}
+{{- if .existingSecret }}
+- name: LOCKPROXY_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret | quote }}
+      key: {{ required "lockproxy: upstream.sentinelPassword.secretKey is required with upstream.sentinelPassword.existingSecret" .secretKey | quote }}
+{{- end }}
 {{- end }}
 {{- if $v.password.existingSecret }}
 - name: LOCKPROXY_PASSWORD
