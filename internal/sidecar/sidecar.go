@@ -182,7 +182,7 @@ func (a *Sidecar) newStore() (store interface {
 		return nil, "", err
 	}
 	rs, err := redisstore.New(rdb, redisstore.Options{
-		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck})
+		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck, ReplicaAcks: cfg.ReplicaAcks})
 	if err != nil {
 		rdb.Close()
 		return nil, "", err

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/lockproxy/lockproxy/internal/redistest"
+)
+
+// A sidecar on a Sentinel upstream follows a failover: an owned lock and a
+// detached one survive it (the replica had them), no lock.lost is pushed,
+// renewals go on against the new primary, and grants resume after the
+// check interval that every sidecar is given to check its locks; with
+// LOCKPROXY_REPLICA_ACKS=1 as well as without.
+func TestSentinelFailoverKeepsLocks(t *testing.T) {
+	for _, acks := range []int{0, 1} {
+		t.Run("acks="+strconv.Itoa(acks), func(t *testing.T) {
+			t.Parallel()
+			sen := redistest.StartSentinel(t, redistest.SentinelOptions{DataArgs: []string{"--repl-diskless-sync-delay", "0"}})
+			a := startProxy(t, map[string]string{"UPSTREAM": sen.URL(), "REPLICA_ACKS": strconv.Itoa(acks)})
+			push := dialRaw(t, a.Addr().String())
+			push.send(t, cmd("HELLO", "3"))
+			push.frame(t)
+			push.send(t, cmd("LOCK.ACQUIRE", "kept", "5000"))
+			push.frame(t)
+			plain := a.conn(t, 2)
+			mustToken(t, plain, "detached", 30000, "DETACHED")
+			// Both writes must be on the replicas before the failover, or the
+			// new primary lacks them: that is the loss the other tests cover.
+			if acks == 0 {
+				if err := sen.Primary(t).Client(t).Do(bg(), "WAIT", 2, 5000).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			old, _ := sen.Failover(t)
+			switched := time.Now()
+			var resumed time.Duration
+			waitFor(t, func() bool {
+				_, err := do(t, plain, "LOCK.ACQUIRE", "after", 5000).Text()
+				resumed = time.Since(switched)
+				return err == nil
+			})
+			// The lease outlives its 5 s ttl only if renewals went on
+			// against the new primary.
+			time.Sleep(6 * time.Second) // a span of time is what is under test
+			push.send(t, cmd("LOCK.HELD"))
+			if got := push.frame(t); !slices.Equal(got, []string{"*1", "$4", "kept"}) {
+				t.Fatalf("LOCK.HELD on the holder's connection after the failover = %q, want kept and no push", got)
+			}
+			mustNull(t, plain, "kept")
+			mustInt(t, 1, plain, "LOCK.RENEW", "detached", 30000)
+			if n := infoField(t, plain, "locks_lost_total"); n != "0" {
+				t.Errorf("locks_lost_total = %s, want 0", n)
+			}
+			if role, _ := old.Client(t).Do(bg(), "ROLE").Slice(); len(role) == 0 || role[0] != "slave" {
+				t.Errorf("the old primary's role is %v after the failover", role)
+			}
+			t.Logf("acks=%d: grants resumed %v after the failover settled", acks, resumed.Round(time.Millisecond))
+		})
+	}
+}
