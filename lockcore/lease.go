@@ -239,8 +239,10 @@ func (s *Session) autoRenew(ls *lease) {
 	storeTTL, _ := ls.capped(sent, ttl)
 	// Bounded by the upstream timeout too, not only the validity: a call
 	// stuck on a dead connection gives way to a retry on another, and a
-	// client's RENEW waiting behind it is answered in time.
-	ctx, cancel := l.until(l.ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), until))
+	// client's RENEW waiting behind it is answered in time. And by giveUp,
+	// not the validity: a call that hangs until the validity ends would
+	// leave its loss to be told after the store may have expired the lock.
+	ctx, cancel := l.until(l.ctx, earliest(sent.Add(l.cfg.UpstreamTimeout), giveUp))
 	r, err := l.store.Renew(ctx, RenewRequest{Name: ls.name, Token: ls.token, TTL: storeTTL})
 	cancel()
 	switch {
