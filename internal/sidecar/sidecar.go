@@ -392,6 +392,6 @@ func (a *Sidecar) logRestartCost(risks []string) {
 			"failover_that_kept_the_data", "locks kept, grants pause "+pause)
 		return
 	}
-	a.log.Info("a restart or failover of this upstream that keeps its data keeps every lock, and grants pause "+pause+
-		"; one that loses data tells every holder, and "+loss)
+	a.log.Info("a restart or failover of this upstream that keeps its data keeps every lock, and grants pause " + pause +
+		"; one that loses data tells every holder, and " + loss)
 }

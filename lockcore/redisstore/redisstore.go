@@ -115,7 +115,7 @@ type Store struct {
 // NotReplicatedError is a grant, renewal or hand-off that fewer replicas
 // than Options.ReplicaAcks confirmed in time. A grant was given back.
 type NotReplicatedError struct {
-	Op         string
+	Op          string
 	Acked, Want int
 }
 
