@@ -28,7 +28,8 @@ import (
 type cluster struct {
 	t        *testing.T
 	up       *redistest.Server
-	relay    *relay.Relay // nil unless withRelay
+	sen      *redistest.Sentinel // set when the upstream is a Sentinel topology; up is its first primary
+	relay    *relay.Relay        // nil unless withRelay
 	resSrv   *redistest.Server
 	res      *resource
 	hist     *safety.History
@@ -65,6 +66,9 @@ func (cl *cluster) withRelay() *relay.Relay {
 func (cl *cluster) sidecar(id string, relayed bool, settings map[string]string) *sidecar {
 	cl.t.Helper()
 	env := map[string]string{"UPSTREAM": cl.up.URL()}
+	if cl.sen != nil {
+		env["UPSTREAM"] = cl.sen.URL()
+	}
 	if relayed {
 		env["UPSTREAM"] = "redis://" + cl.relay.Addr() + "/0"
 	}

@@ -101,6 +101,14 @@ func (d *detachedSet) list() []detachedLock {
 	return out
 }
 
+// has reports whether token is one of the set's.
+func (d *detachedSet) has(token string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.expires[token]
+	return ok
+}
+
 // len is how many detached locks the set counts.
 func (d *detachedSet) len() int {
 	d.mu.Lock()

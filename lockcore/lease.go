@@ -20,6 +20,7 @@ type lease struct {
 	renewing chan struct{} // buffered 1: holding it is a value in it
 
 	detached   bool          // guarded by Session.mu
+	releasing  bool          // guarded by Session.mu; its release is on its way to the store
 	ttl        time.Duration // guarded by Session.mu
 	capAt      time.Time     // when MAXHOLD ends the lease; zero: never
 	validUntil time.Time     // guarded by Session.mu

@@ -318,6 +318,18 @@ func (l *Locks) verify(ctx context.Context) (missing []string, err error) {
 	return missing, errors.Join(errs...)
 }
 
+// stillHeld reports whether this sidecar still counts the lock as held and
+// not on its way out: ls still the session's and not being released, or,
+// for a detached lock without a lease (s nil), token still in the set.
+func (l *Locks) stillHeld(s *Session, ls *lease, token string) bool {
+	if ls == nil {
+		return l.detached.has(token)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases[ls.name] == ls && !ls.releasing
+}
+
 // verifyParallel bounds the store calls verify has in flight.
 const verifyParallel = 32
 
@@ -334,7 +346,9 @@ func (l *Locks) verifyOne(ctx context.Context, name, token string, s *Session, l
 		return false, err
 	}
 	if !st.Held || st.Token != token {
-		return l.now().Before(until), nil
+		// Released meanwhile (a release lands in the store before the
+		// lease is dropped here), or not.
+		return l.now().Before(until) && l.stillHeld(s, ls, token), nil
 	}
 	if ls == nil || st.TTL >= until.Sub(l.now()) {
 		return false, nil

@@ -66,6 +66,12 @@ func (s *Session) releaseOwn(ctx context.Context, ls *lease) (bool, error) {
 	if ls.detached {
 		l.detached.remove(ls.token)
 	}
+	// Before the call: from its landing until the lease is dropped below,
+	// the store no longer has a lock the session still lists, which a
+	// check after a failover must not take for a lost one.
+	s.mu.Lock()
+	ls.releasing = true
+	s.mu.Unlock()
 	cctx, cancel := l.callCtx(ctx)
 	defer cancel()
 	ok, err := l.release(cctx, ls.name, ls.token)
