@@ -41,7 +41,7 @@ type outage struct {
 
 // keptProbeTTL outlives every outage here, so a kept probe lock shows that
 // renewals went on against the upstream that came back.
-const keptProbeTTL = 10 * time.Second
+const keptProbeTTL = 15 * time.Second
 
 func runOutage(t *testing.T, cl *cluster, o outage) {
 	r := cl.row
