@@ -378,9 +378,10 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		return lockcore.Grant{}, lockcore.ErrServerChanged
 	}
 	if s.sharded != "1" {
+		keys = append(keys, s.stateKey())
 		switch epoch := s.epoch.Load(); {
 		case epoch != nil:
-			keys, args = append(keys, s.epochKey(), s.stateKey()), append(args, *epoch)
+			keys, args = append(keys, s.epochKey()), append(args, *epoch)
 		case s.guard:
 			s.onReset()
 			return lockcore.Grant{}, s.unreached()

@@ -459,13 +459,7 @@ func TestReplicaAcks(t *testing.T) {
 	replica := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", host, port}})
 	ctx := context.Background()
 	rdb := primary.Client(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(rdb.Info(ctx, "replication").Val(), "state=online") {
-		if time.Now().After(deadline) {
-			t.Fatal("the replica was not online within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
-	}
+	waitReplicaOnline(t, rdb)
 	s := newStore(t, primary.URL(), redisstore.Options{Prefix: "lock:", ReplicaAcks: 1})
 	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
 	if err != nil || !g.Acquired {
@@ -492,5 +486,76 @@ func TestReplicaAcks(t *testing.T) {
 	}
 	if st, err := s.Inspect(ctx, "a"); err != nil || !st.Held || st.Token != g.Token {
 		t.Errorf("a renewal that was not replicated lost the lock: %+v, %v", st, err)
+	}
+}
+
+// Fences keep rising across a failover to a replica whose clock is an
+// hour behind: the state hash it replicated carries the largest fence, so
+// even a sidecar that never saw one gets a larger one; and after that
+// replica lost its data too, a sidecar's own floor carries it.
+func TestFencesRiseOnClockBehindReplica(t *testing.T) {
+	primary := redistest.Start(t, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
+	host, port, _ := net.SplitHostPort(primary.Addr())
+	behind := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", host, port},
+		Env: redistest.FakeTime(t, "-1h")})
+	ctx := context.Background()
+	rdb := primary.Client(t)
+	waitReplicaOnline(t, rdb)
+	before := lockcore.AcquireRequest{Name: "before", Nonce: "n1", TTL: time.Minute}
+	s1 := newStore(t, primary.URL(), redisstore.Options{Prefix: "lock:"})
+	g1, err := s1.Acquire(ctx, before)
+	if err != nil || !g1.Acquired {
+		t.Fatal(g1, err)
+	}
+	// WAIT covers this connection's own writes: one first, after s1's.
+	rdb.Set(ctx, "sync", 1, 0)
+	if n, err := rdb.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	br := behind.Client(t)
+	if n, _ := br.Exists(ctx, "lock:state").Result(); n != 1 {
+		t.Fatal("the replica does not have the state hash: not in sync")
+	}
+	if err := br.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := br.Time(ctx).Result()
+	if lag := time.Since(now); lag < 59*time.Minute {
+		t.Fatalf("the replica's clock is %v behind, want an hour: is libfaketime working?", lag)
+	}
+	f1, _, _ := lockcore.ParseToken(g1.Token)
+
+	// A sidecar that never saw a fence, on the promoted replica, a name
+	// whose fence key never existed.
+	s2 := newStore(t, behind.URL(), redisstore.Options{Prefix: "lock:"})
+	g2, err := s2.Acquire(ctx, lockcore.AcquireRequest{Name: "after", Nonce: "n2", TTL: time.Minute})
+	if err != nil || !g2.Acquired {
+		t.Fatal(g2, err)
+	}
+	f2, _, _ := lockcore.ParseToken(g2.Token)
+	if f2 <= f1 {
+		t.Fatalf("fence on the clock-behind replica %d <= %d before the failover", f2, f1)
+	}
+
+	// The replica loses every key: only s2's floor remembers.
+	br.FlushAll(ctx)
+	g3, err := s2.Acquire(ctx, lockcore.AcquireRequest{Name: "lost", Nonce: "n3", TTL: time.Minute})
+	if err != nil || !g3.Acquired {
+		t.Fatal(g3, err)
+	}
+	if f3, _, _ := lockcore.ParseToken(g3.Token); f3 <= f2 {
+		t.Fatalf("fence after the data was lost %d <= %d before", f3, f2)
+	}
+}
+
+// waitReplicaOnline waits until rdb's server has a replica in sync.
+func waitReplicaOnline(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(rdb.Info(context.Background(), "replication").Val(), "state=online") {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica was not online within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
 	}
 }

@@ -4,8 +4,8 @@
 -- ARGV[4] waiter id ("" to try once without queueing), ARGV[5] waiter ttl ms,
 -- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster),
 -- ARGV[8] the largest fence the sidecar has seen (see grant);
--- ARGV[9] with KEYS[5]: the epoch the sidecar last checked (see Health);
--- KEYS[6] the state hash (see note_state)
+-- KEYS[5] the state hash (see note_state);
+-- ARGV[9] with KEYS[6]: the epoch the sidecar last checked (see Health)
 -- A queued waiter's entry keeps its nonce and ttl, so that a release on any
 -- sidecar can grant it the lock.
 -- Returns {1, token, first, now, ttl} when the nonce holds the lock now,
@@ -18,7 +18,7 @@
 -- holders through the old one may not know yet, so nothing is granted.
 -- first is the first live waiter after this call, or false; now is Redis's
 -- clock in µs, which orders what replies say of the queue.
-if KEYS[5] and redis.call('GET', KEYS[5]) ~= ARGV[9] then
+if KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[9] then
   return {3, 0, false, 0, 0}
 end
 -- A Redis out of memory refuses this at once, as it refuses any first write
@@ -63,5 +63,5 @@ if head and head ~= waiter then
   return {2, 0, head, now_us, 0}
 end
 dequeue(waiter)
-local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], KEYS[6])
+local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], KEYS[5])
 return {1, token, live_head(now_ms), now_us, ttl}
