@@ -468,7 +468,7 @@ func TestReplicaAcks(t *testing.T) {
 
 	replica.Pause(t)
 	defer replica.Resume(t)
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, err = s.Acquire(short, lockcore.AcquireRequest{Name: "b", Nonce: "n2", TTL: time.Minute})
 	var nr *redisstore.NotReplicatedError
@@ -478,7 +478,7 @@ func TestReplicaAcks(t *testing.T) {
 	if st, err := s.Inspect(ctx, "b"); err != nil || st.Held {
 		t.Errorf("the grant that was not replicated is still held: %+v, %v", st, err)
 	}
-	short2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	short2, cancel2 := context.WithTimeout(ctx, time.Second)
 	defer cancel2()
 	_, err = s.Renew(short2, lockcore.RenewRequest{Name: "a", Token: g.Token, TTL: 2 * time.Minute})
 	if !errors.As(err, &nr) {
