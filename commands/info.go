@@ -68,6 +68,10 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		if h.cfg.UpstreamRisks != nil {
 			line("upstream_risks", strings.Join(h.cfg.UpstreamRisks(), ","))
 		}
+		if h.cfg.UpstreamPersistence != nil {
+			line("upstream_persistence", h.cfg.UpstreamPersistence())
+			line("replica_acks", strconv.Itoa(h.cfg.ReplicaAcks))
+		}
 		// Rounded up, as LOCK.INFO's ttl is: 0 only once the period is over.
 		line("quiet_period_left_ms", strconv.FormatInt(int64((h.locks.QuietLeft()+time.Millisecond-1)/time.Millisecond), 10))
 		line("locks_held", strconv.FormatInt(st.Held, 10))

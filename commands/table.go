@@ -34,6 +34,11 @@ type Config struct {
 	// UpstreamRisks lists the kinds of the upstream's settings that can
 	// lose locks (see lockcore.Store.Risks), for INFO.
 	UpstreamRisks func() []string
+	// UpstreamPersistence is what of its data the upstream keeps across a
+	// restart (see lockcore.Upstream.Persistence), for INFO; "" before
+	// it was read.
+	UpstreamPersistence func() string
+	ReplicaAcks         int // LOCKPROXY_REPLICA_ACKS, for INFO
 	Observer      Observer     // (none)
 	Logger        *slog.Logger // (discard)
 }

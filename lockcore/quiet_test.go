@@ -63,6 +63,8 @@ func (r *resettable) Invalidate(context.Context) error {
 
 func (r *resettable) Risks(context.Context) ([]lockcore.Risk, error) { return nil, nil }
 
+func (r *resettable) Persistence(context.Context) (string, error) { return "none", nil }
+
 func (r *resettable) set(fn func(r *resettable)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -105,6 +105,11 @@ type Upstream interface {
 	AnnounceQuiet(ctx context.Context, d time.Duration) error
 	// Risks reports settings of the store that can lose locks.
 	Risks(ctx context.Context) ([]Risk, error)
+	// Persistence says what of its data the store keeps across a restart:
+	// aof-always (every acknowledged write, even after kill -9),
+	// aof-everysec, aof-no, rdb, none, unknown (it would not say), or
+	// embedded (the process is the store).
+	Persistence(ctx context.Context) (string, error)
 }
 
 // Health is what Upstream.Health reports.

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,7 @@ type Metrics struct {
 	upstream    *prometheus.HistogramVec
 	upstreamUp  prometheus.Gauge
 	risk        *prometheus.GaugeVec
+	durability  *prometheus.GaugeVec
 	quiet       prometheus.Gauge
 	buildInfo   *prometheus.GaugeVec
 }
@@ -92,6 +94,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		risk: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lockproxy_upstream_risk", Help: "1 when the upstream has a setting that can lose locks: eviction (maxmemory-policy is not noeviction), no_persistence (neither RDB nor AOF), unknown (CONFIG refused).",
 		}, []string{"kind"}),
+		durability: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lockproxy_upstream_durability", Help: "Always 1; its labels say what keeps acknowledged locks: the upstream's persistence (aof-always, aof-everysec, aof-no, rdb, none, unknown, embedded) and LOCKPROXY_REPLICA_ACKS.",
+		}, []string{"persistence", "replica_acks"}),
 		quiet: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_quiet_period_seconds", Help: "What is left of the quiet period after an upstream restart or failover, during which no lock is granted; 0 when none runs.",
 		}),
@@ -100,7 +105,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}, []string{"version", "go_version"}),
 	}
 	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.detached, m.handoffs, m.connections,
-		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.quiet, m.buildInfo)
+		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.durability, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
 	for _, r := range []string{"acquired", "timeout", "error"} {
@@ -185,6 +190,12 @@ func (m *Metrics) UpstreamRisks(kinds []string) {
 	for _, k := range kinds {
 		m.risk.WithLabelValues(k).Set(1)
 	}
+}
+
+// UpstreamDurability records what keeps acknowledged locks.
+func (m *Metrics) UpstreamDurability(persistence string, replicaAcks int) {
+	m.durability.Reset()
+	m.durability.WithLabelValues(persistence, strconv.Itoa(replicaAcks)).Set(1)
 }
 
 // QuietLeft records what is left of the quiet period.

@@ -187,6 +187,10 @@ func TestUpstreamCleanRestartKeepsLocks(t *testing.T) {
 	push.frame(t)
 	plain := a.conn(t, 2)
 	mustToken(t, plain, "detached", 10000, "DETACHED")
+	waitFor(t, func() bool { return infoField(t, plain, "upstream_persistence") != "" })
+	if p, acks := infoField(t, plain, "upstream_persistence"), infoField(t, plain, "replica_acks"); p != "aof-everysec" || acks != "0" {
+		t.Errorf("INFO says upstream_persistence:%s replica_acks:%s, want aof-everysec and 0", p, acks)
+	}
 
 	srv.Restart(t) // SIGTERM: Redis writes its AOF and exits, then starts on it
 	restarted := time.Now()

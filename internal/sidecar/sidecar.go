@@ -61,6 +61,7 @@ type Sidecar struct {
 	checked    bool // the first check ran; written by Start, then only by watchUpstream
 	risksRead  bool // the upstream's settings were read; like checked
 	risks      atomic.Pointer[[]string]
+	persists   atomic.Pointer[string] // the upstream's Persistence, once read
 	recheck    chan struct{} // a store's hint that the upstream may have reset
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
@@ -208,6 +209,13 @@ func (a *Sidecar) newHandler(storeKind string) (*commands.Handler, error) {
 			}
 			return nil
 		},
+		UpstreamPersistence: func() string {
+			if p := a.persists.Load(); p != nil {
+				return *p
+			}
+			return ""
+		},
+		ReplicaAcks: cfg.ReplicaAcks,
 		Observer: a.metrics,
 		Logger:   a.log,
 	})
@@ -324,6 +332,13 @@ func (a *Sidecar) readRisks(ctx context.Context) {
 		a.log.Warn("could not read the upstream's settings; will try again", "err", err)
 		return
 	}
+	persistence, err := a.upstream.Persistence(ctx)
+	if err != nil {
+		a.log.Warn("could not read the upstream's persistence; will try again", "err", err)
+		return
+	}
+	a.persists.Store(&persistence)
+	a.metrics.UpstreamDurability(persistence, a.cfg.ReplicaAcks)
 	a.risksRead = true
 	kinds := make([]string, 0, len(risks))
 	for _, r := range risks {
@@ -332,7 +347,7 @@ func (a *Sidecar) readRisks(ctx context.Context) {
 	}
 	a.risks.Store(&kinds)
 	a.metrics.UpstreamRisks(kinds)
-	a.logRestartCost(kinds)
+	a.logRestartCost(kinds, persistence)
 }
 
 // Shutdown stops in order, within LOCKPROXY_SHUTDOWN_TIMEOUT: not ready,
@@ -378,10 +393,11 @@ func redactURL(s string) string {
 // logRestartCost says, in one line, what a restart or failover of the
 // upstream would cost under the current settings. The embedded store lives
 // and dies with the process: it has no upstream to say this of.
-func (a *Sidecar) logRestartCost(risks []string) {
+func (a *Sidecar) logRestartCost(risks []string, persistence string) {
 	if a.cfg.Upstream == "" {
 		return
 	}
+	durability := []any{"persistence", persistence, "replica_acks", a.cfg.ReplicaAcks}
 	pause := (a.cfg.CheckInterval + 100*time.Millisecond).String()
 	loss := "grants stop until the longest lease granted could have run out (at most " + a.cfg.quietPeriod().String() + ")"
 	if a.cfg.QuietPeriod.set {
@@ -389,9 +405,17 @@ func (a *Sidecar) logRestartCost(risks []string) {
 	}
 	if slices.Contains(risks, "no_persistence") {
 		a.log.Warn("a restart of this upstream loses every lock (it has no persistence): every holder is told, and "+loss,
-			"failover_that_kept_the_data", "locks kept, grants pause "+pause)
+			append(durability, "failover_that_kept_the_data", "locks kept, grants pause "+pause)...)
 		return
 	}
-	a.log.Info("a restart or failover of this upstream that keeps its data keeps every lock, and grants pause " + pause +
-		"; one that loses data tells every holder, and " + loss)
+	crash := "a crash may lose the last writes"
+	if persistence == "aof-always" {
+		crash = "a crash too keeps every acknowledged lock"
+	}
+	failover := "a failover may lose the last writes"
+	if a.cfg.ReplicaAcks > 0 {
+		failover = "a failover to a replica that confirmed them keeps every acknowledged lock"
+	}
+	a.log.Info("a restart or failover of this upstream that keeps its data keeps every lock, and grants pause "+pause+
+		"; one that loses data tells every holder, and "+loss+"; "+crash+"; "+failover, durability...)
 }

@@ -456,6 +456,9 @@ func (s *Store) AnnounceQuiet(ctx context.Context, _ time.Duration) error { retu
 // while its process runs.
 func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) { return nil, ctx.Err() }
 
+// Persistence implements lockcore.Upstream: the store is the process.
+func (s *Store) Persistence(ctx context.Context) (string, error) { return "embedded", ctx.Err() }
+
 // Close stops the sweeper and the dispatcher. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })

@@ -850,6 +850,31 @@ func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
 	return risks, nil
 }
 
+// Persistence implements lockcore.Upstream from CONFIG GET: AOF, with its
+// fsync policy, before RDB snapshots. A Redis that refuses CONFIG says
+// unknown.
+func (s *Store) Persistence(ctx context.Context) (string, error) {
+	aof, err := s.rdb.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return "unknown", nil
+		}
+		return "", err
+	}
+	if aof["appendonly"] == "yes" {
+		return "aof-" + aof["appendfsync"], nil
+	}
+	save, err := s.rdb.ConfigGet(ctx, "save").Result()
+	if err != nil {
+		return "", err
+	}
+	if save["save"] != "" {
+		return "rdb", nil
+	}
+	return "none", nil
+}
+
 // Close stops the watcher and closes the Redis client. Errors closing
 // connections to the upstream (a TLS close alert it did not take, say) are
 // not reported: they say nothing of the locks, which are left to expire.
