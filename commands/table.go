@@ -38,9 +38,9 @@ type Config struct {
 	// restart (see lockcore.Upstream.Persistence), for INFO; "" before
 	// it was read.
 	UpstreamPersistence func() string
-	ReplicaAcks         int // LOCKPROXY_REPLICA_ACKS, for INFO
-	Observer      Observer     // (none)
-	Logger        *slog.Logger // (discard)
+	ReplicaAcks         int          // LOCKPROXY_REPLICA_ACKS, for INFO
+	Observer            Observer     // (none)
+	Logger              *slog.Logger // (discard)
 }
 
 // Observer is told the outcome of each lock command, for metrics. Results

@@ -147,7 +147,9 @@ func kill9AOFAlways(t *testing.T, r *row) {
 // lostBound is how long grants may stop after an outage that lost the
 // data, with leases of ttl: until the longest could have run out, plus
 // drift, a check interval, and room for a loaded machine.
-func lostBound(ttl time.Duration) time.Duration { return ttl + ttl/100 + 500*time.Millisecond + time.Second }
+func lostBound(ttl time.Duration) time.Duration {
+	return ttl + ttl/100 + 500*time.Millisecond + time.Second
+}
 
 func kill9Empty(t *testing.T, r *row) {
 	cl := newCluster(t, r)

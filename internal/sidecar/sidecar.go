@@ -62,7 +62,7 @@ type Sidecar struct {
 	risksRead  bool // the upstream's settings were read; like checked
 	risks      atomic.Pointer[[]string]
 	persists   atomic.Pointer[string] // the upstream's Persistence, once read
-	recheck    chan struct{} // a store's hint that the upstream may have reset
+	recheck    chan struct{}          // a store's hint that the upstream may have reset
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 	closeOnce  sync.Once
@@ -216,8 +216,8 @@ func (a *Sidecar) newHandler(storeKind string) (*commands.Handler, error) {
 			return ""
 		},
 		ReplicaAcks: cfg.ReplicaAcks,
-		Observer: a.metrics,
-		Logger:   a.log,
+		Observer:    a.metrics,
+		Logger:      a.log,
 	})
 }
 
