@@ -27,6 +27,9 @@ func (h *Handler) acquire(c *resp.Conn, cl *client, args [][]byte) {
 		token, err = cl.sess.Acquire(c.Context(), a.name, a.opt)
 	}
 	waited := time.Since(start)
+	if err == nil && token != "" && !cl.sess.Holds(a.name, token) {
+		err = lockcore.ErrTooSlow
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		// The client gave up waiting and left: not a failure of lockproxy.

@@ -328,6 +328,16 @@ func (s *Session) Held() []string {
 	return names
 }
 
+// Holds reports whether the session still holds name under token and can
+// vouch for it. It is the last check before a granted token goes out: a
+// process paused between the grant and its reply (a stopped or starved
+// sidecar) must not hand out a token whose validity ran out meanwhile. A
+// lapsed lease is dropped, and its holder told, as Held does.
+func (s *Session) Holds(name, token string) bool {
+	ls := s.current(name)
+	return ls != nil && ls.token == token
+}
+
 // current returns the session's lease on name if it is still valid,
 // dropping it if it is not.
 func (s *Session) current(name string) *lease {

@@ -537,3 +537,22 @@ func TestReplacedOwnedLeaseIsLost(t *testing.T) {
 		t.Errorf("held %d, want 1 (the new detached lease)", held)
 	}
 }
+
+// Holds is true for the token a session holds while it can vouch for it,
+// and false, dropping the lease, once its validity has run out: a token
+// whose reply was held up past its validity never goes out.
+func TestHoldsChecksValidity(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	tok := acquire(t, s, "a", lockcore.AcquireOptions{TTL: time.Second, Detached: true})
+	if !s.Holds("a", tok) || s.Holds("a", tok+"x") || s.Holds("b", tok) {
+		t.Fatal("Holds is wrong for a fresh lease")
+	}
+	f.clock.Advance(time.Second)
+	if s.Holds("a", tok) {
+		t.Error("Holds is true after the validity ran out")
+	}
+	if len(s.Held()) != 0 {
+		t.Errorf("Held = %v after Holds found the lease lapsed", s.Held())
+	}
+}
