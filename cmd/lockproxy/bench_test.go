@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -308,6 +309,57 @@ func BenchmarkRSSHeldLocks(b *testing.B) {
 			deadline := time.Now().Add(30 * time.Second)
 			for len(direct.Keys(ctx, "lock:{rss-*}").Val()) > 0 && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// BenchmarkReplicaAcks measures acquire+release pairs through the sidecar
+// on a Redis with one replica, with LOCKPROXY_REPLICA_ACKS=0 and =1, and
+// reports the acquire's latency percentiles: what waiting for a replica
+// costs. Run with -count to alternate the two.
+func BenchmarkReplicaAcks(b *testing.B) {
+	primary := redistest.Start(b, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
+	host, port, _ := net.SplitHostPort(primary.Addr())
+	redistest.Start(b, redistest.Options{Args: []string{"--replicaof", host, port}})
+	rdb := primary.Client(b)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(rdb.Info(context.Background(), "replication").Val(), "state=online"); {
+		if time.Now().After(deadline) {
+			b.Fatal("the replica was not online within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
+	}
+	for _, acks := range []string{"0", "1"} {
+		b.Run("acks="+acks, func(b *testing.B) {
+			c := startChild(b, map[string]string{"UPSTREAM": primary.URL() + "?pool_size=" + strconv.Itoa(benchConns), "REPLICA_ACKS": acks})
+			cl := redis.NewClient(&redis.Options{Addr: c.addr, Protocol: 2, PoolSize: benchConns})
+			defer cl.Close()
+			var next atomic.Int64
+			var mu sync.Mutex
+			var lat []time.Duration
+			runPairs(b, func() func() error {
+				conn := cl.Conn()
+				name := "acks" + acks + "-" + strconv.FormatInt(next.Add(1), 10)
+				ctx := context.Background()
+				return func() error {
+					start := time.Now()
+					if err := conn.Do(ctx, "LOCK.ACQUIRE", name).Err(); err != nil {
+						return err
+					}
+					took := time.Since(start)
+					mu.Lock()
+					lat = append(lat, took)
+					mu.Unlock()
+					if n, err := conn.Do(ctx, "LOCK.RELEASE", name).Int(); n != 1 {
+						return fmt.Errorf("release = %d, %v", n, err)
+					}
+					return nil
+				}
+			})
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 			}
 		})
 	}
