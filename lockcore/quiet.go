@@ -155,6 +155,7 @@ func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 		if err := l.reset(ctx, up, h, "the upstream lost its data"); err != nil {
 			return err
 		}
+		l.verifying.Store(false) // a check of the old data, if one was under way, is moot
 	case h.ID != l.store0.ID:
 		if err := l.recheck(ctx, up, h); err != nil {
 			return err

@@ -102,6 +102,9 @@ type Store struct {
 	// kept the locks, nothing is granted through it.
 	server  atomic.Pointer[string]
 	changed atomic.Bool
+	// changedTo is the run_id that set changed: only accepting that
+	// server clears it, not a health check that still reached the old one.
+	changedTo atomic.Pointer[string]
 	// floor is the largest fence this store has seen granted, passed to
 	// every grant so that fences rise above it whatever the server's clock
 	// says (see grant in lib.lua).
@@ -196,8 +199,11 @@ func (s *Store) checkServer(ctx context.Context, cn *redis.Conn) {
 	if err != nil {
 		return // the connection fails its first command too
 	}
-	if id := infoField(info, "run_id"); id != "" && id != *accepted && !s.changed.Swap(true) {
-		s.onReset()
+	if id := infoField(info, "run_id"); id != "" && id != *accepted {
+		s.changedTo.Store(&id)
+		if !s.changed.Swap(true) {
+			s.onReset()
+		}
 	}
 }
 
@@ -783,7 +789,9 @@ func (s *Store) Accept(h lockcore.Health) {
 	epoch, server := h.Data, h.ID
 	s.epoch.Store(&epoch)
 	s.server.Store(&server)
-	s.changed.Store(false)
+	if to := s.changedTo.Load(); to == nil || *to == server {
+		s.changed.Store(false)
+	}
 }
 
 // Invalidate implements lockcore.Upstream with a new epoch: every
