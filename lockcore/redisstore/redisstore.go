@@ -330,14 +330,16 @@ func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string,
 }
 
 // waitTimeout is WAIT's timeout: half of what is left of ctx, so that its
-// reply, and a give-back after it, still fit; at least a millisecond (0
+// reply, and a give-back after it, still fit, less the 100ms by which Redis
+// may overrun it (it ends blocked commands from its cron, 10 times a second
+// by default); at least a quarter of what is left, and a millisecond (0
 // would wait for ever).
 func waitTimeout(ctx context.Context) time.Duration {
-	d := 2 * time.Second
+	left := 4 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		d = time.Until(dl) / 2
+		left = time.Until(dl)
 	}
-	return max(d, time.Millisecond)
+	return max(left/2-100*time.Millisecond, left/4, time.Millisecond)
 }
 
 // giveBack releases name's token after a grant that was not replicated,
