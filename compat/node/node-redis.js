@@ -139,7 +139,9 @@ runSteps(
       assert.equal(await r.sendCommand(['LOCK.RENEW', name, '30000']), 0, 'LOCK.RENEW after the cap');
       assert.equal(await r.ping(), 'PONG');
       const other = await newClient().connect();
-      fenceOf(await other.sendCommand(['LOCK.ACQUIRE', name, '1000', 'DETACHED']));
+      // LOCK.HELD drops the lock as the cap's release is sent, a round trip
+      // before it lands: wait for it.
+      fenceOf(await other.sendCommand(['LOCK.ACQUIRE', name, '1000', 'DETACHED', 'WAIT', '1000']));
       other.destroy();
     }],
   ],

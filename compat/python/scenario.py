@@ -194,7 +194,9 @@ def main():
         expect("LOCK.RENEW after the cap", r.execute_command("LOCK.RENEW", name, 30000), 0)
         expect("PING after the cap", r.ping(), True)
         other = redis.Redis(host=host, port=port)
-        fence_of(other.execute_command("LOCK.ACQUIRE", name, 1000, "DETACHED"))
+        # LOCK.HELD drops the lock as the cap's release is sent, a round
+        # trip before it lands: wait for it.
+        fence_of(other.execute_command("LOCK.ACQUIRE", name, 1000, "DETACHED", "WAIT", 1000))
         other.close()
 
     failed = False
