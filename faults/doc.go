@@ -7,6 +7,6 @@
 // never skip, without it.
 //
 //	go test -race ./faults/                          # the standard run
-//	go test ./faults/ -args -faults.long             # heavier variants
+//	go test ./faults/ -args -faults.long             # heavier variants, and ones that may find violations outside the promise
 //	FAULTS_REPORT=/tmp/faults.md go test ./faults/   # the table as markdown (a relative path is from faults/)
 package faults

@@ -40,6 +40,8 @@ func TestFaults(t *testing.T) {
 		{"sentinel-failover", "SENTINEL FAILOVER under load, REPLICA_ACKS=0", sentinelFailoverAcks0},
 		{"sentinel-failover-acks", "SENTINEL FAILOVER under load, REPLICA_ACKS=1", sentinelFailoverAcks1},
 		{"sentinel-kill-primary", "kill -9 of the Sentinel primary, REPLICA_ACKS=1", sentinelKillPrimary},
+		{"split-brain-acks", "split brain: old primary cut off from sentinels and replicas, a sidecar still on it, REPLICA_ACKS=1", splitBrainAcks},
+		{"split-brain-min-replicas", "split brain: old primary cut off, REPLICA_ACKS=0, min-replicas-to-write 1, max-lag 1s (-faults.long)", splitBrainMinReplicas},
 		{"idle-connections", "idle client connections", idleConnections},
 		{"slowloris", "slowloris clients (a byte a second)", slowloris},
 		{"malformed-frames", "malformed frames (fuzz corpus and hand-written)", malformedFrames},

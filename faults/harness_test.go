@@ -398,6 +398,7 @@ type workers struct {
 	transport atomic.Int64 // connection failures and command timeouts
 	mu        sync.Mutex
 	errs      map[string]int // guarded by mu; error replies by their first words
+	errAt     []time.Time    // guarded by mu; when each error reply came, in order
 }
 
 // start runs the workload until stop.
@@ -448,6 +449,20 @@ func (ws *workers) fail(v respclient.Value) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.errs[msg]++
+	ws.errAt = append(ws.errAt, time.Now())
+}
+
+// firstErrorAfter is when the first error reply at or after from came
+// (zero: none).
+func (ws *workers) firstErrorAfter(from time.Time) time.Time {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, at := range ws.errAt {
+		if !at.Before(from) {
+			return at
+		}
+	}
+	return time.Time{}
 }
 
 // errors returns the error replies seen, as "count×message" sorted.

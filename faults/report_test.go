@@ -25,6 +25,7 @@ type row struct {
 	detectWhat  string        // what detect measures, when it is not a lock.lost
 	notes       []string
 	failed      bool
+	skipped     bool
 }
 
 func (r *row) note(format string, args ...any) {
@@ -43,7 +44,7 @@ func (rep *report) add(t *testing.T, fault string) *row {
 	rep.mu.Lock()
 	rep.rows = append(rep.rows, r)
 	rep.mu.Unlock()
-	t.Cleanup(func() { r.failed = t.Failed() })
+	t.Cleanup(func() { r.failed, r.skipped = t.Failed(), t.Skipped() })
 	return r
 }
 
@@ -56,8 +57,11 @@ func (rep *report) markdown() string {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rep.rows {
 		result := "ok"
-		if r.failed {
+		switch {
+		case r.failed:
 			result = "**FAIL**"
+		case r.skipped:
+			result = "skipped"
 		}
 		info := fmt.Sprint(r.lostInfo)
 		if r.lostUnknown {

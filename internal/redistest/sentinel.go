@@ -91,6 +91,16 @@ type SentinelOptions struct {
 	// SentinelPassword protects the sentinels (requirepass, and
 	// sentinel-pass between them); it is kept apart from Password.
 	SentinelPassword string
+	// PrimaryVia, when set, is called once the first primary runs, with
+	// its address, and returns the "127.0.0.1:port" address that the
+	// replicas replicate from and the sentinels monitor instead: a relay
+	// in front of it, so that a test can cut the primary off from the
+	// sentinels and replicas while its own clients still reach it
+	// directly. The sentinels name that address as the primary (URL's
+	// clients go through it); Primary and WaitNewPrimary map it back to
+	// the node. Once the primary has been failed over, the sentinels know
+	// the node by both addresses.
+	PrimaryVia func(t testing.TB, primaryAddr string) string
 }
 
 func (o SentinelOptions) withDefaults() SentinelOptions {
@@ -119,6 +129,8 @@ type Sentinel struct {
 	opt       SentinelOptions
 	nodes     []*Server
 	sentinels []*Server
+	// via maps the address PrimaryVia returned to the first primary.
+	via map[string]*Server
 	// Closed in t.Cleanup. A go-redis client redials on its own after a
 	// node is killed and restarted.
 	nodeClients     map[*Server]*redis.Client
@@ -137,12 +149,22 @@ type Sentinel struct {
 func StartSentinel(t testing.TB, opt SentinelOptions) *Sentinel {
 	t.Helper()
 	opt = opt.withDefaults()
-	sn := &Sentinel{opt: opt, nodeClients: map[*Server]*redis.Client{}}
+	sn := &Sentinel{opt: opt, nodeClients: map[*Server]*redis.Client{}, via: map[string]*Server{}}
 	t.Cleanup(sn.closeClients)
 
-	primary := sn.startNode(t, nil)
+	primary := sn.startNode(t, "")
+	known := primary.Addr()
+	if opt.PrimaryVia != nil {
+		known = opt.PrimaryVia(t, primary.Addr())
+		if _, _, err := net.SplitHostPort(known); err != nil {
+			t.Fatalf("redistest: PrimaryVia returned %q: %v", known, err)
+		}
+		if known != primary.Addr() {
+			sn.via[known] = primary
+		}
+	}
 	for range opt.Replicas {
-		sn.startNode(t, primary)
+		sn.startNode(t, known)
 	}
 	// The sentinels learn of the replicas from the primary's INFO, so
 	// they start once the replicas are attached.
@@ -150,14 +172,15 @@ func StartSentinel(t testing.TB, opt SentinelOptions) *Sentinel {
 		t.Fatalf("redistest: replicas not in sync with %s within %v: %v\n%s", primary.Addr(), topologyTimeout, err, sn.logTails(sn.nodes))
 	}
 	for range opt.Sentinels {
-		sn.startSentinel(t, primary)
+		sn.startSentinel(t, known)
 	}
 	sn.waitTopology(t, primary)
 	return sn
 }
 
-// startNode starts a data node, a replica of primary unless that is nil.
-func (sn *Sentinel) startNode(t testing.TB, primary *Server) *Server {
+// startNode starts a data node, a replica of the primary at primaryAddr
+// (host:port) unless that is empty.
+func (sn *Sentinel) startNode(t testing.TB, primaryAddr string) *Server {
 	t.Helper()
 	args := []string{
 		// A replica's first sync would otherwise wait 5s for others
@@ -172,8 +195,9 @@ func (sn *Sentinel) startNode(t testing.TB, primary *Server) *Server {
 	// replicaof lives in the config file, not on the command line, where
 	// it would override what Sentinel rewrites there on a failover.
 	conf := "# Sentinel rewrites this file when it reconfigures the node.\n"
-	if primary != nil {
-		conf += fmt.Sprintf("replicaof 127.0.0.1 %d\n", primary.port)
+	if primaryAddr != "" {
+		host, port, _ := net.SplitHostPort(primaryAddr)
+		conf += fmt.Sprintf("replicaof %s %s\n", host, port)
 	}
 	s.lead = []string{writeConf(t, s.dir, "redis.conf", conf)}
 	s.start(t, portArgs)
@@ -188,12 +212,13 @@ func (sn *Sentinel) startNode(t testing.TB, primary *Server) *Server {
 	return s
 }
 
-// startSentinel starts a sentinel monitoring primary.
-func (sn *Sentinel) startSentinel(t testing.TB, primary *Server) {
+// startSentinel starts a sentinel monitoring the primary at primaryAddr.
+func (sn *Sentinel) startSentinel(t testing.TB, primaryAddr string) {
 	t.Helper()
 	name := sn.opt.MasterName
+	host, port, _ := net.SplitHostPort(primaryAddr)
 	var b strings.Builder
-	fmt.Fprintf(&b, "sentinel monitor %s 127.0.0.1 %d %d\n", name, primary.port, min(2, sn.opt.Sentinels))
+	fmt.Fprintf(&b, "sentinel monitor %s %s %s %d\n", name, host, port, min(2, sn.opt.Sentinels))
 	fmt.Fprintf(&b, "sentinel down-after-milliseconds %s %d\n", name, sn.opt.DownAfter.Milliseconds())
 	fmt.Fprintf(&b, "sentinel failover-timeout %s %d\n", name, sn.opt.FailoverTimeout.Milliseconds())
 	// All replicas follow the new primary at once: on loopback a sync is
@@ -439,7 +464,7 @@ func (sn *Sentinel) replicated(ctx context.Context, primary *Server) error {
 		if err != nil {
 			return err
 		}
-		if role.role != "slave" || role.primary != primary.Addr() || role.state != "connected" {
+		if role.role != "slave" || sn.node(role.primary) != primary || role.state != "connected" {
 			return fmt.Errorf("%s answers ROLE %+v, want a connected replica of %s", s.Addr(), role, primary.Addr())
 		}
 		if role.offset < offset {
@@ -458,7 +483,7 @@ func (sn *Sentinel) sentinelReady(ctx context.Context, c *redis.SentinelClient, 
 	if err != nil {
 		return err
 	}
-	if len(addr) != 2 || net.JoinHostPort(addr[0], addr[1]) != primary.Addr() {
+	if len(addr) != 2 || sn.node(net.JoinHostPort(addr[0], addr[1])) != primary {
 		return fmt.Errorf("names %v as primary, want %s", addr, primary.Addr())
 	}
 	if err := sn.masterHealthy(ctx, c); err != nil {
@@ -480,7 +505,7 @@ func (sn *Sentinel) sentinelReady(ctx context.Context, c *redis.SentinelClient, 
 		if r == nil {
 			return fmt.Errorf("does not know replica %s yet", s.Addr())
 		}
-		if r["flags"] != "slave" || r["master-link-status"] != "ok" || net.JoinHostPort(r["master-host"], r["master-port"]) != primary.Addr() {
+		if r["flags"] != "slave" || r["master-link-status"] != "ok" || sn.node(net.JoinHostPort(r["master-host"], r["master-port"])) != primary {
 			return fmt.Errorf("sees replica %s as flags=%s master-link-status=%s master=%s:%s",
 				s.Addr(), r["flags"], r["master-link-status"], r["master-host"], r["master-port"])
 		}
@@ -532,12 +557,24 @@ func (sn *Sentinel) agreedPrimary(ctx context.Context) (*Server, error) {
 		}
 		agreed = a
 	}
-	for _, s := range sn.nodes {
-		if s.Addr() == agreed {
-			return s, nil
-		}
+	if s := sn.node(agreed); s != nil {
+		return s, nil
 	}
 	return nil, fmt.Errorf("sentinels name %s, which is none of the data nodes", agreed)
+}
+
+// node is the data node at addr, its own address or the one PrimaryVia
+// returned for it; nil if none.
+func (sn *Sentinel) node(addr string) *Server {
+	if s := sn.via[addr]; s != nil {
+		return s
+	}
+	for _, s := range sn.nodes {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	return nil
 }
 
 // role is a data node's answer to ROLE.

@@ -3,6 +3,7 @@ package redistest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/internal/relay"
 )
 
 // failoverClient connects through the sentinels, as lockproxy does,
@@ -221,6 +223,94 @@ func TestSentinelPasswordsKeptApart(t *testing.T) {
 	setEventually(t, rdb, "k2", "v2")
 	if get(t, newPrimary, "k2") != "v2" {
 		t.Fatal("the failover client's write did not land on the new primary")
+	}
+}
+
+// With PrimaryVia the sentinels and the replicas reach the first primary
+// through a relay; frozen, it cuts the primary off from them alone: they
+// promote a replica while the old primary, reached directly, still takes
+// writes. Thawed, the old primary is made a replica of the new one and its
+// stray writes are gone.
+func TestSentinelPrimaryVia(t *testing.T) {
+	t.Parallel()
+	var rl *relay.Relay
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{
+		PrimaryVia: func(t testing.TB, primaryAddr string) string {
+			rl = relay.Start(t, primaryAddr)
+			return rl.Addr()
+		}})
+	ctx := context.Background()
+	old := sn.Nodes()[0]
+	if p := sn.Primary(t); p != old {
+		t.Fatalf("Primary() = %s, want the first node %s", p.Addr(), old.Addr())
+	}
+	for _, a := range sn.SentinelAddrs() {
+		c := redis.NewSentinelClient(&redis.Options{Addr: a})
+		addr, err := c.GetMasterAddrByName(ctx, sn.MasterName()).Result()
+		c.Close()
+		if err != nil || len(addr) != 2 || addr[0]+":"+addr[1] != rl.Addr() {
+			t.Fatalf("sentinel %s names %v, %v as primary; want the relay %s", a, addr, err, rl.Addr())
+		}
+	}
+	for _, r := range sn.Nodes()[1:] {
+		v, err := r.Client(t).Do(ctx, "ROLE").Slice()
+		if err != nil || len(v) < 3 || v[0] != "slave" || fmt.Sprintf("%v:%v", v[1], v[2]) != rl.Addr() {
+			t.Fatalf("replica %s: ROLE = %v, %v; want a replica of the relay %s", r.Addr(), v, err, rl.Addr())
+		}
+	}
+	rdb := failoverClient(t, &redis.FailoverOptions{MasterName: sn.MasterName(), SentinelAddrs: sn.SentinelAddrs(),
+		MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err := rdb.Set(ctx, "before", "1", 0).Err(); err != nil {
+		t.Fatalf("SET through the sentinels: %v", err)
+	}
+	if get(t, old, "before") != "1" {
+		t.Fatal("the write through the sentinels did not land on the primary")
+	}
+	if n, err := old.Client(t).Wait(ctx, 2, 5*time.Second).Result(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2 = %d, %v", n, err)
+	}
+
+	start := time.Now()
+	rl.Freeze()
+	newPrimary := sn.WaitNewPrimary(t, old)
+	t.Logf("relay frozen to an agreed new primary: %v", time.Since(start).Round(time.Millisecond))
+	if newPrimary == old || get(t, newPrimary, "before") != "1" {
+		t.Fatalf("new primary %s (old %s) lacks the write", newPrimary.Addr(), old.Addr())
+	}
+	// Split brain: the old primary, cut off, still takes writes.
+	if r := role(t, old); r != "master" {
+		t.Fatalf("the cut-off primary has ROLE %s", r)
+	}
+	if err := old.Client(t).Set(ctx, "stray", "1", 0).Err(); err != nil {
+		t.Fatalf("SET on the cut-off primary: %v", err)
+	}
+	if n, err := old.Client(t).Wait(ctx, 1, 200*time.Millisecond).Result(); err != nil || n != 0 {
+		t.Fatalf("WAIT 1 on the cut-off primary = %d, %v; want 0", n, err)
+	}
+	setEventually(t, rdb, "after", "2")
+	if get(t, newPrimary, "after") != "2" {
+		t.Fatal("the failover client's write did not land on the new primary")
+	}
+
+	rl.Thaw()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		v, err := old.Client(t).Do(ctx, "ROLE").Slice()
+		after, _ := old.Client(t).Get(ctx, "after").Result()
+		stray, strayErr := old.Client(t).Get(ctx, "stray").Result()
+		if err == nil && len(v) >= 4 && v[0] == "slave" && fmt.Sprintf("%v:%v", v[1], v[2]) == newPrimary.Addr() &&
+			v[3] == "connected" && after == "2" && errors.Is(strayErr, redis.Nil) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("old primary %s after the thaw: ROLE %v, %v; GET after = %q; GET stray = %q, %v; want a synced replica of %s without the stray write",
+				old.Addr(), v, err, after, stray, strayErr, newPrimary.Addr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("relay frozen to the old primary a replica of the new one: %v", time.Since(start).Round(time.Millisecond))
+	if p := sn.Primary(t); p != newPrimary {
+		t.Fatalf("Primary() = %s after the thaw, want %s", p.Addr(), newPrimary.Addr())
 	}
 }
 
