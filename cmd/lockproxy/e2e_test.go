@@ -810,8 +810,11 @@ func TestWaitTimeoutOnTheWire(t *testing.T) {
 	if late[0] < 0 {
 		t.Errorf("WAIT 100 answered %v early", -late[0])
 	}
-	if late[2] > 10*time.Millisecond {
-		t.Errorf("WAIT 100 answered a median %v after its deadline, want ≤ 10ms (all: %v)", late[2], late)
+	// Answered by its own timer, not by the next fallback poll, which
+	// would be late by up to LOCKPROXY_RETRY_MAX (500ms); a busy processor
+	// adds a few milliseconds (11ms seen with two CPU hogs).
+	if late[2] > 50*time.Millisecond {
+		t.Errorf("WAIT 100 answered a median %v after its deadline, want ≤ 50ms (all: %v)", late[2], late)
 	}
 }
 

@@ -23,7 +23,7 @@ func NewClient(url string, tune ...func(*redis.Options)) (redis.UniversalClient,
 	for _, f := range tune {
 		f(opt)
 	}
-	storeSettings(&opt.MaxRetries, &opt.ContextTimeoutEnabled)
+	storeSettings(&opt.MaxRetries, &opt.DialerRetries, &opt.ContextTimeoutEnabled)
 	// Maintenance notifications are a Redis Cloud feature; asking a plain Redis
 	// for them costs a failed command on every new connection.
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -47,16 +47,20 @@ func NewFailoverClient(url string, tune ...func(*redis.FailoverOptions)) (redis.
 	for _, f := range tune {
 		f(opt)
 	}
-	storeSettings(&opt.MaxRetries, &opt.ContextTimeoutEnabled)
+	storeSettings(&opt.MaxRetries, &opt.DialerRetries, &opt.ContextTimeoutEnabled)
 	return redis.NewFailoverClient(opt), nil
 }
 
 // storeSettings are what the Store depends on, in whichever client: go-redis's
 // own retries off (-1), since the Store repeats a call itself and must know
-// when it does; and the context's deadline on each call's socket, so that an
-// upstream call ends with the command that made it.
-func storeSettings(maxRetries *int, contextTimeout *bool) {
+// when it does; one dial per try (go-redis's default of five, 100ms apart,
+// can outlast a health check's deadline, which then reports that deadline
+// instead of "connection refused"); and the context's deadline on each
+// call's socket, so that an upstream call ends with the command that made
+// it.
+func storeSettings(maxRetries, dialerRetries *int, contextTimeout *bool) {
 	*maxRetries = -1
+	*dialerRetries = 1
 	*contextTimeout = true
 }
 
