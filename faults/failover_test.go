@@ -232,18 +232,36 @@ func promoted(cl *cluster, old *redistest.Server) <-chan time.Time {
 	return out
 }
 
-// With REPLICA_ACKS=0 the old primary may take writes the new one never
-// gets (between the promotion and its own demotion): a sidecar that finds
-// one of its locks missing stops every grant for the longest ttl, and
-// every probe may be lost. With 1, every acknowledged write is on a
-// replica, and the replica promoted is the one with the most.
+// Sentinel's failover is not coordinated: the old primary takes writes
+// until Sentinel demotes it, a second or more after the promotion, and a
+// sidecar still connected to it grants there while another grants on the
+// new primary. What protects a grant is REPLICA_ACKS:
+//   - 2, every replica: the promoted one stops confirming the old primary's
+//     writes the moment it is promoted, so the old primary grants nothing
+//     more; the new one grants once both replicas (the old primary, once
+//     demoted, is one) follow it. Safe: this row is in the suite.
+//   - 1: the replica not promoted still follows the old primary for a
+//     moment and may confirm a grant there, which its resync from the new
+//     primary then discards. The sidecar that granted it finds it missing
+//     and stops every grant, but another may have granted the name first.
+//   - 0: any write to the old primary after the promotion may be lost.
+//
+// The last two break mutual exclusion in some runs (not promised, as with
+// asynchronous replication): they run with -faults.long, for evidence.
 func sentinelFailover(t *testing.T, r *row, acks string) {
+	if acks != "2" && !*long {
+		r.note("runs with -faults.long: REPLICA_ACKS=%s below the number of replicas lets the old primary's grants through until Sentinel demotes it (not promised)", acks)
+		t.Skip("REPLICA_ACKS below the number of replicas breaks mutual exclusion in some Sentinel failovers; run with -faults.long")
+	}
 	cl := newSentinelCluster(t, r)
 	bound := settleBound
-	if acks == "0" {
+	switch acks {
+	case "0", "1":
 		bound = lostBound(keptProbeTTL)
+	case "2":
+		bound = settleBound + 3*time.Second // until the old primary is demoted and follows
 	}
-	runOutage(t, cl, outage{prefix: "f" + acks + "-", ttl: time.Second, kept: true, mayLose: acks == "0", bound: bound,
+	runOutage(t, cl, outage{prefix: "f" + acks + "-", ttl: time.Second, kept: true, mayLose: acks != "2", bound: bound,
 		settings: map[string]string{"REPLICA_ACKS": acks},
 		inject: func(cl *cluster) time.Time {
 			ch := promoted(cl, cl.sen.Primary(cl.t))
@@ -254,6 +272,7 @@ func sentinelFailover(t *testing.T, r *row, acks string) {
 
 func sentinelFailoverAcks0(t *testing.T, r *row) { sentinelFailover(t, r, "0") }
 func sentinelFailoverAcks1(t *testing.T, r *row) { sentinelFailover(t, r, "1") }
+func sentinelFailoverAcks2(t *testing.T, r *row) { sentinelFailover(t, r, "2") }
 
 // kill -9 of the primary: the sentinels promote a replica after
 // down-after. With REPLICA_ACKS=1 every acknowledged grant is on a

@@ -39,6 +39,7 @@ func TestFaults(t *testing.T) {
 		{"data-lost-sidecar-down", "upstream loses its data while a sidecar is down", dataLostSidecarDown},
 		{"sentinel-failover", "SENTINEL FAILOVER under load, REPLICA_ACKS=0", sentinelFailoverAcks0},
 		{"sentinel-failover-acks", "SENTINEL FAILOVER under load, REPLICA_ACKS=1", sentinelFailoverAcks1},
+		{"sentinel-failover-acks-all", "SENTINEL FAILOVER under load, REPLICA_ACKS=2 (every replica)", sentinelFailoverAcks2},
 		{"sentinel-kill-primary", "kill -9 of the Sentinel primary, REPLICA_ACKS=1", sentinelKillPrimary},
 		{"split-brain-acks", "split brain: old primary cut off from sentinels and replicas, a sidecar still on it, REPLICA_ACKS=1", splitBrainAcks},
 		{"split-brain-min-replicas", "split brain: old primary cut off, REPLICA_ACKS=0, min-replicas-to-write 1, max-lag 1s (-faults.long)", splitBrainMinReplicas},

@@ -26,7 +26,7 @@ var (
 	// every sidecar is a real process that signals really reach.
 	lockproxyBin string
 
-	long = flag.Bool("faults.long", false, "also run the heavier fault variants (more clients, connections, time), and split-brain-min-replicas, which finds violations in some runs")
+	long = flag.Bool("faults.long", false, "also run the heavier fault variants (more clients, connections, time), and the ones that find violations in some runs, as evidence of what is not promised: split-brain-min-replicas, sentinel-failover and sentinel-failover-acks")
 )
 
 // Environment of the test binary re-executed as a client process (procEnv
