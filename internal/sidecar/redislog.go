@@ -10,7 +10,8 @@ import (
 // redisLog is go-redis's logger (redis.SetLogger) writing through
 // lockproxy's: its own lines, such as failed dials while the upstream is
 // down, would otherwise go to stderr as plain text, in no format a log
-// shipper expects. They are all warnings: go-redis logs trouble only.
+// shipper expects. They are warnings, go-redis's trouble, but for the
+// Sentinel client's news of which primary it uses, which is information.
 type redisLog struct{ log *slog.Logger }
 
 // Printf implements go-redis's logging interface. The message is one
@@ -19,5 +20,9 @@ type redisLog struct{ log *slog.Logger }
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	// go-redis starts most of its lines with its own "redis: ".
 	text := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
+	if strings.HasPrefix(text, "sentinel: selected addr") || strings.HasPrefix(text, "sentinel: new master") {
+		l.log.InfoContext(ctx, "redis client", "detail", text)
+		return
+	}
 	l.log.WarnContext(ctx, "redis client", "detail", text)
 }
