@@ -23,7 +23,7 @@ func NewClient(url string, tune ...func(*redis.Options)) (redis.UniversalClient,
 	for _, f := range tune {
 		f(opt)
 	}
-	storeSettings(&opt.MaxRetries, &opt.DialerRetries, &opt.ContextTimeoutEnabled)
+	storeSettings(&opt.MaxRetries, &opt.ContextTimeoutEnabled)
 	// Maintenance notifications are a Redis Cloud feature; asking a plain Redis
 	// for them costs a failed command on every new connection.
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -47,20 +47,21 @@ func NewFailoverClient(url string, tune ...func(*redis.FailoverOptions)) (redis.
 	for _, f := range tune {
 		f(opt)
 	}
-	storeSettings(&opt.MaxRetries, &opt.DialerRetries, &opt.ContextTimeoutEnabled)
+	storeSettings(&opt.MaxRetries, &opt.ContextTimeoutEnabled)
 	return redis.NewFailoverClient(opt), nil
 }
 
 // storeSettings are what the Store depends on, in whichever client: go-redis's
 // own retries off (-1), since the Store repeats a call itself and must know
-// when it does; one dial per try (go-redis's default of five, 100ms apart,
-// can outlast a health check's deadline, which then reports that deadline
-// instead of "connection refused"); and the context's deadline on each
-// call's socket, so that an upstream call ends with the command that made
-// it.
-func storeSettings(maxRetries, dialerRetries *int, contextTimeout *bool) {
+// when it does; and the context's deadline on each call's socket, so that an
+// upstream call ends with the command that made it. (Dial retries stay at
+// go-redis's five: each failed dial counts towards its pool's breaker, which,
+// once a pool size of them have failed, answers every dial with the last
+// error until a background dial, once a second, succeeds; fewer tries per
+// dial trip it sooner, and keep a sidecar failing for up to a second after
+// its upstream is back.)
+func storeSettings(maxRetries *int, contextTimeout *bool) {
 	*maxRetries = -1
-	*dialerRetries = 1
 	*contextTimeout = true
 }
 
