@@ -319,16 +319,8 @@ func BenchmarkRSSHeldLocks(b *testing.B) {
 // reports the acquire's latency percentiles: what waiting for a replica
 // costs. Run with -count to alternate the two.
 func BenchmarkReplicaAcks(b *testing.B) {
-	primary := redistest.Start(b, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
-	host, port, _ := net.SplitHostPort(primary.Addr())
-	redistest.Start(b, redistest.Options{Args: []string{"--replicaof", host, port}})
-	rdb := primary.Client(b)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(rdb.Info(context.Background(), "replication").Val(), "state=online"); {
-		if time.Now().After(deadline) {
-			b.Fatal("the replica was not online within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
-	}
+	primary := redistest.Start(b)
+	redistest.StartReplica(b, primary)
 	for _, acks := range []string{"0", "1"} {
 		b.Run("acks="+acks, func(b *testing.B) {
 			c := startChild(b, map[string]string{"UPSTREAM": primary.URL() + "?pool_size=" + strconv.Itoa(benchConns), "REPLICA_ACKS": acks})

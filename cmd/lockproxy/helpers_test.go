@@ -234,3 +234,27 @@ func (r *raw) frame(t testing.TB) []string {
 	}
 	return lines
 }
+
+// holder is a RESP3 connection to p holding name with ttl ms, on which
+// lock.lost pushes arrive; it returns the connection and the token.
+func holder(t testing.TB, p *proxy, name string, ttl int) (*raw, string) {
+	t.Helper()
+	c := dialRaw(t, p.Addr().String())
+	c.send(t, cmd("HELLO", "3"))
+	c.frame(t)
+	c.send(t, cmd("LOCK.ACQUIRE", name, strconv.Itoa(ttl)))
+	return c, c.frame(t)[1]
+}
+
+// untilGranted acquires name on c, retrying until a grant, and returns how
+// long after since it came.
+func untilGranted(t testing.TB, c doer, name string, ttl int, since time.Time) time.Duration {
+	t.Helper()
+	var took time.Duration
+	waitFor(t, func() bool {
+		_, err := do(t, c, "LOCK.ACQUIRE", name, ttl).Text()
+		took = time.Since(since)
+		return err == nil
+	})
+	return took
+}

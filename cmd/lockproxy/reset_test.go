@@ -49,11 +49,7 @@ func TestUpstreamRestartQuietPeriod(t *testing.T) {
 	settings := map[string]string{"UPSTREAM": srv.URL(), "QUIET_PERIOD": quiet.String()}
 	a := startProxy(t, settings)
 
-	push := dialRaw(t, a.Addr().String())
-	push.send(t, cmd("HELLO", "3"))
-	push.frame(t)
-	push.send(t, cmd("LOCK.ACQUIRE", "before-restart", "60000"))
-	tok := push.frame(t)[1]
+	push, tok := holder(t, a, "before-restart", 60000)
 	plain := a.conn(t, 2)
 	mustToken(t, plain, "resp2-held", 60000)
 	if got := infoField(t, plain, "upstream_risks"); got != "no_persistence" {
@@ -180,11 +176,7 @@ func TestUpstreamRisks(t *testing.T) {
 func TestUpstreamCleanRestartKeepsLocks(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Args: []string{"--appendonly", "yes"}})
 	a := startProxy(t, map[string]string{"UPSTREAM": srv.URL()})
-	push := dialRaw(t, a.Addr().String())
-	push.send(t, cmd("HELLO", "3"))
-	push.frame(t)
-	push.send(t, cmd("LOCK.ACQUIRE", "kept", "10000"))
-	push.frame(t)
+	push, _ := holder(t, a, "kept", 10000)
 	plain := a.conn(t, 2)
 	mustToken(t, plain, "detached", 10000, "DETACHED")
 	waitFor(t, func() bool { return infoField(t, plain, "upstream_persistence") != "" })
@@ -193,13 +185,7 @@ func TestUpstreamCleanRestartKeepsLocks(t *testing.T) {
 	}
 
 	srv.Restart(t) // SIGTERM: Redis writes its AOF and exits, then starts on it
-	restarted := time.Now()
-	var resumed time.Duration
-	waitFor(t, func() bool {
-		_, err := do(t, plain, "LOCK.ACQUIRE", "after", 10000).Text()
-		resumed = time.Since(restarted)
-		return err == nil
-	})
+	resumed := untilGranted(t, plain, "after", 10000, time.Now())
 	if resumed > 5*time.Second {
 		t.Errorf("grants resumed %v after the restart; a restart that kept every lock should stop them for about a second", resumed)
 	}
@@ -223,11 +209,7 @@ func TestUpstreamCleanRestartKeepsLocks(t *testing.T) {
 func TestUpstreamEmptyRestartShortQuiet(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startProxy(t, map[string]string{"UPSTREAM": srv.URL()})
-	push := dialRaw(t, a.Addr().String())
-	push.send(t, cmd("HELLO", "3"))
-	push.frame(t)
-	push.send(t, cmd("LOCK.ACQUIRE", "short", "2000"))
-	tok := push.frame(t)[1]
+	push, tok := holder(t, a, "short", 2000)
 	plain := a.conn(t, 2)
 
 	srv.Kill(t)
@@ -244,11 +226,6 @@ func TestUpstreamEmptyRestartShortQuiet(t *testing.T) {
 	if left > 3500 {
 		t.Errorf("quiet_period_left_ms = %d after losing 2s leases; want at most the lease, drift and a check interval", left)
 	}
-	var resumed time.Duration
-	waitFor(t, func() bool {
-		_, err := do(t, plain, "LOCK.ACQUIRE", "after", 2000).Text()
-		resumed = time.Since(restarted)
-		return err == nil
-	})
+	resumed := untilGranted(t, plain, "after", 2000, restarted)
 	t.Logf("quiet period %dms; grants resumed %v after the restart", left, resumed.Round(time.Millisecond))
 }

@@ -21,11 +21,7 @@ func TestSentinelFailoverKeepsLocks(t *testing.T) {
 			t.Parallel()
 			sen := redistest.StartSentinel(t, redistest.SentinelOptions{DataArgs: []string{"--repl-diskless-sync-delay", "0"}})
 			a := startProxy(t, map[string]string{"UPSTREAM": sen.URL(), "REPLICA_ACKS": strconv.Itoa(acks)})
-			push := dialRaw(t, a.Addr().String())
-			push.send(t, cmd("HELLO", "3"))
-			push.frame(t)
-			push.send(t, cmd("LOCK.ACQUIRE", "kept", "20000"))
-			push.frame(t)
+			push, _ := holder(t, a, "kept", 20000)
 			plain := a.conn(t, 2)
 			mustToken(t, plain, "detached", 30000, "DETACHED")
 			// Both writes must be on the replicas before the failover, or the
@@ -37,13 +33,7 @@ func TestSentinelFailoverKeepsLocks(t *testing.T) {
 			}
 
 			old, _ := sen.Failover(t)
-			switched := time.Now()
-			var resumed time.Duration
-			waitFor(t, func() bool {
-				_, err := do(t, plain, "LOCK.ACQUIRE", "after", 5000).Text()
-				resumed = time.Since(switched)
-				return err == nil
-			})
+			resumed := untilGranted(t, plain, "after", 5000, time.Now())
 			// Had the lock been declared lost, its push would come before
 			// these replies; the renewal goes to the new primary.
 			push.send(t, cmd("LOCK.RENEW", "kept", "20000"))

@@ -283,3 +283,21 @@ func TestStartCluster(t *testing.T) {
 		t.Errorf("30 keys landed in the slots of %d nodes, want all 3", len(nodes))
 	}
 }
+
+// StartReplica returns a replica the primary already counts as online:
+// a WAIT for one replica after a write is met at once.
+func TestStartReplica(t *testing.T) {
+	primary := redistest.Start(t)
+	replica := redistest.StartReplica(t, primary)
+	ctx := context.Background()
+	rdb := primary.Client(t)
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v; want 1", n, err)
+	}
+	if v, err := replica.Client(t).Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Errorf("the replica has k = %q, %v; want v", v, err)
+	}
+}

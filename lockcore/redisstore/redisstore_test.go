@@ -454,12 +454,9 @@ func TestSlowSubscribeBlocksNoWakes(t *testing.T) {
 // free again) and the call fails; a renewal fails but leaves the lock held
 // (its holder keeps the validity of the earlier ttl, which the replica has).
 func TestReplicaAcks(t *testing.T) {
-	primary := redistest.Start(t, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
-	host, port, _ := net.SplitHostPort(primary.Addr())
-	replica := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", host, port}})
+	primary := redistest.Start(t)
+	replica := redistest.StartReplica(t, primary)
 	ctx := context.Background()
-	rdb := primary.Client(t)
-	waitReplicaOnline(t, rdb)
 	s := newStore(t, primary.URL(), redisstore.Options{Prefix: "lock:", ReplicaAcks: 1})
 	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n1", TTL: time.Minute})
 	if err != nil || !g.Acquired {
@@ -494,13 +491,10 @@ func TestReplicaAcks(t *testing.T) {
 // even a sidecar that never saw one gets a larger one; and after that
 // replica lost its data too, a sidecar's own floor carries it.
 func TestFencesRiseOnClockBehindReplica(t *testing.T) {
-	primary := redistest.Start(t, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
-	host, port, _ := net.SplitHostPort(primary.Addr())
-	behind := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", host, port},
-		Env: redistest.FakeTime(t, "-1h")})
+	primary := redistest.Start(t)
+	behind := redistest.StartReplica(t, primary, redistest.Options{Env: redistest.FakeTime(t, "-1h")})
 	ctx := context.Background()
 	rdb := primary.Client(t)
-	waitReplicaOnline(t, rdb)
 	before := lockcore.AcquireRequest{Name: "before", Nonce: "n1", TTL: time.Minute}
 	s1 := newStore(t, primary.URL(), redisstore.Options{Prefix: "lock:"})
 	g1, err := s1.Acquire(ctx, before)
@@ -548,14 +542,16 @@ func TestFencesRiseOnClockBehindReplica(t *testing.T) {
 	}
 }
 
-// waitReplicaOnline waits until rdb's server has a replica in sync.
-func waitReplicaOnline(t *testing.T, rdb *redis.Client) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(rdb.Info(context.Background(), "replication").Val(), "state=online") {
-		if time.Now().After(deadline) {
-			t.Fatal("the replica was not online within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // the replica's sync has no event to await from here
+// The state hash expires like a fence key from the very first grant that
+// creates it: one grant, and it has a ttl of the lease plus the retention.
+func TestStateKeyExpiresFromFirstGrant(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv.URL(), redisstore.Options{Prefix: "lock:", Retention: time.Minute})
+	ctx := context.Background()
+	if g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n", TTL: time.Second}); err != nil || !g.Acquired {
+		t.Fatal(g, err)
+	}
+	if ttl := srv.Client(t).PTTL(ctx, "lock:state").Val(); ttl <= 0 || ttl > time.Minute+time.Second {
+		t.Errorf("lock:state ttl after one grant = %v, want about 1m1s", ttl)
 	}
 }

@@ -48,15 +48,23 @@ end
 -- plus the fence retention, like a name's fence key.
 local function note_state(state, fence, deadline_ms, ttl, retention)
   if not state then return end
-  if redis.call('PTTL', state) < ttl + retention then
-    redis.call('PEXPIRE', state, ttl + retention)
-  end
   local cur = redis.call('HMGET', state, 'fence', 'hwm')
+  local set = {}
   if fence and (not tonumber(cur[1]) or fence > tonumber(cur[1])) then
-    redis.call('HSET', state, 'fence', string.format('%d', fence))
+    set[#set + 1] = 'fence'
+    set[#set + 1] = string.format('%d', fence)
   end
   if not tonumber(cur[2]) or deadline_ms > tonumber(cur[2]) then
-    redis.call('HSET', state, 'hwm', string.format('%d', deadline_ms))
+    set[#set + 1] = 'hwm'
+    set[#set + 1] = string.format('%d', deadline_ms)
+  end
+  if #set > 0 then
+    redis.call('HSET', state, unpack(set))
+  end
+  -- After the HSET, which may have created the hash: an expiry set before
+  -- would have been on no key.
+  if redis.call('PTTL', state) < ttl + retention then
+    redis.call('PEXPIRE', state, ttl + retention)
   end
 end
 
