@@ -184,6 +184,17 @@ func (l *Locks) StopGranting() {
 	l.cancel()
 }
 
+// sessionList is the open sessions, at one moment.
+func (l *Locks) sessionList() []*Session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Session, 0, len(l.sessions))
+	for s := range l.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
 // queueList is every queue. l.mu is held.
 func (l *Locks) queueList() []*queue {
 	qs := make([]*queue, 0, len(l.queues))

@@ -73,11 +73,8 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	// Quiet first: an acquire that lands after this point gives its grant
 	// back (see Session.Acquire), so no lease outlives the reset.
 	l.Quiet(d)
+	sessions := l.sessionList()
 	l.mu.Lock()
-	sessions := make([]*Session, 0, len(l.sessions))
-	for s := range l.sessions {
-		sessions = append(sessions, s)
-	}
 	queues := l.queueList()
 	l.mu.Unlock()
 	// Their places in the store's queue went with the old store.
@@ -155,21 +152,23 @@ func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 		if err := l.reset(ctx, up, h, "the upstream lost its data"); err != nil {
 			return err
 		}
-		l.verifying.Store(false) // a check of the old data, if one was under way, is moot
 	case h.ID != l.store0.ID:
-		if err := l.recheck(ctx, up, h); err != nil {
+		if h, err = l.recheck(ctx, up, h); err != nil {
 			return err
 		}
-		return nil
 	}
+	// A check of the locks under way is over: they were found, or lost,
+	// or the data they were in is gone.
+	l.verifying.Store(false)
 	l.store0 = h
 	up.Accept(h)
 	return nil
 }
 
 // recheck is CheckUpstream's answer to a server that changed but says it
-// kept its data.
-func (l *Locks) recheck(ctx context.Context, up Upstream, h Health) error {
+// kept its data. It returns the store to accept: h, or, when a lock was
+// missing, the store as it is after invalidating it.
+func (l *Locks) recheck(ctx context.Context, up Upstream, h Health) (Health, error) {
 	if !l.verifying.Swap(true) {
 		l.log.Warn("the upstream restarted or failed over; checking that it kept every lock before granting more",
 			"before", l.store0.ID, "now", h.ID)
@@ -177,37 +176,27 @@ func (l *Locks) recheck(ctx context.Context, up Upstream, h Health) error {
 	}
 	missing, err := l.verify(ctx)
 	if err != nil {
-		return fmt.Errorf("checking the locks after the upstream changed: %w", err)
+		return h, fmt.Errorf("checking the locks after the upstream changed: %w", err)
 	}
 	if len(missing) > 0 {
 		l.log.Error("the upstream restarted or failed over and lost locks this sidecar had granted",
 			"missing", missing, "before", l.store0.ID, "now", h.ID)
 		if err := up.Invalidate(ctx); err != nil {
-			return fmt.Errorf("invalidating the upstream's data: %w", err)
+			return h, fmt.Errorf("invalidating the upstream's data: %w", err)
 		}
-		h2, err := up.Health(ctx)
-		if err != nil {
-			return err
+		if h, err = up.Health(ctx); err != nil {
+			return h, err
 		}
-		if err := l.reset(ctx, up, h2, "the upstream lost locks in a restart or failover"); err != nil {
-			return err
-		}
-		l.store0 = h2
-		up.Accept(h2)
-		l.verifying.Store(false)
-		return nil
+		return h, l.reset(ctx, up, h, "the upstream lost locks in a restart or failover")
 	}
 	// Every other live sidecar checks within a check interval of the
 	// change; one that finds a lock missing invalidates the store, which
 	// stops every grant. Until then, grant nothing.
 	settled := l.verifyStart.Add(l.cfg.CheckInterval + settleMargin)
 	l.Quiet(settled.Sub(l.now()))
-	l.store0 = h
-	up.Accept(h)
-	l.verifying.Store(false)
 	l.log.Info("the upstream kept every lock this sidecar granted; granting again after the other sidecars have checked",
 		"now", h.ID, "resumes_in", max(settled.Sub(l.now()), 0).String())
-	return nil
+	return h, nil
 }
 
 // settleMargin is added to the check interval that other sidecars are
@@ -279,13 +268,7 @@ func (l *Locks) verify(ctx context.Context) (missing []string, err error) {
 		until       time.Time
 	}
 	var checks []check
-	l.mu.Lock()
-	sessions := make([]*Session, 0, len(l.sessions))
-	for s := range l.sessions {
-		sessions = append(sessions, s)
-	}
-	l.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range l.sessionList() {
 		s.mu.Lock()
 		for _, ls := range s.leases {
 			if ls.handover == nil || ls.handover.hasLanded() {
