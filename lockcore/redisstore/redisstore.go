@@ -349,10 +349,7 @@ func (s *Store) giveBack(ctx context.Context, name, token string, why error) err
 	// nobody until its ttl.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), giveBackTimeout)
 	defer cancel()
-	k := s.keys(name)
-	_, _, err := s.run(ctx, s.release, s.withState(k), func(repeat bool) []any {
-		return s.releaseArgs(lockcore.ReleaseRequest{Name: name, Token: token}, k, repeat)
-	})
+	_, err := s.Release(ctx, lockcore.ReleaseRequest{Name: name, Token: token})
 	return errors.Join(why, err)
 }
 
