@@ -17,6 +17,14 @@ type instrumented struct {
 	observe func(op string, took time.Duration)
 }
 
+// Slot implements Slotter when the store does; -1 when it does not.
+func (s *instrumented) Slot(name string) int {
+	if sl, ok := s.Store.(Slotter); ok {
+		return sl.Slot(name)
+	}
+	return -1
+}
+
 func (s *instrumented) since(op string, start time.Time) { s.observe(op, time.Since(start)) }
 
 func (s *instrumented) Acquire(ctx context.Context, req AcquireRequest) (Grant, error) {

@@ -28,6 +28,12 @@ type Locks struct {
 	checkMu     sync.Mutex   // serialises CheckUpstream
 	store0      Health       // guarded by checkMu; the store as last accepted
 	verifyStart time.Time    // guarded by checkMu; when verifying began
+	// On a sharded store: the per-slot stops (nil until the first check),
+	// the shards as last accepted, by Node, and when each shard being
+	// checked began to be.
+	gates        atomic.Pointer[gates]
+	shards       map[string]Shard     // guarded by checkMu
+	verifyStarts map[string]time.Time // guarded by checkMu
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
@@ -91,10 +97,11 @@ func New(store Store, cfg Config) (*Locks, error) {
 			cancel: cancel,
 			base:   cfg.Clock.Now(),
 		},
-		sessions: make(map[*Session]struct{}),
-		queues:   make(map[string]*queue),
-		flights:  make(map[string]*flight),
-		holders:  make(map[string]holder),
+		sessions:     make(map[*Session]struct{}),
+		queues:       make(map[string]*queue),
+		flights:      make(map[string]*flight),
+		holders:      make(map[string]holder),
+		verifyStarts: make(map[string]time.Time),
 	}
 	l.detached = newDetachedSet(&l.core)
 	l.work.Go(l.watchRevokes)

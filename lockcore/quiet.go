@@ -41,8 +41,18 @@ func (l *Locks) Quiet(d time.Duration) {
 	}
 }
 
-// QuietLeft is what is left of the quiet period; 0 when none runs.
+// QuietLeft is what is left of the quiet period; 0 when none runs. On a
+// sharded store, it is the longest left in any shard's slots.
 func (l *Locks) QuietLeft() time.Duration {
+	left := l.quietLeft()
+	if g := l.gates.Load(); g != nil {
+		left = max(left, g.maxLeft(l.nowNS()))
+	}
+	return left
+}
+
+// quietLeft is what is left of the quiet period of the whole store.
+func (l *Locks) quietLeft() time.Duration {
 	u := l.quietUntil.Load()
 	if u == 0 {
 		return 0
@@ -50,11 +60,19 @@ func (l *Locks) QuietLeft() time.Duration {
 	return max(time.Duration(u)-l.now().Sub(l.base), 0)
 }
 
-// quiet returns a *QuietError while the quiet period runs, or while the
-// upstream's locks are being checked after it changed, else nil.
-func (l *Locks) quiet() error {
-	left := l.QuietLeft()
-	if l.verifying.Load() {
+// quiet returns a *QuietError while the quiet period runs for name, or
+// while the locks of the upstream (or of name's shard) are being checked
+// after it changed, else nil.
+func (l *Locks) quiet(name string) error {
+	left := l.quietLeft()
+	verifying := l.verifying.Load()
+	if g := l.gates.Load(); g != nil {
+		if slot := l.slotOf(name); slot >= 0 {
+			d, v := g.left(slot, l.nowNS())
+			left, verifying = max(left, d), verifying || v
+		}
+	}
+	if verifying {
 		left = max(left, l.cfg.CheckInterval+settleMargin)
 	}
 	if left > 0 {
@@ -73,17 +91,25 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	// Quiet first: an acquire that lands after this point gives its grant
 	// back (see Session.Acquire), so no lease outlives the reset.
 	l.Quiet(d)
+	return l.resetWhere(max(d, l.quietLeft()), why, nil)
+}
+
+// resetWhere is UpstreamReset for the names in (nil: every name), whose
+// quiet period, d, the caller has started.
+func (l *Locks) resetWhere(d time.Duration, why string, in func(name string) bool) int {
 	sessions := l.sessionList()
 	l.mu.Lock()
 	queues := l.queueList()
 	l.mu.Unlock()
 	// Their places in the store's queue went with the old store.
 	var werr error = ErrStoreReset // with no quiet period, they may retry at once
-	if left := l.QuietLeft(); left > 0 {
-		werr = &QuietError{Left: left}
+	if d > 0 {
+		werr = &QuietError{Left: d}
 	}
 	for _, q := range queues {
-		q.answerAll(werr)
+		if in == nil || in(q.name) {
+			q.answerAll(werr)
+		}
 	}
 	// One goroutine per session: telling a holder is a push, which may wait
 	// for a client that reads slowly; the others must not wait for it.
@@ -92,6 +118,9 @@ func (l *Locks) UpstreamReset(d time.Duration, why string) int {
 	for _, s := range sessions {
 		wg.Go(func() {
 			for _, ls := range s.all() {
+				if in != nil && !in(ls.name) {
+					continue
+				}
 				// Given back by token: after a failover that kept the data
 				// the lock is still there, and nobody should wait for its ttl.
 				if s.lapse(ls, why, true) {
@@ -140,6 +169,9 @@ func (l *Locks) CheckUpstream(ctx context.Context, up Upstream) error {
 	if err != nil {
 		return err
 	}
+	if h.Shards != nil {
+		return l.checkShards(ctx, up, h)
+	}
 	l.Quiet(h.Quiet)
 	if h.Outstanding >= 0 {
 		l.extendHorizon(l.now().Add(h.Outstanding))
@@ -174,14 +206,14 @@ func (l *Locks) recheck(ctx context.Context, up Upstream, h Health) (Health, err
 			"before", l.store0.ID, "now", h.ID)
 		l.verifyStart = l.now()
 	}
-	missing, err := l.verify(ctx)
+	missing, err := l.verify(ctx, nil)
 	if err != nil {
 		return h, fmt.Errorf("checking the locks after the upstream changed: %w", err)
 	}
 	if len(missing) > 0 {
 		l.log.Error("the upstream restarted or failed over and lost locks this sidecar had granted",
 			"missing", missing, "before", l.store0.ID, "now", h.ID)
-		if err := up.Invalidate(ctx); err != nil {
+		if err := up.Invalidate(ctx, ""); err != nil {
 			return h, fmt.Errorf("invalidating the upstream's data: %w", err)
 		}
 		if h, err = up.Health(ctx); err != nil {
@@ -215,7 +247,7 @@ func (l *Locks) reset(ctx context.Context, up Upstream, h Health, why string) er
 	l.Quiet(d)
 	var aerr error
 	if d > 0 {
-		aerr = up.AnnounceQuiet(ctx, d)
+		aerr = up.AnnounceQuiet(ctx, "", d)
 	}
 	lost := l.UpstreamReset(d, "upstream restarted or failed over")
 	l.log.Error(why+": every lock held through it is lost, and no lock is granted during the quiet period",
@@ -256,11 +288,12 @@ func (c *core) extendHorizon(t time.Time) {
 }
 
 // verify checks that the store still holds every lock this sidecar
-// acknowledged and still counts as held: each owned lease, and each
-// detached lock granted here whose ttl has not run out. It returns the names
-// missing. A lease whose store ttl is now shorter than its validity (a
-// renewal the old server took but did not pass on) is renewed at once.
-func (l *Locks) verify(ctx context.Context) (missing []string, err error) {
+// acknowledged and still counts as held, of the names in (nil: every
+// name): each owned lease, and each detached lock granted here whose ttl
+// has not run out. It returns the names missing. A lease whose store ttl is
+// now shorter than its validity (a renewal the old server took but did not
+// pass on) is renewed at once.
+func (l *Locks) verify(ctx context.Context, in func(name string) bool) (missing []string, err error) {
 	type check struct {
 		name, token string
 		s           *Session
@@ -271,13 +304,16 @@ func (l *Locks) verify(ctx context.Context) (missing []string, err error) {
 	for _, s := range l.sessionList() {
 		s.mu.Lock()
 		for _, ls := range s.leases {
-			if ls.handover == nil || ls.handover.hasLanded() {
+			if (ls.handover == nil || ls.handover.hasLanded()) && (in == nil || in(ls.name)) {
 				checks = append(checks, check{ls.name, ls.token, s, ls, ls.validUntil})
 			}
 		}
 		s.mu.Unlock()
 	}
 	for _, d := range l.detached.list() {
+		if in != nil && !in(d.name) {
+			continue
+		}
 		checks = append(checks, check{name: d.name, token: d.token, until: d.at})
 	}
 	var mu sync.Mutex

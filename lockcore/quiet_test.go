@@ -37,7 +37,7 @@ func (r *resettable) Health(ctx context.Context) (lockcore.Health, error) {
 	return lockcore.Health{ID: r.id, Data: data, Quiet: r.quiet, Outstanding: r.outstand}, nil
 }
 
-func (r *resettable) AnnounceQuiet(ctx context.Context, d time.Duration) error {
+func (r *resettable) AnnounceQuiet(ctx context.Context, _ string, d time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.announce != nil {
@@ -53,7 +53,7 @@ func (r *resettable) Accept(h lockcore.Health) {
 	r.accepted = h.ID
 }
 
-func (r *resettable) Invalidate(context.Context) error {
+func (r *resettable) Invalidate(context.Context, string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.invalid++

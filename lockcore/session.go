@@ -85,7 +85,7 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 		}
 		// The lease was lost (and dropped); take the lock afresh.
 	}
-	if err := l.quiet(); err != nil {
+	if err := l.quiet(name); err != nil {
 		return "", err
 	}
 	if err := s.roomFor(name); err != nil {
@@ -167,7 +167,7 @@ func (s *Session) adopt(ctx context.Context, ls *lease, g grant) (old *lease, er
 	// period: either it sees this lease and drops it, or this sees the
 	// quiet, and the grant, which may come from the old upstream whose
 	// holders are not all gone yet, is given back.
-	if err := l.quiet(); err != nil {
+	if err := l.quiet(ls.name); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

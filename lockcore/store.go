@@ -98,11 +98,13 @@ type Upstream interface {
 	// Invalidate marks the store's data as lost for every sidecar: it gets
 	// a new Health Data, so each stops granting until it has dealt with
 	// that. A sidecar calls it when it finds a lock it acknowledged missing
-	// after a restart or failover that claimed to keep the data.
-	Invalidate(ctx context.Context) error
+	// after a restart or failover that claimed to keep the data. shard is
+	// the Node of the one Shard whose data it means, "" for a whole store.
+	Invalidate(ctx context.Context, shard string) error
 	// AnnounceQuiet tells every sidecar, including ones started later, that
-	// no lock may be granted for d.
-	AnnounceQuiet(ctx context.Context, d time.Duration) error
+	// no lock may be granted for d: in shard (a Shard's Node), or in the
+	// whole store when shard is "".
+	AnnounceQuiet(ctx context.Context, shard string, d time.Duration) error
 	// Risks reports settings of the store that can lose locks.
 	Risks(ctx context.Context) ([]Risk, error)
 	// Persistence says what of its data the store keeps across a restart:
@@ -125,6 +127,40 @@ type Health struct {
 	// the store may still run, by its clock; negative when it cannot tell.
 	// After a loss, no holder can believe longer than this.
 	Outstanding time.Duration
+	// Shards is set by a store split into shards by hash slot (Redis
+	// Cluster): each shard's own health, checked on its own, so that a
+	// restart or failover of one stops grants only in its slots. The fields
+	// above are then unused. Such a store implements Slotter.
+	Shards []Shard
+}
+
+// Shard is one shard of a sharded store, as Health found it.
+type Shard struct {
+	// Health is the shard's own: ID names its primary's process, which
+	// changes when it restarts or another node takes over; Data its data
+	// set; Quiet and Outstanding are as for a whole store.
+	Health
+	// Node identifies the primary across checks, restarts included. Group
+	// is every node of the shard, its replicas too: one of them may have
+	// been its primary at an earlier check (a failover).
+	Node  string
+	Group []string
+	Slots []SlotRange
+	// Err says the shard could not be checked this time; only Node, Group
+	// and Slots are set.
+	Err error
+}
+
+// SlotRange is the hash slots First to Last, both included.
+type SlotRange struct{ First, Last int }
+
+// Slots is how many hash slots a sharded store has, as Redis Cluster.
+const Slots = 16384
+
+// Slotter is a store whose names live in hash slots (see Health.Shards).
+type Slotter interface {
+	// Slot is the hash slot of name's records, in [0, Slots).
+	Slot(name string) int
 }
 
 // Risk is a store setting that can lose locks.

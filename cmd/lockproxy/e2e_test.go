@@ -21,12 +21,17 @@ import (
 	"github.com/lockproxy/lockproxy/lockcore"
 )
 
-// stores runs fn once on the embedded store and once on a real Redis.
+// stores runs fn on the embedded store, on a real Redis, and on a Redis
+// Cluster of three primaries named by go-redis's cluster URL form.
 func stores(t *testing.T, fn func(t *testing.T, settings map[string]string)) {
 	t.Run("embedded", func(t *testing.T) { fn(t, map[string]string{}) })
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t)
 		fn(t, map[string]string{"UPSTREAM": srv.URL()})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.StartCluster(t, 3)
+		fn(t, map[string]string{"UPSTREAM": cl.URL()})
 	})
 }
 

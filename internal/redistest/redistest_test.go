@@ -301,3 +301,42 @@ func TestStartReplica(t *testing.T) {
 		t.Errorf("the replica has k = %q, %v; want v", v, err)
 	}
 }
+
+// A Cluster with replicas: each master has an online replica, a
+// coordinated failover swaps the two, and a migrated slot takes its keys
+// to the new owner.
+func TestClusterFailoverAndMigrate(t *testing.T) {
+	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Masters: 3, Replicas: 1})
+	if len(cl.Nodes) != 6 {
+		t.Fatalf("%d nodes, want 6", len(cl.Nodes))
+	}
+	ctx := context.Background()
+	rdb := cl.Client(t)
+	slot, err := rdb.ClusterKeySlot(ctx, "k").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old := cl.Primary(t, int(slot))
+	replica := cl.ReplicaOf(t, old)
+	cl.Failover(t, replica)
+	if p := cl.Primary(t, int(slot)); p != replica {
+		t.Fatalf("after the failover slot %d is served by %s, want %s", slot, p.Addr(), replica.Addr())
+	}
+	var to *redistest.Server
+	for _, p := range cl.Primaries(t) {
+		if p != replica {
+			to = p
+		}
+	}
+	batches := 0
+	cl.MigrateSlots(t, []int{int(slot)}, to, func() { batches++ })
+	if p := cl.Primary(t, int(slot)); p != to || batches != 1 {
+		t.Fatalf("after the migration slot %d is served by %s in %d batches, want %s in 1", slot, p.Addr(), batches, to.Addr())
+	}
+	if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Errorf("k = %q, %v after a failover and a migration; want v", v, err)
+	}
+}

@@ -27,8 +27,8 @@ const EnvPrefix = "LOCKPROXY_"
 // to them. The help tags are what `lockproxy -h` and the README show.
 type Config struct {
 	Listen            string        `env:"LISTEN" envDefault:"127.0.0.1:6380" help:"RESP listen address: host:port, or unix:/path/to.sock"`
-	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis, or of its Sentinels: redis://[user:pass@]sentinel1:26379?master_name=NAME&addr=sentinel2:26379, user:pass being the data nodes'; empty: the embedded in-process store"`
-	UpstreamMode      string        `env:"UPSTREAM_MODE" envDefault:"auto" help:"how LOCKPROXY_UPSTREAM is read: auto (sentinel when it has master_name, else single), single or sentinel; cluster is not yet supported"`
+	Upstream          string        `env:"UPSTREAM" help:"redis:// or rediss:// URL of the upstream Redis; of its Sentinels, redis://[user:pass@]sentinel1:26379?master_name=NAME&addr=sentinel2:26379, user:pass being the data nodes'; or of Redis Cluster nodes, redis://[user:pass@]node1:7000?addr=node2:7001; empty: the embedded in-process store"`
+	UpstreamMode      string        `env:"UPSTREAM_MODE" envDefault:"auto" help:"how LOCKPROXY_UPSTREAM is read: auto (sentinel when it has master_name; cluster when it has addr, or its one server reports cluster_enabled:1; else single), single, sentinel or cluster"`
 	SentinelUsername  string        `env:"SENTINEL_USERNAME" help:"ACL user on the Sentinels themselves (with LOCKPROXY_SENTINEL_PASSWORD); sentinel mode only"`
 	SentinelPassword  string        `env:"SENTINEL_PASSWORD" help:"password of the Sentinels themselves, apart from the data nodes' in LOCKPROXY_UPSTREAM; empty: Sentinels without auth; sentinel mode only"`
 	ReplicaAcks       int           `env:"REPLICA_ACKS" envDefault:"0" help:"a grant, renewal or hand-off is answered only once WAIT n confirms n replicas have it, within LOCKPROXY_UPSTREAM_TIMEOUT; short of n the grant is given back and the client gets -UPSTREAM; 0: no wait; at most 16"`
@@ -262,8 +262,11 @@ const (
 // and still catches a value meant for another setting (a ttl, a timeout).
 const maxReplicaAcks = 16
 
-// upstreamMode is how LOCKPROXY_UPSTREAM is read, auto resolved: sentinel
-// when the URL names a master set, else single. "" without an upstream.
+// upstreamMode is how LOCKPROXY_UPSTREAM is read, auto resolved as far as
+// the URL tells: sentinel when it names a master set, cluster when it
+// lists more servers, else single (which a server that reports
+// cluster_enabled:1 turns into cluster at start: see upstreamClient). ""
+// without an upstream.
 func (c Config) upstreamMode() string {
 	if c.Upstream == "" {
 		return ""
@@ -272,8 +275,13 @@ func (c Config) upstreamMode() string {
 	if mode != modeAuto {
 		return mode
 	}
-	if u, err := url.Parse(c.Upstream); err == nil && u.Query().Has("master_name") {
+	u, err := url.Parse(c.Upstream)
+	switch {
+	case err != nil:
+	case u.Query().Has("master_name"):
 		return modeSentinel
+	case u.Query().Has("addr"):
+		return modeCluster
 	}
 	return modeSingle
 }
@@ -286,14 +294,10 @@ func (c Config) validateUpstream(bad func(field, format string, args ...any)) {
 	modeKnown := true
 	switch mode := strings.ToLower(c.UpstreamMode); mode {
 	case modeAuto:
-	case modeSingle, modeSentinel:
+	case modeSingle, modeSentinel, modeCluster:
 		if c.Upstream == "" {
 			bad("UpstreamMode", "%s needs a LOCKPROXY_UPSTREAM (empty, it is the embedded store)", mode)
 		}
-	case modeCluster:
-		bad("UpstreamMode", "cluster is not yet supported: Redis Cluster comes in a later release "+
-			"(docs/configuration.md, LOCKPROXY_UPSTREAM_MODE); until then use one Redis or Sentinels")
-		modeKnown = false
 	default:
 		bad("UpstreamMode", "%q is not auto, single, sentinel or cluster", c.UpstreamMode)
 		modeKnown = false
@@ -312,10 +316,14 @@ func (c Config) validateUpstream(bad func(field, format string, args ...any)) {
 				bad("Upstream", "%v", err)
 			}
 		case u.Query().Has("master_name"):
-			bad("Upstream", "master_name= names a Sentinel master set, but LOCKPROXY_UPSTREAM_MODE is single: set it to sentinel or auto")
+			bad("Upstream", "master_name= names a Sentinel master set, but LOCKPROXY_UPSTREAM_MODE is %s: set it to sentinel or auto", mode)
+		case mode == modeCluster:
+			if _, err := redisstore.ParseClusterURL(c.Upstream); err != nil {
+				bad("Upstream", "%v", err)
+			}
 		case u.Query().Has("addr"):
 			bad("Upstream", "addr= lists more servers, which one Redis does not have: for Sentinels, add master_name=; "+
-				"Redis Cluster is not yet supported")
+				"for a Redis Cluster, set LOCKPROXY_UPSTREAM_MODE to cluster or auto")
 		default:
 			if _, err := redis.ParseURL(c.Upstream); err != nil {
 				bad("Upstream", "%v", err)

@@ -81,6 +81,8 @@ func TestUpstreamForms(t *testing.T) {
 		{"embedded", map[string]string{}, "", sentinel{}},
 		{"single", map[string]string{"UPSTREAM": "redis://locker:datapw@r:6379/0?pool_size=5"}, modeSingle, sentinel{}},
 		{"single, said", map[string]string{"UPSTREAM": "rediss://r:6379", "UPSTREAM_MODE": "single", "REPLICA_ACKS": "1"}, modeSingle, sentinel{}},
+		{"auto picks cluster", map[string]string{"UPSTREAM": "redis://n1:7000?addr=n2:7001&addr=n3:7002"}, modeCluster, sentinel{}},
+		{"cluster, said", map[string]string{"UPSTREAM": "rediss://locker:datapw@n1:7000/0", "UPSTREAM_MODE": "Cluster", "REPLICA_ACKS": "1"}, modeCluster, sentinel{}},
 		{
 			"auto picks sentinel",
 			map[string]string{"UPSTREAM": "redis://s1:26379?master_name=m&addr=s2:26379"},
@@ -114,9 +116,12 @@ func TestUpstreamForms(t *testing.T) {
 				t.Fatalf("mode %q, want %q", got, tc.mode)
 			}
 			if tc.mode != "" {
-				rdb, err := upstreamClient(cfg, slog.New(slog.DiscardHandler))
+				rdb, mode, err := upstreamClient(cfg, slog.New(slog.DiscardHandler))
 				if err != nil {
 					t.Fatal(err)
+				}
+				if mode != tc.mode {
+					t.Errorf("the client's mode is %q, want %q", mode, tc.mode)
 				}
 				rdb.Close()
 			}
@@ -148,7 +153,7 @@ func TestUpstreamErrorsNameTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"UPSTREAM": "http://r:6379"}, "LOCKPROXY_UPSTREAM: must be a redis:// or rediss:// URL"},
 		{map[string]string{"UPSTREAM": "redis://r:6379?pool=5"}, "LOCKPROXY_UPSTREAM: redis: unexpected option: pool"},
-		{map[string]string{"UPSTREAM": "redis://r:6379?addr=r2:6379"}, "LOCKPROXY_UPSTREAM: addr= lists more servers"},
+		{map[string]string{"UPSTREAM": "redis://r:6379?addr=r2:6379", "UPSTREAM_MODE": "single"}, "LOCKPROXY_UPSTREAM: addr= lists more servers"},
 		{map[string]string{"UPSTREAM": sentinelURL, "UPSTREAM_MODE": "single"}, "LOCKPROXY_UPSTREAM: master_name= names a Sentinel master set"},
 		{map[string]string{"UPSTREAM": "redis://s1:26379?addr=s2:26379", "UPSTREAM_MODE": "sentinel"},
 			"LOCKPROXY_UPSTREAM: LOCKPROXY_UPSTREAM_MODE is sentinel, but the URL has no master_name="},
@@ -157,8 +162,11 @@ func TestUpstreamErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"UPSTREAM": "redis://s1?master_name=m"}, "LOCKPROXY_UPSTREAM: redisstore: a Sentinel URL's host needs its port"},
 		{map[string]string{"UPSTREAM": sentinelURL + "&replica_only=true"}, "LOCKPROXY_UPSTREAM: redisstore: replica_only= is not supported"},
 		{map[string]string{"UPSTREAM": sentinelURL + "&sentinel_password=x"}, "LOCKPROXY_UPSTREAM: redis: unexpected option: sentinel_password"},
-		{map[string]string{"UPSTREAM": "redis://r:6379", "UPSTREAM_MODE": "cluster"}, "LOCKPROXY_UPSTREAM_MODE: cluster is not yet supported"},
-		{map[string]string{"UPSTREAM_MODE": "cluster"}, "LOCKPROXY_UPSTREAM_MODE: cluster is not yet supported"},
+		{map[string]string{"UPSTREAM_MODE": "cluster"}, "LOCKPROXY_UPSTREAM_MODE: cluster needs a LOCKPROXY_UPSTREAM"},
+		{map[string]string{"UPSTREAM": "redis://n1:7000/2?addr=n2:7001"}, "LOCKPROXY_UPSTREAM: redisstore: a Cluster has only database 0, not 2"},
+		{map[string]string{"UPSTREAM": "redis://n1:7000?addr=n2:7001&read_only=true"}, "LOCKPROXY_UPSTREAM: redisstore: read_only= is not supported"},
+		{map[string]string{"UPSTREAM": "redis://n1:7000?addr=n2:7001&master_name=m", "UPSTREAM_MODE": "cluster"}, "LOCKPROXY_UPSTREAM: master_name= names a Sentinel master set, but LOCKPROXY_UPSTREAM_MODE is cluster"},
+		{map[string]string{"UPSTREAM": "redis://n1:7000?addr=n2:7001&pool=5"}, "LOCKPROXY_UPSTREAM: redis: unexpected option: pool"},
 		{map[string]string{"UPSTREAM": "redis://r:6379", "UPSTREAM_MODE": "ring"}, `LOCKPROXY_UPSTREAM_MODE: "ring" is not auto, single, sentinel or cluster`},
 		{map[string]string{"UPSTREAM_MODE": "sentinel"}, "LOCKPROXY_UPSTREAM_MODE: sentinel needs a LOCKPROXY_UPSTREAM"},
 		{map[string]string{"UPSTREAM": "redis://:pw@r:6379", "SENTINEL_PASSWORD": "sentpw"},

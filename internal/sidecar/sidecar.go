@@ -62,6 +62,7 @@ type Sidecar struct {
 	risksRead  bool // the upstream's settings were read; like checked
 	risks      atomic.Pointer[[]string]
 	persists   atomic.Pointer[string] // the upstream's Persistence, once read
+	mode       string                 // LOCKPROXY_UPSTREAM_MODE as resolved; "" for the embedded store
 	recheck    chan struct{}          // a store's hint that the upstream may have reset
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
@@ -154,9 +155,9 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 	go a.watchUpstream(hctx)
 
 	attrs := []any{"version", Version(), "listen", a.srv.Addr().String(), "store", storeKind}
-	if mode := cfg.upstreamMode(); mode != "" {
+	if a.mode != "" {
 		// What auto resolved to.
-		attrs = append(attrs, "upstream_mode", mode)
+		attrs = append(attrs, "upstream_mode", a.mode)
 	}
 	a.log.Info("lockproxy started", append(attrs, slog.Group("config", cfg.logAttrs()...))...)
 	if storeKind == "embedded" {
@@ -178,10 +179,11 @@ func (a *Sidecar) newStore() (store interface {
 	// go-redis's logger is one for the whole process, as the sidecar is:
 	// set here, where that sidecar is wired, not by a library.
 	redis.SetLogger(redisLog{a.log})
-	rdb, err := upstreamClient(cfg, a.log)
+	rdb, mode, err := upstreamClient(cfg, a.log)
 	if err != nil {
 		return nil, "", err
 	}
+	a.mode = mode
 	rs, err := redisstore.New(rdb, redisstore.Options{
 		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck, ReplicaAcks: cfg.ReplicaAcks})
 	if err != nil {

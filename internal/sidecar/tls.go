@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,19 +164,40 @@ func (c *tlsServerConn) noteWriteDeadline(t time.Time) {
 	c.writeDeadline.Store(ns)
 }
 
-// upstreamClient is the client LOCKPROXY_UPSTREAM_MODE names: for one
-// Redis, redisstore.NewClient; for Sentinels, redisstore.NewFailoverClient
-// with the Sentinels' own credentials. Either gets the upstream TLS files.
-// Validate has refused the other modes.
-func upstreamClient(cfg Config, log *slog.Logger) (redis.UniversalClient, error) {
+// upstreamClient is the client LOCKPROXY_UPSTREAM_MODE names, and the mode
+// it resolved to: for one Redis, redisstore.NewClient; for Sentinels,
+// redisstore.NewFailoverClient with the Sentinels' own credentials; for a
+// Cluster, redisstore.NewClusterClient. Each gets the upstream TLS files.
+// In auto mode, one server that reports cluster_enabled:1 is a Cluster's
+// node: asked once, here, for up to LOCKPROXY_UPSTREAM_TIMEOUT. One that
+// does not answer is taken as one Redis; should it be a Cluster's node
+// after all, its health check says so (redisstore's Health), and nothing is
+// granted through it.
+func upstreamClient(cfg Config, log *slog.Logger) (rdb redis.UniversalClient, mode string, err error) {
 	withFiles, err := upstreamTLS(cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var rdb redis.UniversalClient
-	switch mode := cfg.upstreamMode(); mode {
+	switch mode = cfg.upstreamMode(); mode {
 	case modeSingle:
 		rdb, err = redisstore.NewClient(cfg.Upstream, func(o *redis.Options) { withFiles(o.TLSConfig) })
+		if err != nil || !strings.EqualFold(cfg.UpstreamMode, modeAuto) {
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.UpstreamTimeout)
+		cluster, perr := redisstore.IsClusterNode(ctx, rdb)
+		cancel()
+		switch {
+		case perr != nil:
+			log.Warn("could not ask the upstream whether it is a Redis Cluster's node; taking it as one Redis "+
+				"(set LOCKPROXY_UPSTREAM_MODE to be sure)", "err", perr)
+		case cluster:
+			rdb.Close()
+			mode = modeCluster
+			rdb, err = clusterClient(cfg, withFiles)
+		}
+	case modeCluster:
+		rdb, err = clusterClient(cfg, withFiles)
 	case modeSentinel:
 		rdb, err = redisstore.NewFailoverClient(cfg.Upstream, cfg.sentinelAuth, func(o *redis.FailoverOptions) {
 			// One TLSConfig for the Sentinels and the data nodes: go-redis
@@ -183,12 +205,18 @@ func upstreamClient(cfg Config, log *slog.Logger) (redis.UniversalClient, error)
 			withFiles(o.TLSConfig)
 		})
 	default:
-		return nil, fmt.Errorf("LOCKPROXY_UPSTREAM_MODE: %q is not supported", mode)
+		return nil, "", fmt.Errorf("LOCKPROXY_UPSTREAM_MODE: %q is not supported", mode)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
+		return nil, "", fmt.Errorf("LOCKPROXY_UPSTREAM: %w", err)
 	}
-	return rdb, nil
+	return rdb, mode, nil
+}
+
+// clusterClient is the Cluster client for LOCKPROXY_UPSTREAM, with the
+// upstream TLS files: one TLSConfig for every node.
+func clusterClient(cfg Config, withFiles func(*tls.Config)) (redis.UniversalClient, error) {
+	return redisstore.NewClusterClient(cfg.Upstream, func(o *redis.ClusterOptions) { withFiles(o.TLSConfig) })
 }
 
 // sentinelAuth gives the Sentinels their own credentials. The URL's are the

@@ -67,7 +67,7 @@ func TestSentinelGetsItsCredentialsAndTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := upstreamClient(cfg, slog.New(slog.DiscardHandler))
+	rdb, _, err := upstreamClient(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -447,10 +447,10 @@ func (s *Store) Accept(lockcore.Health) {}
 
 // Invalidate implements lockcore.Upstream; the embedded store never loses
 // its data while its process runs.
-func (s *Store) Invalidate(ctx context.Context) error { return ctx.Err() }
+func (s *Store) Invalidate(ctx context.Context, _ string) error { return ctx.Err() }
 
 // AnnounceQuiet implements lockcore.Upstream; there is nobody to tell.
-func (s *Store) AnnounceQuiet(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+func (s *Store) AnnounceQuiet(ctx context.Context, _ string, _ time.Duration) error { return ctx.Err() }
 
 // Risks implements lockcore.Upstream: nothing evicts or forgets its locks
 // while its process runs.

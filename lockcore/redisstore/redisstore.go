@@ -20,8 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +75,7 @@ type Options struct {
 	// ReplicaAcks, when above 0, makes every grant, renewal and hand-off
 	// wait for WAIT to confirm that this many replicas have it, within the
 	// call's deadline. Short of that, a grant is given back and the call
-	// fails with a *NotReplicatedError. Not on a Cluster.
+	// fails with a *NotReplicatedError.
 	ReplicaAcks int
 	// OnReset is called, without blocking, when an acquire finds that the
 	// upstream's epoch is not the one last accepted: the caller should
@@ -112,7 +114,15 @@ type Store struct {
 
 	acks int // Options.ReplicaAcks
 
-	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *redis.Script
+	// On a Cluster: what the Store keeps of it, and the shards as
+	// CheckUpstream last accepted them (nil before), with a channel that
+	// the next Accept closes.
+	cluster  *clusterState
+	view     atomic.Pointer[view]
+	viewMu   sync.Mutex
+	nextView chan struct{} // guarded by viewMu
+
+	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *luaScript
 }
 
 // NotReplicatedError is a grant, renewal or hand-off that fewer replicas
@@ -144,10 +154,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	if opt.Attempts <= 0 {
 		opt.Attempts = 3
 	}
-	_, cluster := rdb.(*redis.ClusterClient)
-	if cluster && opt.ReplicaAcks > 0 {
-		return nil, errors.New("redisstore: replica acks are not supported on a Cluster yet")
-	}
+	crdb, cluster := rdb.(*redis.ClusterClient)
 	s := &Store{
 		rdb:       rdb,
 		prefix:    opt.Prefix,
@@ -165,11 +172,16 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		guard:     opt.Guard,
 		onReset:   opt.OnReset,
 		acks:      opt.ReplicaAcks,
+		nextView:  make(chan struct{}),
 	}
 	if s.onReset == nil {
 		s.onReset = func() {}
 	}
 	s.watcher = newWatcher(rdb, opt.Logger)
+	if cluster {
+		s.cluster = newClusterState(crdb)
+		s.watchNodes(crdb)
+	}
 	if c, ok := rdb.(*redis.Client); ok {
 		// Every connection to a server is new after it restarted or took
 		// over: checking each one as it opens catches the change before a
@@ -208,7 +220,13 @@ func (s *Store) checkServer(ctx context.Context, cn *redis.Conn) {
 }
 
 // script is src with the shared functions of lib.lua in front.
-func script(src string) *redis.Script { return redis.NewScript(libSrc + "\n" + src) }
+func script(src string) *luaScript {
+	src = libSrc + "\n" + src
+	return &luaScript{src: src, sha: redis.NewScript(src).Hash()}
+}
+
+// luaScript is a script's source and its SHA-1, for EVALSHA.
+type luaScript struct{ src, sha string }
 
 func flag(b bool) string {
 	if b {
@@ -277,14 +295,41 @@ func ms(d time.Duration) int64 { return d.Milliseconds() }
 // run sends a script, sending it again while the connection fails under it
 // and ctx allows. args learns whether the call is a repeat of one that may
 // already have run; so does the caller, from repeated.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args func(repeat bool) []any) (v any, repeated bool, err error) {
+func (s *Store) run(ctx context.Context, sc *luaScript, keys []string, args func(repeat bool) []any) (v any, repeated bool, err error) {
+	src := "" // EVALSHA until Redis asks for the script
 	for i := 0; i < s.attempts; i++ {
-		v, err = sc.Run(ctx, s.rdb, keys, args(i > 0)...).Result()
-		if err == nil || !lostReply(err) || ctx.Err() != nil {
+		cmd := evalCmd(ctx, sc, src, keys, args(i > 0))
+		_ = s.rdb.Process(ctx, cmd)
+		v, err = cmd.Result()
+		switch {
+		case err == nil || ctx.Err() != nil:
 			return v, i > 0, err
+		case src == "" && redis.HasErrorPrefix(err, "NOSCRIPT"):
+			src = sc.src
+		case notRun(err):
+			if err := sleepCtx(ctx, busyRetry); err != nil {
+				return nil, i > 0, err
+			}
+		case !lostReply(err):
+			return v, i > 0, err
+		default:
+			continue // a repeat
 		}
+		i-- // it did not run: not a repeat
 	}
 	return nil, true, err
+}
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // runDurable is run, followed, when Options.ReplicaAcks asks for it, by a
@@ -294,39 +339,68 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args f
 // wrote) writes nothing: a touch of the state hash first brings the
 // connection's offset up to everything written before it. acked is how many
 // replicas confirmed; with no acks asked for, it is 0.
-func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string, args func(repeat bool) []any) (v any, repeated bool, acked int, err error) {
+func (s *Store) runDurable(ctx context.Context, sc *luaScript, keys []string, args func(repeat bool) []any) (v any, repeated bool, acked int, err error) {
 	if s.acks == 0 {
 		v, repeated, err = s.run(ctx, sc, keys, args)
 		return v, repeated, 0, err
 	}
-	loaded := false
+	src := ""
 	for i := 0; i < s.attempts; i++ {
-		var eval, wait *redis.Cmd
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			eval = sc.EvalSha(ctx, p, keys, args(i > 0)...)
-			p.Set(ctx, s.prefix+"touch", 1, time.Minute)
-			wait = p.Do(ctx, "WAIT", s.acks, waitTimeout(ctx).Milliseconds())
-			return nil
-		})
-		if err != nil && !loaded && redis.HasErrorPrefix(eval.Err(), "NOSCRIPT") {
-			if err = sc.Load(ctx, s.rdb).Err(); err == nil {
-				loaded = true
-				i-- // not a repeat: it did not run
-				continue
-			}
+		var p redis.Pipeliner
+		var touch string
+		if p, touch, err = s.waitPipe(ctx, keys[0]); err != nil {
+			return nil, i > 0, 0, err
 		}
-		if err == nil {
-			n, _ := wait.Int64()
-			return eval.Val(), i > 0, int(n), nil
-		}
+		eval := evalCmd(ctx, sc, src, keys, args(i > 0))
+		_ = p.Process(ctx, eval)
+		set := p.Set(ctx, touch, 1, time.Minute)
+		wait := p.Do(ctx, "WAIT", s.acks, waitTimeout(ctx).Milliseconds())
+		_, err = p.Exec(ctx)
 		if eval.Err() != nil {
 			err = eval.Err()
 		}
-		if !lostReply(err) || ctx.Err() != nil {
+		switch {
+		case err == nil:
+			n, _ := wait.Int64()
+			return eval.Val(), i > 0, int(n), nil
+		case eval.Err() == nil && (set.Err() != nil || wait.Err() != nil):
+			// It ran, but whether replicas have it is unknown.
+			return eval.Val(), i > 0, 0, nil
+		case ctx.Err() != nil:
 			return nil, i > 0, 0, err
+		case src == "" && redis.HasErrorPrefix(err, "NOSCRIPT"):
+			src = sc.src
+		case redis.HasErrorPrefix(err, "MOVED"):
+			s.cluster.rdb.ReloadState(ctx)
+		case notRun(err) || redis.HasErrorPrefix(err, "ASK"):
+			// An ASK: the name's slot is migrating, which is over in a moment.
+			if err := sleepCtx(ctx, busyRetry); err != nil {
+				return nil, i > 0, 0, err
+			}
+		case !lostReply(err):
+			return nil, i > 0, 0, err
+		default:
+			continue // a repeat
 		}
+		i-- // it did not run: not a repeat
 	}
 	return nil, true, 0, err
+}
+
+// waitPipe is a pipeline to the primary of key, for a call and its WAIT,
+// and the key whose touch brings the connection's offset up: on a
+// Cluster, both go to the node itself, since go-redis would send a WAIT,
+// which names no key, to any node.
+func (s *Store) waitPipe(ctx context.Context, key string) (redis.Pipeliner, string, error) {
+	if s.cluster == nil {
+		return s.rdb.Pipeline(), s.prefix + "touch", nil
+	}
+	node, err := s.cluster.rdb.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, "", err
+	}
+	touch := s.prefix + "touch{" + tagFor(keySlot(key)) + "}"
+	return node.Pipeline(), touch, nil
 }
 
 // waitTimeout is WAIT's timeout: half of what is left of ctx, so that its
@@ -375,14 +449,17 @@ func lostReply(err error) bool {
 func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
 	k := s.keys(req.Name)
 	keys, args := k.list(), []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg()}
-	// On a Cluster the epoch and state keys live in other slots than the
-	// lock's, so a script cannot read them: there only Health's periodic
-	// check of the run_id finds a reset.
 	if s.changed.Load() {
 		s.onReset()
 		return lockcore.Grant{}, lockcore.ErrServerChanged
 	}
-	if s.sharded != "1" {
+	var arr []any
+	var acked int
+	var sv *shardView
+	var err error
+	if s.cluster != nil {
+		arr, acked, sv, err = s.acquireOnCluster(ctx, req.Name, keys, args)
+	} else {
 		keys = append(keys, s.stateKey())
 		switch epoch := s.epoch.Load(); {
 		case epoch != nil:
@@ -391,18 +468,19 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			s.onReset()
 			return lockcore.Grant{}, s.unreached()
 		}
+		arr, acked, err = s.runAcquire(ctx, keys, args)
 	}
-	v, _, acked, err := s.runDurable(ctx, s.acquire, keys, func(bool) []any { return args })
 	if err != nil {
 		return lockcore.Grant{}, err
-	}
-	arr, ok := v.([]any)
-	if !ok || len(arr) != 5 {
-		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", v)
 	}
 	if arr[0] == int64(3) {
 		s.onReset()
 		return lockcore.Grant{}, lockcore.ErrStoreReset
+	}
+	if sv != nil && s.cluster.restarted(sv) {
+		// As below: the call may have gone through a new connection to a
+		// primary that restarted.
+		return lockcore.Grant{}, lockcore.ErrServerChanged
 	}
 	if s.changed.Load() {
 		// The call may have gone through a connection that found a new
@@ -415,6 +493,7 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	g.Seq, _ = arr[3].(int64)
 	switch arr[0] {
 	case int64(1):
+		var ok bool
 		if g.Token, ok = arr[1].(string); !ok {
 			return lockcore.Grant{}, fmt.Errorf("unexpected token in reply to acquire: %v", arr[1])
 		}
@@ -430,9 +509,82 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	case int64(2):
 		g.Head = g.First
 	default:
-		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", v)
+		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", arr)
 	}
 	return g, nil
+}
+
+// runAcquire sends the acquire script and checks the shape of its reply.
+func (s *Store) runAcquire(ctx context.Context, keys []string, args []any) ([]any, int, error) {
+	v, _, acked, err := s.runDurable(ctx, s.acquire, keys, func(bool) []any { return args })
+	if err != nil {
+		return nil, 0, err
+	}
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 5 {
+		return nil, 0, fmt.Errorf("unexpected reply to acquire: %v", v)
+	}
+	return arr, acked, nil
+}
+
+// acquireOnCluster is the acquire script on a Cluster, checked against the
+// shard of name's slot as CheckUpstream last accepted it: it runs only on
+// that shard's primary, and only while the shard's epoch is the accepted
+// one. When it finds itself on another node, a reshard moved the slot (or
+// a failover its shard): on a primary that was accepted too it is sent
+// there at once; else it waits for the next check to accept the change.
+func (s *Store) acquireOnCluster(ctx context.Context, name string, keys []string, args []any) ([]any, int, *shardView, error) {
+	slot := s.Slot(name)
+	var sv *shardView
+	for {
+		v := s.view.Load()
+		if v == nil && !s.guard {
+			// Nothing to check against (a Store used without CheckUpstream).
+			arr, acked, err := s.runAcquire(ctx, keys, args)
+			return arr, acked, nil, err
+		}
+		if sv == nil && v != nil {
+			sv = v.owner(slot)
+		}
+		if sv == nil {
+			s.onReset()
+			if v == nil {
+				return nil, 0, nil, s.unreached()
+			}
+			if err := s.awaitView(ctx); err != nil {
+				return nil, 0, nil, fmt.Errorf("no checked shard of the Cluster owns slot %d: %w", slot, err)
+			}
+			continue
+		}
+		if s.cluster.restarted(sv) {
+			s.onReset()
+			return nil, 0, sv, lockcore.ErrServerChanged
+		}
+		arr, acked, err := s.runAcquire(ctx, keys, append(slices.Clip(args), shardArgs(sv)...))
+		if err != nil || arr[0] != int64(4) {
+			return arr, acked, sv, err
+		}
+		me, _ := arr[1].(string)
+		if other := v.byNode[me]; other != nil && other != sv && !s.cluster.restarted(other) {
+			sv = other
+			continue
+		}
+		s.onReset()
+		if err := s.awaitView(ctx); err != nil {
+			return nil, 0, sv, fmt.Errorf("slot %d moved to node %s, which has not been checked yet: %w", slot, me, err)
+		}
+		sv = nil
+	}
+}
+
+// awaitView waits for the next Accept, or for ctx to end.
+func (s *Store) awaitView(ctx context.Context) error {
+	select {
+	case <-s.viewChanged():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Transfer implements lockcore.Store.
@@ -443,7 +595,7 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 	}
 	k := s.keys(req.Name)
 	v, _, acked, err := s.runDurable(ctx, s.transfer, s.withState(k), func(bool) []any {
-		return []any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}
+		return append([]any{req.From, req.To, fence, ms(req.TTL), s.retention, req.Waiter}, s.stateArg(req.Name)...)
 	})
 	if err != nil {
 		return lockcore.Transferred{}, err
@@ -469,7 +621,7 @@ func (s *Store) Transfer(ctx context.Context, req lockcore.TransferRequest) (loc
 func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
 	k := s.keys(req.Name)
 	v, _, acked, err := s.runDurable(ctx, s.renew, s.withState(k), func(bool) []any {
-		return []any{req.Token, ms(req.TTL), s.retention, flag(req.Foreign)}
+		return append([]any{req.Token, ms(req.TTL), s.retention, flag(req.Foreign)}, s.stateArg(req.Name)...)
 	})
 	if err != nil {
 		return lockcore.Renewed{}, err
@@ -525,7 +677,8 @@ func (s *Store) releaseArgs(req lockcore.ReleaseRequest, k keys, repeat bool) []
 	if req.Next != nil {
 		waiter, nonce, ttl = req.Next.Waiter, req.Next.Nonce, ms(req.Next.TTL)
 	}
-	return []any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded, ms(req.GrantTTL), req.Self, s.floorArg()}
+	return append([]any{req.Token, s.retention, flag(repeat), waiter, nonce, ttl, k.wake, s.sharded, ms(req.GrantTTL), req.Self, s.floorArg()},
+		s.stateArg(req.Name)...)
 }
 
 func (s *Store) parseReleased(v any) (lockcore.Released, error) {
@@ -592,7 +745,7 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, req := range reqs {
 			k := s.keys(req.Name)
-			s.release.EvalSha(ctx, p, s.withState(k), s.releaseArgs(req, k, false)...)
+			_ = p.Process(ctx, evalCmd(ctx, s.release, "", s.withState(k), s.releaseArgs(req, k, false)))
 		}
 		return nil
 	})
@@ -602,7 +755,7 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 	for i, c := range cmds {
 		var err error
 		if c.Err() == nil {
-			out[i], err = s.parseReleased(c.(*redis.Cmd).Val())
+			out[i], err = s.parseReleased(c.(noRetry).Val())
 		} else {
 			out[i], err = s.Release(ctx, reqs[i])
 		}
@@ -727,6 +880,9 @@ func (s *Store) stateKey() string { return s.prefix + "state" }
 // the epoch, which changes when the data is lost. A server that is a
 // replica (a demoted primary) is an error: lockproxy cannot write there.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
+	if s.cluster != nil {
+		return s.clusterHealth(ctx)
+	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return lockcore.Health{}, err
@@ -736,7 +892,7 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 	var state *redis.SliceCmd
 	var now *redis.TimeCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		info = p.Info(ctx, "server", "replication")
+		info = p.Info(ctx, "server", "replication", "cluster")
 		// No expiry: it is one key, and it must outlive every lock.
 		p.SetNX(ctx, s.epochKey(), hex.EncodeToString(nonce[:]), 0)
 		epoch = p.Get(ctx, s.epochKey())
@@ -745,7 +901,12 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 		now = p.Time(ctx)
 		return nil
 	})
-	if role := infoField(info.Val(), "role"); role != "" && role != "master" {
+	if infoField(info.Val(), "cluster_enabled") == "1" {
+		// Its other nodes hold most slots, and this client would follow
+		// none of their MOVED replies.
+		err = errors.New("upstream is a Redis Cluster node, but lockproxy reads it as one Redis: set LOCKPROXY_UPSTREAM_MODE=cluster " +
+			"(auto finds out at start, when the node answers then)")
+	} else if role := infoField(info.Val(), "role"); role != "" && role != "master" {
 		// Its writes fail with READONLY: say what is true.
 		err = fmt.Errorf("upstream is a replica (role %s of %s:%s), not the primary", role,
 			infoField(info.Val(), "master_host"), infoField(info.Val(), "master_port"))
@@ -756,17 +917,11 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 		return lockcore.Health{}, err
 	}
 	s.lastHealthErr.Store(nil)
-	runID := infoField(info.Val(), "run_id")
-	if s.sharded == "1" {
-		// A Cluster sends INFO to any node, each with its own run_id: only
-		// the epoch, on the node that owns its slot, says who the data is.
-		runID = "cluster"
-	}
-	h := lockcore.Health{ID: runID, Data: epoch.Val(), Outstanding: -1}
+	h := lockcore.Health{ID: infoField(info.Val(), "run_id"), Data: epoch.Val(), Outstanding: -1}
 	if d := quiet.Val(); d > 0 {
 		h.Quiet = d
 	}
-	if v := state.Val(); s.sharded != "1" && len(v) == 2 {
+	if v := state.Val(); len(v) == 2 {
 		if f, ok := v[0].(string); ok {
 			if n, err := strconv.ParseInt(f, 10, 64); err == nil {
 				s.raiseFloor(n)
@@ -785,6 +940,10 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 // Accept implements lockcore.Upstream: acquires are granted from now on
 // only while the epoch key still holds h.Data.
 func (s *Store) Accept(h lockcore.Health) {
+	if s.cluster != nil {
+		s.acceptShards(h)
+		return
+	}
 	epoch, server := h.Data, h.ID
 	s.epoch.Store(&epoch)
 	s.server.Store(&server)
@@ -796,12 +955,20 @@ func (s *Store) Accept(h lockcore.Health) {
 // Invalidate implements lockcore.Upstream with a new epoch: every
 // sidecar's acquires are refused from now on, until its next health check
 // sees the change and deals with it.
-func (s *Store) Invalidate(ctx context.Context) error {
+func (s *Store) Invalidate(ctx context.Context, shard string) error {
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
 	}
-	return s.rdb.Set(ctx, s.epochKey(), hex.EncodeToString(nonce[:]), 0).Err()
+	key := s.epochKey()
+	if s.cluster != nil {
+		sv, err := s.shardOf(shard)
+		if err != nil {
+			return err
+		}
+		key = sv.keys.epoch
+	}
+	return s.rdb.Set(ctx, key, hex.EncodeToString(nonce[:]), 0).Err()
 }
 
 // infoField is one "name:value" line of INFO's text.
@@ -816,10 +983,18 @@ func infoField(info, name string) string {
 
 // AnnounceQuiet implements lockcore.Store. It never shortens an announced
 // period: another sidecar may have seen an earlier restart.
-func (s *Store) AnnounceQuiet(ctx context.Context, d time.Duration) error {
+func (s *Store) AnnounceQuiet(ctx context.Context, shard string, d time.Duration) error {
+	key := s.quietKey()
+	if s.cluster != nil {
+		sv, err := s.shardOf(shard)
+		if err != nil {
+			return err
+		}
+		key = sv.keys.quiet
+	}
 	// One script, so that two sidecars announcing different periods at once
 	// cannot leave the shorter one.
-	return announceQuiet.Run(ctx, s.rdb, []string{s.quietKey()}, d.Milliseconds()).Err()
+	return announceQuiet.Run(ctx, s.rdb, []string{key}, d.Milliseconds()).Err()
 }
 
 var announceQuiet = redis.NewScript(`

@@ -57,6 +57,9 @@ type watchFn struct{ fn func(msg string, ok bool) }
 type op struct {
 	sub       *subscription
 	subscribe bool
+	// again makes a sharded subscription anew, on its slot's node now: a
+	// reshard moved the slot, and Redis ended the subscription.
+	again bool
 }
 
 // opTimeout bounds one subscribe or unsubscribe call. go-redis subscribes
@@ -175,12 +178,30 @@ func (w *watcher) apply(o op) {
 		w.sharded = append(w.sharded, sub.ps)
 		err = sub.ps.SSubscribe(ctx, sub.channel)
 		w.loops.Add(1)
-		go w.receive(sub.ps)
+		go w.receive(sub.ps, sub, false)
+	case o.again:
+		w.mu.Lock()
+		current := w.subs[sub.channel] == sub
+		w.mu.Unlock()
+		if !current || sub.ps == nil {
+			return // let go meanwhile
+		}
+		_ = sub.ps.Close()
+		if c, ok := w.rdb.(*redis.ClusterClient); ok {
+			c.ReloadState(ctx)
+		}
+		sub.ps = w.rdb.SSubscribe(context.Background())
+		w.sharded = append(w.sharded, sub.ps)
+		err = sub.ps.SSubscribe(ctx, sub.channel)
+		w.loops.Add(1)
+		// Wakes sent since the old subscription ended are lost: once the
+		// new one is confirmed, its watchers look again.
+		go w.receive(sub.ps, sub, true)
 	case o.subscribe:
 		if w.ps == nil {
 			w.ps = w.rdb.Subscribe(context.Background())
 			w.loops.Add(1)
-			go w.receive(w.ps)
+			go w.receive(w.ps, nil, false)
 		}
 		err = w.ps.Subscribe(ctx, sub.channel)
 	case sub.sharded:
@@ -192,19 +213,23 @@ func (w *watcher) apply(o op) {
 		// watches the channel.
 		err = w.ps.Unsubscribe(ctx, sub.channel)
 	}
-	if err != nil && o.subscribe {
+	if err != nil && (o.subscribe || o.again) {
 		// Not fatal: go-redis subscribes again when it reconnects, and the
 		// waiters poll meanwhile.
 		w.log.Warn("subscribing failed; go-redis subscribes again when it reconnects (waiters poll, and holders learn of revocations at their next renewal, meanwhile)", "channel", sub.channel, "err", err)
 	}
 }
 
-// receive reads one subscriber connection until it is closed. go-redis
-// reconnects and subscribes again after an error; messages sent meanwhile
-// are lost, so every watcher is told to look again.
-func (w *watcher) receive(ps *redis.PubSub) {
+// receive reads one subscriber connection until it is closed: the shared
+// one (sharded nil), or sharded's own. go-redis reconnects and subscribes
+// again after an error; messages sent meanwhile are lost, so every watcher
+// is told to look again, as it is when broken starts true.
+//
+// A sharded subscription ends when a reshard moves its slot away: Redis
+// sends an unsolicited sunsubscribe (or, to a subscribe that reached the
+// old node, MOVED). It is then made anew on the slot's new node.
+func (w *watcher) receive(ps *redis.PubSub, sharded *subscription, broken bool) {
 	defer w.loops.Done()
-	broken := false
 	for {
 		msg, err := ps.Receive(context.Background())
 		if err != nil {
@@ -212,6 +237,10 @@ func (w *watcher) receive(ps *redis.PubSub) {
 			closed := w.closed
 			w.mu.Unlock()
 			if closed || errors.Is(err, redis.ErrClosed) {
+				return
+			}
+			if sharded != nil && redis.HasErrorPrefix(err, "MOVED") {
+				w.moved(sharded)
 				return
 			}
 			if !broken {
@@ -227,6 +256,10 @@ func (w *watcher) receive(ps *redis.PubSub) {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
+			if m.Kind == "sunsubscribe" && sharded != nil {
+				w.moved(sharded)
+				return
+			}
 			if m.Kind != "subscribe" && m.Kind != "ssubscribe" {
 				continue
 			}
@@ -258,6 +291,22 @@ func (w *watcher) receive(ps *redis.PubSub) {
 				f.fn(m.Payload, true)
 			}
 		}
+	}
+}
+
+// moved is told that sub's slot moved to another node: its watchers look
+// again, since wakes may be lost until it is subscribed there, which run
+// does next.
+func (w *watcher) moved(sub *subscription) {
+	w.mu.Lock()
+	var fns []*watchFn
+	if w.subs[sub.channel] == sub && !w.closed {
+		fns = listFns(sub)
+		w.enqueueLocked(op{sub: sub, again: true})
+	}
+	w.mu.Unlock()
+	for _, f := range fns {
+		f.fn("", false)
 	}
 }
 

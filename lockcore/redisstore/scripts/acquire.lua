@@ -5,7 +5,10 @@
 -- ARGV[6] wake channel, ARGV[7] "1" to publish with SPUBLISH (Cluster),
 -- ARGV[8] the largest fence the sidecar has seen (see grant);
 -- KEYS[5] the state hash (see note_state);
--- ARGV[9] with KEYS[6]: the epoch the sidecar last checked (see Health)
+-- ARGV[9] with KEYS[6]: the epoch the sidecar last checked (see Health).
+-- On a Cluster, with KEYS 1 to 4 only: ARGV[9] the node the sidecar
+-- believes is the slot's primary, ARGV[10] that shard's epoch key and
+-- ARGV[11] its epoch as the sidecar last checked it, ARGV[12] its state hash.
 -- A queued waiter's entry keeps its nonce and ttl, so that a release on any
 -- sidecar can grant it the lock.
 -- Returns {1, token, first, now, ttl} when the nonce holds the lock now,
@@ -15,10 +18,23 @@
 -- {2, 0, first, now, 0} when it is free but reserved for the first live waiter;
 -- {3, 0, false, 0, 0} when the epoch key is not what the sidecar last saw:
 -- the upstream lost its data (or another server took over) since, and
--- holders through the old one may not know yet, so nothing is granted.
+-- holders through the old one may not know yet, so nothing is granted;
+-- {4, node, false, 0, 0}, on a Cluster, when the script ran on another node
+-- than the one named, or the shard's epoch key is not on this node: the
+-- sidecar's view of the Cluster is behind, and nothing was written.
 -- first is the first live waiter after this call, or false; now is Redis's
 -- clock in µs, which orders what replies say of the queue.
-if KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[9] then
+local state = KEYS[5]
+if #KEYS == 4 and ARGV[10] then
+  local me = redis.call('CLUSTER', 'MYID')
+  if me ~= ARGV[9] or not usable(ARGV[10]) then
+    return {4, me, false, 0, 0}
+  end
+  if redis.call('GET', ARGV[10]) ~= ARGV[11] then
+    return {3, 0, false, 0, 0}
+  end
+  state = usable(ARGV[12])
+elseif KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[9] then
   return {3, 0, false, 0, 0}
 end
 -- A Redis out of memory refuses this at once, as it refuses any first write
@@ -63,5 +79,5 @@ if head and head ~= waiter then
   return {2, 0, head, now_us, 0}
 end
 dequeue(waiter)
-local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], KEYS[5])
+local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], state)
 return {1, token, live_head(now_ms), now_us, ttl}

@@ -10,7 +10,20 @@
 --         waiter is presumed dead after the deadline; ttl and nonce let a
 --         release grant it the lock)
 -- and, but on a Cluster, where it would sit in another slot, the store-wide
--- state hash as the key after the script's own (see note_state).
+-- state hash as the key after the script's own (see note_state). On a
+-- Cluster each shard has a state hash of its own, in another slot of its
+-- primary, named in an argument instead (see usable).
+
+-- usable returns key when this script can use it, else false: on a Redis
+-- Cluster, a key outside the script's slot can be used only while this node
+-- owns the key's slot (and, while that slot migrates away, still has the
+-- key). The probe is a read, so a script bails out before writing anything.
+local function usable(key)
+  if not key or key == '' then return false end
+  local r = redis.pcall('EXISTS', key)
+  if type(r) == 'table' and r.err then return false end
+  return key
+end
 
 -- clock returns Redis's time in µs and in ms.
 local function clock()

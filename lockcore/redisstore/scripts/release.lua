@@ -12,10 +12,12 @@
 -- ARGV[7] wake channel, ARGV[8] "1" to publish with SPUBLISH (Cluster);
 -- ARGV[9] grant_ttl ms (0: only wake another sidecar's waiter);
 -- ARGV[10] the prefix of this sidecar's waiter ids, never granted this way;
--- ARGV[11] the largest fence the sidecar has seen; KEYS[5] the state hash
+-- ARGV[11] the largest fence the sidecar has seen; KEYS[5] the state hash,
+-- or on a Cluster ARGV[12] the shard's (see usable)
 -- Returns {released (1/0), token granted to the candidate or false, first,
 -- now}: first is the first live waiter afterwards, or false; now is Redis's
 -- clock in µs (0 when the queue was not looked at).
+local state = KEYS[5] or usable(ARGV[12])
 local cur = redis.call('GET', KEYS[1])
 if not matches(cur, ARGV[1]) then
   -- Only a repeat may claim an earlier release; a client releasing twice gets 0.
@@ -41,7 +43,7 @@ if head ~= ARGV[4] then
     -- wake is lost, the waiter's own try (same nonce) finds the lock its own.
     ttl = math.min(ttl, grant_ttl)
     dequeue(head)
-    local token = grant(nonce, ttl, retention, now_us, ARGV[11], KEYS[5])
+    local token = grant(nonce, ttl, retention, now_us, ARGV[11], state)
     local first = live_head(now_ms)
     -- Who is first goes out before the grant: a sidecar whose waiter is
     -- granted learns who is next before that waiter can release, so its
@@ -57,5 +59,5 @@ if head ~= ARGV[4] then
 end
 -- The candidate is next: grant it now, saving its sidecar a round trip.
 dequeue(head)
-local token = grant(ARGV[5], tonumber(ARGV[6]), retention, now_us, ARGV[11], KEYS[5])
+local token = grant(ARGV[5], tonumber(ARGV[6]), retention, now_us, ARGV[11], state)
 return {1, token, live_head(now_ms), now_us}

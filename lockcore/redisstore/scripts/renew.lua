@@ -3,7 +3,7 @@
 -- ARGV[3] fence retention ms; ARGV[4] "1" when the caller is not the
 -- lease's holder: the ttl may then grow, never shrink, since the holder
 -- vouches for the lock until a validity computed from the ttl it set;
--- KEYS[5] the state hash.
+-- KEYS[5] the state hash, or on a Cluster ARGV[5] the shard's (see usable).
 -- Returns 1 when renewed (for at least the ttl), 0 when the token does not
 -- hold the lock, 2 when it held it until a revoke took it (see revoke.lua).
 local cur = redis.call('GET', KEYS[1])
@@ -18,5 +18,5 @@ end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[3]))
 local _, now_ms = clock()
-note_state(KEYS[5], nil, now_ms + ttl, ttl, tonumber(ARGV[3]))
+note_state(KEYS[5] or usable(ARGV[5]), nil, now_ms + ttl, ttl, tonumber(ARGV[3]))
 return 1
