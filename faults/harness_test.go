@@ -29,6 +29,7 @@ type cluster struct {
 	t        *testing.T
 	up       *redistest.Server
 	sen      *redistest.Sentinel // set when the upstream is a Sentinel topology; up is its first primary
+	rc       *redistest.Cluster  // set when the upstream is a Redis Cluster; up is then unused
 	relay    *relay.Relay        // nil unless withRelay
 	resSrv   *redistest.Server
 	res      *resource
@@ -68,6 +69,9 @@ func (cl *cluster) sidecar(id string, relayed bool, settings map[string]string) 
 	env := map[string]string{"UPSTREAM": cl.up.URL()}
 	if cl.sen != nil {
 		env["UPSTREAM"] = cl.sen.URL()
+	}
+	if cl.rc != nil {
+		env["UPSTREAM"] = cl.rc.URL()
 	}
 	if relayed {
 		env["UPSTREAM"] = "redis://" + cl.relay.Addr() + "/0"

@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// ErrSomeShards matches the error of a check of a sharded store in which
+// some shards could not be checked, but not all: the others, and the names
+// in them, go on.
+var ErrSomeShards = errors.New("lockcore: some shards of the upstream could not be checked")
+
 // gates are the per-slot grant stops of a sharded store: a quiet period
 // after one shard lost data, and the check of a shard that restarted or
 // failed over, each stop only the names in that shard's slots.
@@ -146,6 +151,9 @@ func (l *Locks) checkShards(ctx context.Context, up Upstream, h Health) error {
 		accepted = append(accepted, sh)
 	}
 	up.Accept(Health{Shards: accepted})
+	if len(errs) > 0 && len(errs) < len(h.Shards) {
+		return fmt.Errorf("%w: %w", ErrSomeShards, errors.Join(errs...))
+	}
 	return errors.Join(errs...)
 }
 

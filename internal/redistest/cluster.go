@@ -269,6 +269,33 @@ func (c *Cluster) Primary(t testing.TB, slot int) *Server {
 	return p
 }
 
+// SlotsOf are the slot ranges, first and last, that primary serves now.
+func (c *Cluster) SlotsOf(t testing.TB, primary *Server) [][2]int {
+	t.Helper()
+	var out [][2]int
+	c.poll(t, "slots of "+primary.Addr(), func(ctx context.Context) error {
+		out = out[:0]
+		shards, err := clusterShards(ctx, primary)
+		if err != nil {
+			return err
+		}
+		for _, sh := range shards {
+			for _, n := range sh.Nodes {
+				if n.ID == c.ids[primary] && n.Role == "master" {
+					for _, r := range sh.Slots {
+						out = append(out, [2]int{int(r.Start), int(r.End)})
+					}
+				}
+			}
+		}
+		if len(out) == 0 {
+			return errors.New("it serves none")
+		}
+		return nil
+	})
+	return out
+}
+
 // Primaries are the nodes that are masters with slots now.
 func (c *Cluster) Primaries(t testing.TB) []*Server {
 	t.Helper()
@@ -370,23 +397,60 @@ func (c *Cluster) Restart(t testing.TB, s *Server) {
 
 // MigrateSlots moves slots to the primary to, one slot at a time as
 // redis-cli --cluster reshard does: the target imports, the source
-// migrates, keys move in batches with MIGRATE, and every primary is told
-// the new owner. between, when set, runs after each batch of keys, so a
-// test can act while a slot is half moved.
+// migrates, keys move in batches of 10 with MIGRATE, and every primary is
+// told the new owner. between, when set, runs after each batch of keys, so
+// a test can act while a slot is half moved.
 func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), topologyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), topologyTimeout+time.Duration(len(slots))*time.Millisecond)
 	defer cancel()
+	owner := map[int]*Server{}
+	primaries := c.Primaries(t)
+	shards, err := clusterShards(ctx, to)
+	if err != nil {
+		t.Fatalf("redistest: CLUSTER SHARDS on %s: %v", to.Addr(), err)
+	}
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role != "master" {
+				continue
+			}
+			for _, r := range sh.Slots {
+				for i := r.Start; i <= r.End; i++ {
+					owner[int(i)] = c.byID(n.ID)
+				}
+			}
+		}
+	}
+	clients := map[*Server]*redis.Client{}
+	rc := func(s *Server) *redis.Client {
+		if clients[s] == nil {
+			clients[s] = redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.pass, MaxRetries: -1})
+		}
+		return clients[s]
+	}
+	defer func() {
+		for _, r := range clients {
+			r.Close()
+		}
+	}()
+	must := func(s *Server, args ...any) any {
+		v, err := rc(s).Do(ctx, args...).Result()
+		if err != nil && !errors.Is(err, redis.Nil) && err.Error() != "NOKEY" {
+			t.Fatalf("redistest: %v on %s: %v", args, s.Addr(), err)
+		}
+		return v
+	}
 	toID := c.ids[to]
 	for _, slot := range slots {
-		from := c.Primary(t, slot)
-		if from == to {
+		from := owner[slot]
+		if from == nil || from == to {
 			continue
 		}
-		c.do(t, ctx, to, "CLUSTER", "SETSLOT", slot, "IMPORTING", c.ids[from])
-		c.do(t, ctx, from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+		must(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", c.ids[from])
+		must(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
 		for {
-			keys, err := from.do(ctx, "CLUSTER", "GETKEYSINSLOT", slot, 10).StringSlice()
+			keys, err := rc(from).Do(ctx, "CLUSTER", "GETKEYSINSLOT", slot, 10).StringSlice()
 			if err != nil {
 				t.Fatalf("redistest: GETKEYSINSLOT %d on %s: %v", slot, from.Addr(), err)
 			}
@@ -401,22 +465,21 @@ func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between fu
 			for _, k := range keys {
 				args = append(args, k)
 			}
-			if err := from.do(ctx, args...).Err(); err != nil && !errors.Is(err, redis.Nil) && err.Error() != "NOKEY" {
-				t.Fatalf("redistest: MIGRATE of slot %d from %s: %v", slot, from.Addr(), err)
-			}
+			must(from, args...)
 			if between != nil {
 				between()
 			}
 		}
 		// The target first, so that the source's MOVED points where the
-		// keys are; then every other master, as redis-cli does.
-		c.do(t, ctx, to, "CLUSTER", "SETSLOT", slot, "NODE", toID)
-		c.do(t, ctx, from, "CLUSTER", "SETSLOT", slot, "NODE", toID)
-		for _, s := range c.Primaries(t) {
+		// keys are; then every other primary, as redis-cli does.
+		must(to, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+		must(from, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+		for _, s := range primaries {
 			if s != to && s != from {
-				_ = s.do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+				_ = rc(s).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
 			}
 		}
+		owner[slot] = to
 	}
 }
 

@@ -63,6 +63,7 @@ type Sidecar struct {
 	risks      atomic.Pointer[[]string]
 	persists   atomic.Pointer[string] // the upstream's Persistence, once read
 	mode       string                 // LOCKPROXY_UPSTREAM_MODE as resolved; "" for the embedded store
+	partial    string                 // the last check's error when only some shards failed it; like checked
 	recheck    chan struct{}          // a store's hint that the upstream may have reset
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
@@ -309,7 +310,20 @@ func (a *Sidecar) checkUpstream(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	up := err == nil
+	// A Cluster with one shard down serves the names in the others.
+	up := err == nil || errors.Is(err, lockcore.ErrSomeShards)
+	partial := ""
+	if err != nil && up {
+		partial = err.Error()
+	}
+	if partial != a.partial {
+		if partial != "" {
+			a.log.Warn("some shards of the upstream could not be checked: names in their slots may not be granted", "err", err)
+		} else if a.partial != "" {
+			a.log.Info("every shard of the upstream answered its check")
+		}
+		a.partial = partial
+	}
 	// The embedded store has no upstream to come and go: nothing to log.
 	if was := a.upstreamUp.Swap(up); (was != up || !a.checked) && a.cfg.Upstream != "" {
 		if up {

@@ -126,6 +126,22 @@ func notRun(err error) bool {
 		redis.HasErrorPrefix(err, "LOADING") || redis.HasErrorPrefix(err, "MASTERDOWN")
 }
 
+// troubled has go-redis look at the Cluster again, in the background,
+// after a call failed: a node that does not answer may have been failed
+// over, and since the Store's calls are sent once, go-redis would not
+// find out by itself for up to 10 seconds. MOVED, which go-redis follows,
+// and script errors say nothing of the topology.
+func (s *Store) troubled(err error) {
+	if s.cluster == nil || err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !notRun(err) && !redis.HasErrorPrefix(err, "READONLY") {
+		return
+	}
+	s.cluster.rdb.ReloadState(context.Background())
+}
+
 // crc16 is CRC-16/XMODEM, Redis Cluster's key hash.
 func crc16(s string) uint16 {
 	var crc uint16
@@ -165,21 +181,38 @@ func tagFor(slot int) string {
 // Slot implements lockcore.Slotter: every key of name is in this slot.
 func (s *Store) Slot(name string) int { return keySlot(s.keys(name).lock) }
 
-// shardKeys are the keys of one shard's own, in the shard's lowest slot:
-// its epoch, its state hash (see note_state in lib.lua), its announced
-// quiet period, and the key a WAIT's connection touches.
-type shardKeys struct{ epoch, state, quiet, touch string }
+// shardKeys are the keys of one shard's own, in one of its slots: its
+// epoch, its state hash (see note_state in lib.lua) and its announced
+// quiet period. Every sidecar picks the same slot, the shard's highest:
+// reshards (redis-cli's, at least) take a shard's slots from its lowest
+// up, so the keys move last. skip passes over that many slots below it,
+// for when it is migrating.
+type shardKeys struct{ epoch, state, quiet string }
 
-func (s *Store) shardKeys(slots []lockcore.SlotRange) shardKeys {
-	lo := lockcore.Slots
+func (s *Store) shardKeys(slots []lockcore.SlotRange, skip int) shardKeys {
+	hi := -1
 	for _, r := range slots {
-		lo = min(lo, r.First)
+		hi = max(hi, r.Last)
 	}
-	if lo == lockcore.Slots {
+	for ; skip > 0 && hi >= 0; skip-- {
+		hi = prevSlot(slots, hi)
+	}
+	if hi < 0 {
 		return shardKeys{}
 	}
-	p := s.prefix + "shard:{" + tagFor(lo) + "}:"
-	return shardKeys{epoch: p + "epoch", state: p + "state", quiet: p + "quiet", touch: p + "touch"}
+	p := s.prefix + "shard:{" + tagFor(hi) + "}:"
+	return shardKeys{epoch: p + "epoch", state: p + "state", quiet: p + "quiet"}
+}
+
+// prevSlot is the highest slot of slots below slot, or -1.
+func prevSlot(slots []lockcore.SlotRange, slot int) int {
+	best := -1
+	for _, r := range slots {
+		if r.First < slot {
+			best = max(best, min(r.Last, slot-1))
+		}
+	}
+	return best
 }
 
 // view is the Cluster as CheckUpstream last accepted it: which shard owns
@@ -202,10 +235,10 @@ type shardView struct {
 	epoch string
 }
 
-func newView(shards []lockcore.Shard, keys func([]lockcore.SlotRange) shardKeys) *view {
+func newView(shards []lockcore.Shard, keys func(lockcore.Shard) shardKeys) *view {
 	v := &view{byNode: make(map[string]*shardView, len(shards))}
 	for _, sh := range shards {
-		sv := &shardView{node: sh.Node, keys: keys(sh.Slots), epoch: sh.Data}
+		sv := &shardView{node: sh.Node, keys: keys(sh), epoch: sh.Data}
 		v.byNode[sh.Node] = sv
 		for _, r := range sh.Slots {
 			v.ranges = append(v.ranges, ownedRange{r, sv})
@@ -254,9 +287,14 @@ func (s *Store) viewChanged() <-chan struct{} {
 
 // acceptShards implements Accept on a Cluster.
 func (s *Store) acceptShards(h lockcore.Health) {
-	v := newView(h.Shards, s.shardKeys)
-	s.view.Store(v)
 	s.cluster.mu.Lock()
+	v := newView(h.Shards, func(sh lockcore.Shard) shardKeys {
+		if seen, ok := s.cluster.seen[sh.Node]; ok {
+			return seen.keys // where Health read its epoch
+		}
+		return s.shardKeys(sh.Slots, 0)
+	})
+	s.view.Store(v)
 	for _, sh := range h.Shards {
 		s.cluster.accepted[sh.Node] = sh.ID
 	}
@@ -293,8 +331,11 @@ type clusterState struct {
 	seen map[string]epochSeen
 }
 
-// epochSeen is one primary's epoch as Health last read it.
-type epochSeen struct{ key, value, runID string }
+// epochSeen is one primary's epoch as Health last read it, and where.
+type epochSeen struct {
+	keys         shardKeys
+	value, runID string
+}
 
 func newClusterState(rdb *redis.ClusterClient) *clusterState {
 	return &clusterState{rdb: rdb, accepted: map[string]string{}, nodeAt: map[string]string{},
@@ -399,14 +440,31 @@ func (s *Store) clusterHealth(ctx context.Context) (lockcore.Health, error) {
 
 // shardHealth reads one shard's primary: who it is, its epoch (carried to
 // its new key when the key's slot moved away from a primary that did not
-// restart), its announced quiet period and its state hash.
+// restart), its announced quiet period and its state hash. When the slot
+// of those keys is migrating, the next slot down serves.
 func (s *Store) shardHealth(ctx context.Context, sh *lockcore.Shard) {
+	for skip := 0; ; skip++ {
+		moved := s.readShard(ctx, sh, s.shardKeys(sh.Slots, skip))
+		if !moved || skip == 3 {
+			return
+		}
+		sh.Err = nil
+	}
+}
+
+// readShard is one try of shardHealth, with keys; moved reports that
+// their slot is migrating or gone.
+func (s *Store) readShard(ctx context.Context, sh *lockcore.Shard, keys shardKeys) (moved bool) {
 	c := s.cluster
-	keys := s.shardKeys(sh.Slots)
+	if keys.epoch == "" {
+		sh.Err = errors.New("no slot to keep its epoch in")
+		return false
+	}
 	node, err := c.rdb.MasterForKey(ctx, keys.epoch)
 	if err != nil {
 		sh.Err = err
-		return
+		s.troubled(err)
+		return false
 	}
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
@@ -434,22 +492,23 @@ func (s *Store) shardHealth(ctx context.Context, sh *lockcore.Shard) {
 	}
 	if err != nil {
 		sh.Err = err
-		return
+		s.troubled(err)
+		return redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "TRYAGAIN")
 	}
 	runID := infoField(info.Val(), "run_id")
 	value := epoch.Val()
-	if seen && prev.key != keys.epoch && prev.runID == runID && prev.value != value {
+	if seen && prev.keys.epoch != keys.epoch && prev.runID == runID && prev.value != value {
 		// The slot of its epoch key moved away and the primary did not
 		// restart, so its data set is the one it was: say so in its new
 		// key, where every sidecar reads it from now on.
 		if err := node.Set(ctx, keys.epoch, prev.value, 0).Err(); err != nil {
 			sh.Err = err
-			return
+			return false
 		}
 		value = prev.value
 	}
 	c.mu.Lock()
-	c.seen[sh.Node] = epochSeen{key: keys.epoch, value: value, runID: runID}
+	c.seen[sh.Node] = epochSeen{keys: keys, value: value, runID: runID}
 	c.nodeAt[node.Options().Addr] = sh.Node
 	c.mu.Unlock()
 	sh.ID, sh.Data, sh.Outstanding = runID, value, -1
@@ -469,6 +528,7 @@ func (s *Store) shardHealth(ctx context.Context, sh *lockcore.Shard) {
 			}
 		}
 	}
+	return false
 }
 
 // shardOf is the accepted shard with node id, for Invalidate and

@@ -301,6 +301,7 @@ func (s *Store) run(ctx context.Context, sc *luaScript, keys []string, args func
 		cmd := evalCmd(ctx, sc, src, keys, args(i > 0))
 		_ = s.rdb.Process(ctx, cmd)
 		v, err = cmd.Result()
+		s.troubled(err)
 		switch {
 		case err == nil || ctx.Err() != nil:
 			return v, i > 0, err
@@ -359,6 +360,7 @@ func (s *Store) runDurable(ctx context.Context, sc *luaScript, keys []string, ar
 		if eval.Err() != nil {
 			err = eval.Err()
 		}
+		s.troubled(err)
 		switch {
 		case err == nil:
 			n, _ := wait.Int64()

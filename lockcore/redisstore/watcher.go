@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,7 +237,8 @@ func (w *watcher) receive(ps *redis.PubSub, sharded *subscription, broken bool) 
 			w.mu.Lock()
 			closed := w.closed
 			w.mu.Unlock()
-			if closed || errors.Is(err, redis.ErrClosed) {
+			if closed || errors.Is(err, redis.ErrClosed) || (sharded != nil && errors.Is(err, net.ErrClosed)) {
+				// A sharded subscription let go, or made anew.
 				return
 			}
 			if sharded != nil && redis.HasErrorPrefix(err, "MOVED") {

@@ -20,17 +20,19 @@
 -- the upstream lost its data (or another server took over) since, and
 -- holders through the old one may not know yet, so nothing is granted;
 -- {4, node, false, 0, 0}, on a Cluster, when the script ran on another node
--- than the one named, or the shard's epoch key is not on this node: the
--- sidecar's view of the Cluster is behind, and nothing was written.
+-- than the one named: the sidecar's view of the Cluster is behind, and
+-- nothing was written. (When a reshard has just moved the shard's epoch key
+-- away, the epoch is not checked here: a restart of this node, the other
+-- way its data could be lost, is found by the sidecar's connections.)
 -- first is the first live waiter after this call, or false; now is Redis's
 -- clock in µs, which orders what replies say of the queue.
 local state = KEYS[5]
 if #KEYS == 4 and ARGV[10] then
   local me = redis.call('CLUSTER', 'MYID')
-  if me ~= ARGV[9] or not usable(ARGV[10]) then
+  if me ~= ARGV[9] then
     return {4, me, false, 0, 0}
   end
-  if redis.call('GET', ARGV[10]) ~= ARGV[11] then
+  if usable(ARGV[10]) and redis.call('GET', ARGV[10]) ~= ARGV[11] then
     return {3, 0, false, 0, 0}
   end
   state = usable(ARGV[12])
