@@ -493,7 +493,12 @@ func (s *Store) readShard(ctx context.Context, sh *lockcore.Shard, keys shardKey
 	if err != nil {
 		sh.Err = err
 		s.troubled(err)
-		return redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "TRYAGAIN")
+		if redis.HasErrorPrefix(err, "MOVED") {
+			// The slot has another owner than go-redis thinks: a failover.
+			c.rdb.ReloadState(ctx)
+			return false
+		}
+		return redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "TRYAGAIN")
 	}
 	runID := infoField(info.Val(), "run_id")
 	value := epoch.Val()

@@ -229,12 +229,10 @@ upstream.existingSecret cannot be read here: the binary checks that one.
 {{- $u := .Values.upstream }}
 {{- $has := or $u.url $u.existingSecret }}
 {{- $mode := lower (toString (default "" $u.mode)) }}
-{{- if eq $mode "cluster" }}
-{{- fail "lockproxy: upstream.mode cluster is not yet supported: a later release adds Redis Cluster; use one Redis or Sentinels" }}
-{{- else if not (has $mode (list "" "auto" "single" "sentinel")) }}
-{{- fail (printf "lockproxy: upstream.mode must be auto, single or sentinel, not %q" $mode) }}
+{{- if not (has $mode (list "" "auto" "single" "sentinel" "cluster")) }}
+{{- fail (printf "lockproxy: upstream.mode must be auto, single, sentinel or cluster, not %q" $mode) }}
 {{- end }}
-{{- if and (has $mode (list "single" "sentinel")) (not $has) }}
+{{- if and (has $mode (list "single" "sentinel" "cluster")) (not $has) }}
 {{- fail (printf "lockproxy: upstream.mode %s needs upstream.url or upstream.existingSecret" $mode) }}
 {{- end }}
 {{- $sentinelAuth := or $u.sentinelUsername (dig "existingSecret" "" (default dict $u.sentinelPassword)) }}
