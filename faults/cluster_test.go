@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/lockcore"
 )
 
 // Faults of a Redis Cluster upstream, with the workload split in two: names
@@ -182,17 +183,24 @@ func primaryOfSlot0(cl *cluster) func(int) bool {
 	}
 }
 
-// A third of the slots move to another primary, one at a time, while
-// clients hold, renew and wait on names in them.
+// A third of the slots, half of each of two primaries', move to the third,
+// one at a time, while clients hold, renew and wait on names in them.
+func reshardSlots() []int {
+	var slots []int
+	for s := range lockcore.Slots / 6 {
+		slots = append(slots, s, lockcore.Slots/3+s)
+	}
+	return slots
+}
+
 var clusterReshard = runShardFault(shardFault{
 	prefix: "cr-", opt: redistest.ClusterOptions{Masters: 3}, kept: true, bound: settleBound,
-	hit: func(cl *cluster) func(int) bool { return func(s int) bool { return s < 16384/3 } },
+	hit: func(cl *cluster) func(int) bool {
+		return func(s int) bool { return s < lockcore.Slots/6 || (s >= lockcore.Slots/3 && s < lockcore.Slots/3+lockcore.Slots/6) }
+	},
 	inject: func(cl *cluster) time.Time {
-		var slots []int
-		for s := range 16384 / 3 {
-			slots = append(slots, s)
-		}
-		to := cl.rc.Primary(cl.t, 16383)
+		slots := reshardSlots()
+		to := cl.rc.Primary(cl.t, lockcore.Slots-1)
 		start := time.Now()
 		cl.rc.MigrateSlots(cl.t, slots, to, nil)
 		cl.row.note("moved %d slots in %v", len(slots), time.Since(start).Round(time.Millisecond))

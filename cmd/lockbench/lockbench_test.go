@@ -138,6 +138,7 @@ func TestFlags(t *testing.T) {
 		{"-clients", "0"},
 		{"-store", "etcd"},
 		{"-store", "embedded", "-sidecars", "2"},
+		{"-store", "embedded", "-upstream", "redis://n1:7000"},
 		{"-duration", "100ms", "-warmup", "200ms"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -230,5 +231,19 @@ func TestOneFailureEndsTheRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run went on after a client failed")
+	}
+}
+
+// -upstream's servers are its host and each addr=, whose commands count.
+func TestUpstreamAddrs(t *testing.T) {
+	got, err := upstreamAddrs("redis://n1:7000?addr=n2:7001&addr=n3:7002")
+	if err != nil || strings.Join(got, " ") != "n1:7000 n2:7001 n3:7002" {
+		t.Errorf("upstreamAddrs = %v, %v", got, err)
+	}
+	if got, err := upstreamAddrs(""); got != nil || err != nil {
+		t.Errorf("no -upstream: %v, %v; want none", got, err)
+	}
+	if _, err := upstreamAddrs("n1:7000"); err == nil {
+		t.Error("a URL without a host accepted")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -34,6 +35,7 @@ type config struct {
 	sidecars   int
 	store      string
 	redisURL   string
+	upstream   string
 	lockproxy  string
 	connect    string
 	sidecarCPU string
@@ -76,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.sidecars, "sidecars", 1, "lockproxy sidecars to start; clients are spread over them")
 	fs.StringVar(&c.store, "store", "redis", "store of the sidecars it starts: redis or embedded (one sidecar only)")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis for the store, the counters and the baseline (default: start a redis-server)")
+	fs.StringVar(&c.upstream, "upstream", "", "LOCKPROXY_UPSTREAM of the sidecars it starts, e.g. a Redis Cluster's redis://node1:7000?addr=node2:7001 (default: the -redis)")
 	fs.StringVar(&c.lockproxy, "lockproxy", "lockproxy", "lockproxy binary used to start sidecars")
 	fs.StringVar(&c.connect, "connect", "", "comma-separated addresses of running sidecars, instead of starting them")
 	fs.StringVar(&c.sidecarCPU, "sidecar-cpu", "", "taskset CPU list for the sidecars it starts, e.g. 0")
@@ -91,6 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-clients, -names and -sidecars must be at least 1")
 	case c.store != "redis" && c.store != "embedded":
 		return c, errors.New("-store must be redis or embedded")
+	case c.store == "embedded" && c.upstream != "":
+		return c, errors.New("-upstream is for -store redis")
 	case c.store == "embedded" && c.sidecars > 1:
 		return c, errors.New("-store embedded keeps locks inside one sidecar: use -sidecars 1")
 	case c.duration <= c.warmup:
@@ -122,8 +127,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s), hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
 		cfg.clients, cfg.names, cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
+	if cfg.upstream != "" {
+		fmt.Fprintf(stdout, "lockbench: the sidecars' upstream is %s\n", cfg.upstream)
+	}
 
-	proxy, err := measure(ctx, cfg, redisAddr, lockproxyWorkload(sidecars))
+	w := lockproxyWorkload(sidecars)
+	if w.statsAddrs, err = upstreamAddrs(cfg.upstream); err != nil {
+		return err
+	}
+	proxy, err := measure(ctx, cfg, redisAddr, w)
 	if err != nil {
 		return fmt.Errorf("lockproxy workload: %w", err)
 	}
@@ -142,6 +154,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// upstreamAddrs are the servers an -upstream URL names: its host and each
+// addr= (a Redis Cluster's nodes, which should all be listed for the
+// commands to be counted in full). None for no URL.
+func upstreamAddrs(raw string) ([]string, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("-upstream: want redis://host:port[?addr=host:port…], got %q", raw)
+	}
+	return append([]string{u.Host}, u.Query()["addr"]...), nil
 }
 
 func splitList(s string) []string {

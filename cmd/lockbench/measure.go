@@ -29,6 +29,10 @@ type workload struct {
 	// commandstats (calls by command), given how many counter updates ran.
 	countCommands func(calls map[string]int64, updates int64) int64
 	newLocker     func(client int) (locker, error)
+	// statsAddrs are more Redis servers whose commandstats count towards
+	// the workload's commands: the sidecars' upstream, when it is not the
+	// Redis of the counters (a Redis Cluster's nodes, say).
+	statsAddrs []string
 	// sidecarAddrs are the sidecars the clients are spread over, in turn
 	// (none for the baseline), so hand-offs across sidecars can be told
 	// apart.
@@ -85,7 +89,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	if err != nil {
 		return nil, err
 	}
-	before, err := commandstats(admin)
+	before, err := allCommandstats(admin, w.statsAddrs)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +106,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	if err != nil {
 		return nil, err
 	}
-	after, err := commandstats(admin)
+	after, err := allCommandstats(admin, w.statsAddrs)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +413,30 @@ func handOffs(sidecars []string) (map[string]int64, error) {
 				v, _ := strconv.ParseInt(n, 10, 64)
 				out[how] += v
 			}
+		}
+	}
+	return out, nil
+}
+
+// allCommandstats is commandstats of c and of each server at addrs,
+// summed by command.
+func allCommandstats(c *client, addrs []string) (map[string]int64, error) {
+	out, err := commandstats(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range addrs {
+		o, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		more, err := commandstats(o)
+		o.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", addr, err)
+		}
+		for k, v := range more {
+			out[k] += v
 		}
 	}
 	return out, nil

@@ -128,7 +128,10 @@ func (p *processes) sidecars(cfg config, redisAddr string) ([]string, error) {
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		env := []string{"LOCKPROXY_LISTEN=" + addr, "LOCKPROXY_LOG_LEVEL=warn", "LOCKPROXY_MAX_WAIT=1h"}
-		if cfg.store == "redis" {
+		switch {
+		case cfg.upstream != "":
+			env = append(env, "LOCKPROXY_UPSTREAM="+cfg.upstream)
+		case cfg.store == "redis":
 			env = append(env, "LOCKPROXY_UPSTREAM=redis://"+redisAddr+"/0")
 		}
 		if err := p.start(cfg.sidecarCPU, env, bin); err != nil {

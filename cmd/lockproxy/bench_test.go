@@ -356,3 +356,72 @@ func BenchmarkReplicaAcks(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClusterPrimaries runs uncontended acquire+release pairs over
+// many names (32 connections, each cycling through 64 names of its own),
+// through one sidecar on a Redis Cluster of 1 primary and then of 3, in
+// the same run, and reports each primary's CPU use (INFO's used_cpu_user +
+// used_cpu_sys over the timed run, as a % of one CPU). With
+// BENCH_REDIS_CPU set (e.g. 1), every redis-server is pinned to that CPU
+// list; run the benchmark itself under taskset for the sidecar's CPU.
+func BenchmarkClusterPrimaries(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		b.Run("primaries="+strconv.Itoa(n), func(b *testing.B) {
+			cl := redistest.StartClusterWith(b, redistest.ClusterOptions{Masters: n})
+			if cpus := os.Getenv("BENCH_REDIS_CPU"); cpus != "" {
+				for _, s := range cl.Nodes {
+					if out, err := exec.Command("taskset", "-p", "-c", cpus, strconv.Itoa(s.PID())).CombinedOutput(); err != nil {
+						b.Fatalf("taskset: %v: %s", err, out)
+					}
+				}
+			}
+			// One node's URL has no query yet; auto finds it a Cluster's.
+			sep := "&"
+			if n == 1 {
+				sep = "?"
+			}
+			c := startChild(b, map[string]string{"UPSTREAM": cl.URL() + sep + "pool_size=" + strconv.Itoa(benchConns)})
+			rc := redis.NewClient(&redis.Options{Addr: c.addr, Protocol: 2, PoolSize: benchConns})
+			defer rc.Close()
+			cpu := func() []float64 {
+				out := make([]float64, n)
+				for i, s := range cl.Nodes {
+					info, err := s.Client(b).Info(context.Background(), "cpu").Result()
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, line := range strings.Split(info, "\r\n") {
+						if k, v, ok := strings.Cut(line, ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+							f, _ := strconv.ParseFloat(v, 64)
+							out[i] += f
+						}
+					}
+				}
+				return out
+			}
+			var next atomic.Int64
+			before, start := cpu(), time.Now()
+			runPairs(b, func() func() error {
+				conn := rc.Conn()
+				w := strconv.FormatInt(next.Add(1), 10)
+				k := 0
+				ctx := context.Background()
+				return func() error {
+					k++
+					name := "spread-" + w + "-" + strconv.Itoa(k%64)
+					if err := conn.Do(ctx, "LOCK.ACQUIRE", name).Err(); err != nil {
+						return err
+					}
+					if v, err := conn.Do(ctx, "LOCK.RELEASE", name).Int(); v != 1 {
+						return fmt.Errorf("release = %d, %v", v, err)
+					}
+					return nil
+				}
+			})
+			took := time.Since(start).Seconds()
+			for i, after := range cpu() {
+				b.ReportMetric(100*(after-before[i])/took, "cpu%-primary"+strconv.Itoa(i+1))
+			}
+		})
+	}
+}

@@ -35,6 +35,9 @@ const (
 	bindAttempts = 5
 	// maxSocketPath stays below sun_path (108 on Linux, 104 on macOS).
 	maxSocketPath = 100
+	// maxClusterPort is the highest port a Cluster node takes: its bus
+	// listens 10,000 above it.
+	maxClusterPort = 55535
 )
 
 const notFoundMsg = "redis-server not found: install it with " +
@@ -134,6 +137,9 @@ func (s *Server) start(t testing.TB, portArgs []string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
+		for err == nil && slices.Contains(s.args, "--cluster-enabled") && port > maxClusterPort {
+			port, err = freePort()
+		}
 		if err != nil {
 			t.Fatalf("redistest: pick port: %v", err)
 		}

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +194,33 @@ func TestClusterWakesFollowReshard(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the wake published on the new primary never came")
 		}
+	}
+}
+
+// On a Cluster, the upstream's settings are every primary's: one primary
+// without persistence is a risk, and the Cluster keeps only what it keeps.
+func TestClusterRisksOfEveryPrimary(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	s := newClusterStore(t, cl)
+	ctx := context.Background()
+	primaries := cl.Primaries(t)
+	for _, p := range primaries[1:] {
+		if err := p.Client(t).ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Persistence(ctx)
+	if err != nil || got != "none" {
+		t.Errorf("Persistence = %q, %v; want none, the first primary's", got, err)
+	}
+	risks, err := s.Risks(ctx)
+	if err != nil || len(risks) != 1 || risks[0].Kind != "no_persistence" || !strings.HasPrefix(risks[0].Detail, primaries[0].Addr()) {
+		t.Errorf("Risks = %+v, %v; want no_persistence, of %s", risks, err, primaries[0].Addr())
+	}
+	if err := primaries[0].Client(t).ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Persistence(ctx); err != nil || got != "aof-everysec" {
+		t.Errorf("Persistence with AOF on every primary = %q, %v; want aof-everysec", got, err)
 	}
 }

@@ -1005,12 +1005,51 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 1`)
 
-// Risks implements lockcore.Store from CONFIG GET and INFO persistence.
-// An upstream that refuses CONFIG (managed services, ACLs) is reported as
-// a risk to check by hand.
+// Risks implements lockcore.Store from CONFIG GET and INFO persistence:
+// on a Cluster, of every primary, each risk once. An upstream that
+// refuses CONFIG (managed services, ACLs) is reported as a risk to check
+// by hand.
 func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
+	if s.cluster == nil {
+		return risksOf(ctx, s.rdb)
+	}
 	var risks []lockcore.Risk
-	cfg, err := s.rdb.ConfigGet(ctx, "maxmemory*").Result()
+	err := s.eachPrimary(ctx, func(c *redis.Client) error {
+		rs, err := risksOf(ctx, c)
+		for _, r := range rs {
+			if !slices.ContainsFunc(risks, func(o lockcore.Risk) bool { return o.Kind == r.Kind }) {
+				r.Detail = c.Options().Addr + ": " + r.Detail
+				risks = append(risks, r)
+			}
+		}
+		return err
+	})
+	return risks, err
+}
+
+// eachPrimary calls fn with each primary of the Cluster in turn.
+func (s *Store) eachPrimary(ctx context.Context, fn func(c *redis.Client) error) error {
+	var mu sync.Mutex
+	var primaries []*redis.Client
+	err := s.cluster.rdb.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		primaries = append(primaries, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range primaries {
+		errs = append(errs, fn(c))
+	}
+	return errors.Join(errs...)
+}
+
+func risksOf(ctx context.Context, c redis.UniversalClient) ([]lockcore.Risk, error) {
+	var risks []lockcore.Risk
+	cfg, err := c.ConfigGet(ctx, "maxmemory*").Result()
 	if err != nil {
 		return []lockcore.Risk{{Kind: "unknown", Detail: "CONFIG GET refused (" + err.Error() +
 			"): check by hand that maxmemory-policy is noeviction and that Redis persists its data"}}, nil
@@ -1019,11 +1058,11 @@ func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
 		risks = append(risks, lockcore.Risk{Kind: "eviction", Detail: "maxmemory-policy is " + policy +
 			" (maxmemory " + cfg["maxmemory"] + "): Redis may evict lock keys under memory pressure; use noeviction"})
 	}
-	save, err := s.rdb.ConfigGet(ctx, "save").Result()
+	save, err := c.ConfigGet(ctx, "save").Result()
 	if err != nil {
 		return risks, err
 	}
-	info, err := s.rdb.Info(ctx, "persistence").Result()
+	info, err := c.Info(ctx, "persistence").Result()
 	if err != nil {
 		return risks, err
 	}
@@ -1034,11 +1073,32 @@ func (s *Store) Risks(ctx context.Context) ([]lockcore.Risk, error) {
 	return risks, nil
 }
 
+// persistenceRank orders Persistence's answers, from the least kept.
+func persistenceRank(p string) int {
+	return slices.Index([]string{"unknown", "none", "rdb", "aof-no", "aof-everysec", "aof-always"}, p)
+}
+
 // Persistence implements lockcore.Upstream from CONFIG GET: AOF, with its
 // fsync policy, before RDB snapshots. A Redis that refuses CONFIG says
-// unknown.
+// unknown. On a Cluster, it is the least that any primary keeps: what a
+// restart of the worst shard would cost.
 func (s *Store) Persistence(ctx context.Context) (string, error) {
-	aof, err := s.rdb.ConfigGet(ctx, "append*").Result()
+	if s.cluster == nil {
+		return persistenceOf(ctx, s.rdb)
+	}
+	least := ""
+	err := s.eachPrimary(ctx, func(c *redis.Client) error {
+		p, err := persistenceOf(ctx, c)
+		if err == nil && (least == "" || persistenceRank(p) < persistenceRank(least)) {
+			least = p
+		}
+		return err
+	})
+	return least, err
+}
+
+func persistenceOf(ctx context.Context, c redis.UniversalClient) (string, error) {
+	aof, err := c.ConfigGet(ctx, "append*").Result()
 	if err != nil {
 		var rerr redis.Error
 		if errors.As(err, &rerr) {
@@ -1049,7 +1109,7 @@ func (s *Store) Persistence(ctx context.Context) (string, error) {
 	if aof["appendonly"] == "yes" {
 		return "aof-" + aof["appendfsync"], nil
 	}
-	save, err := s.rdb.ConfigGet(ctx, "save").Result()
+	save, err := c.ConfigGet(ctx, "save").Result()
 	if err != nil {
 		return "", err
 	}
