@@ -196,7 +196,9 @@ func reshardSlots() []int {
 var clusterReshard = runShardFault(shardFault{
 	prefix: "cr-", opt: redistest.ClusterOptions{Masters: 3}, kept: true, bound: settleBound,
 	hit: func(cl *cluster) func(int) bool {
-		return func(s int) bool { return s < lockcore.Slots/6 || (s >= lockcore.Slots/3 && s < lockcore.Slots/3+lockcore.Slots/6) }
+		return func(s int) bool {
+			return s < lockcore.Slots/6 || (s >= lockcore.Slots/3 && s < lockcore.Slots/3+lockcore.Slots/6)
+		}
 	},
 	inject: func(cl *cluster) time.Time {
 		slots := reshardSlots()
