@@ -31,9 +31,12 @@ type Locks struct {
 	// On a sharded store: the per-slot stops (nil until the first check),
 	// the shards as last accepted, by Node, and when each shard being
 	// checked began to be.
-	gates        atomic.Pointer[gates]
-	shards       map[string]Shard     // guarded by checkMu
-	verifyStarts map[string]time.Time // guarded by checkMu
+	gates  atomic.Pointer[gates]
+	shards map[string]Shard // guarded by checkMu
+	// What the last check found of the shards: how many were fine, and
+	// how many could not be checked.
+	shardsOK, shardsFailing atomic.Int64
+	verifyStarts            map[string]time.Time // guarded by checkMu
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu

@@ -146,6 +146,8 @@ func (l *Locks) checkShards(ctx context.Context, up Upstream, h Health) error {
 		next[sh.Node] = sh
 	}
 	l.shards = next
+	l.shardsOK.Store(int64(len(h.Shards) - len(errs)))
+	l.shardsFailing.Store(int64(len(errs)))
 	accepted := make([]Shard, 0, len(next))
 	for _, sh := range next {
 		accepted = append(accepted, sh)
@@ -155,6 +157,13 @@ func (l *Locks) checkShards(ctx context.Context, up Upstream, h Health) error {
 		return fmt.Errorf("%w: %w", ErrSomeShards, errors.Join(errs...))
 	}
 	return errors.Join(errs...)
+}
+
+// ShardsChecked reports, for a sharded store, how many shards the last
+// check found fine and how many it could not check; 0, 0 for one that is
+// not sharded.
+func (l *Locks) ShardsChecked() (ok, failing int) {
+	return int(l.shardsOK.Load()), int(l.shardsFailing.Load())
 }
 
 // baseOf is what sh is compared with: see checkShards.

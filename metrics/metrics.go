@@ -32,6 +32,7 @@ type Metrics struct {
 	hold        prometheus.Histogram
 	upstream    *prometheus.HistogramVec
 	upstreamUp  prometheus.Gauge
+	shards      *prometheus.GaugeVec
 	risk        *prometheus.GaugeVec
 	durability  *prometheus.GaugeVec
 	quiet       prometheus.Gauge
@@ -91,6 +92,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_upstream_up", Help: "1 when the upstream answered its last health check, else 0.",
 		}),
+		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lockproxy_upstream_shards", Help: "On a Redis Cluster upstream: its shards by state at the last health check, ok (checked) or failing (not answering, or failing over: no lock is granted in its slots meanwhile).",
+		}, []string{"state"}),
 		risk: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lockproxy_upstream_risk", Help: "1 when the upstream has a setting that can lose locks: eviction (maxmemory-policy is not noeviction), no_persistence (neither RDB nor AOF), unknown (CONFIG refused).",
 		}, []string{"kind"}),
@@ -105,7 +109,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}, []string{"version", "go_version"}),
 	}
 	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.detached, m.handoffs, m.connections,
-		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.risk, m.durability, m.quiet, m.buildInfo)
+		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.shards, m.risk, m.durability, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
 	for _, r := range []string{"acquired", "timeout", "error"} {
@@ -171,6 +175,13 @@ func (m *Metrics) HandedOff(how string) { m.handoffs.WithLabelValues(how).Inc() 
 // Upstream records one upstream call.
 func (m *Metrics) Upstream(op string, took time.Duration) {
 	m.upstream.WithLabelValues(op).Observe(took.Seconds())
+}
+
+// UpstreamShards records how many shards of a Cluster upstream answered
+// the last check, and how many did not.
+func (m *Metrics) UpstreamShards(ok, failing int) {
+	m.shards.WithLabelValues("ok").Set(float64(ok))
+	m.shards.WithLabelValues("failing").Set(float64(failing))
 }
 
 // UpstreamUp records whether the upstream answers.

@@ -196,3 +196,33 @@ func TestHangUpInWaitIsNotAnError(t *testing.T) {
 		t.Errorf("a hang-up was logged as an upstream error:\n%s", logs)
 	}
 }
+
+// On a Cluster, lockproxy_upstream_shards counts the shards the last check
+// found fine and those it could not check; a shard down leaves the
+// sidecar up, and its other names granted.
+func TestClusterShardsMetric(t *testing.T) {
+	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Masters: 3,
+		Args: []string{"--cluster-require-full-coverage", "no"}})
+	p := startProxy(t, map[string]string{"UPSTREAM": cl.URL(), "METRICS_LISTEN": "127.0.0.1:0"})
+	shards := func() (ok, failing, up string) {
+		text := scrape(t, p)
+		return metric(t, text, `lockproxy_upstream_shards{state="ok"}`), metric(t, text, `lockproxy_upstream_shards{state="failing"}`),
+			metric(t, text, "lockproxy_upstream_up")
+	}
+	waitFor(t, func() bool { ok, failing, _ := shards(); return ok == "3" && failing == "0" })
+	down := cl.Primary(t, 0)
+	down.Kill(t)
+	waitFor(t, func() bool { ok, failing, _ := shards(); return ok == "2" && failing == "1" })
+	if _, _, up := shards(); up != "1" {
+		t.Errorf("lockproxy_upstream_up = %s with 2 of 3 shards answering, want 1", up)
+	}
+	// A name in another shard's slots is still granted.
+	c := p.conn(t, 2)
+	for i := 0; ; i++ {
+		name := "elsewhere" + strconv.Itoa(i)
+		if slot := cl.Client(t).ClusterKeySlot(bg(), "{"+name+"}").Val(); cl.Primary(t, int(slot)) != down {
+			mustToken(t, c, name)
+			break
+		}
+	}
+}

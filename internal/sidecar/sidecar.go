@@ -334,6 +334,9 @@ func (a *Sidecar) checkUpstream(ctx context.Context) {
 	}
 	a.checked = true
 	a.metrics.UpstreamUp(up)
+	if ok, failing := a.locks.ShardsChecked(); ok+failing > 0 {
+		a.metrics.UpstreamShards(ok, failing)
+	}
 	a.metrics.QuietLeft(a.locks.QuietLeft())
 	if up && !a.risksRead {
 		a.readRisks(pctx)
