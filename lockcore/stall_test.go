@@ -69,8 +69,10 @@ func TestWaitSurvivesUpstreamStall(t *testing.T) {
 			mu.Unlock()
 		})
 	}
+	held := holder.Held()
 	if ok, err := holder.Release(context.Background(), "stall", ""); !ok || err != nil {
-		t.Fatal(ok, err)
+		st, ierr := mem.Inspect(context.Background(), "stall")
+		t.Fatalf("the holder's release = %v, %v; it held %v before, and the store has %+v (%v)", ok, err, held, st, ierr)
 	}
 	// The first waiter releases when served; each holds until then.
 	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) >= 1 })
