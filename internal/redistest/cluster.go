@@ -402,11 +402,16 @@ func (c *Cluster) Restart(t testing.TB, s *Server) {
 // a test can act while a slot is half moved.
 func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), topologyTimeout+time.Duration(len(slots))*time.Millisecond)
-	defer cancel()
+	// Each call gets its own deadline: the whole takes as long as the
+	// machine needs, which under load is long.
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), migrateCallTimeout)
+	}
+	ctx, cancel := call()
 	owner := map[int]*Server{}
 	primaries := c.Primaries(t)
 	shards, err := clusterShards(ctx, to)
+	cancel()
 	if err != nil {
 		t.Fatalf("redistest: CLUSTER SHARDS on %s: %v", to.Addr(), err)
 	}
@@ -434,8 +439,13 @@ func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between fu
 			r.Close()
 		}
 	}()
+	do := func(s *Server, args ...any) *redis.Cmd {
+		ctx, cancel := call()
+		defer cancel()
+		return rc(s).Do(ctx, args...)
+	}
 	must := func(s *Server, args ...any) any {
-		v, err := rc(s).Do(ctx, args...).Result()
+		v, err := do(s, args...).Result()
 		if err != nil && !errors.Is(err, redis.Nil) && err.Error() != "NOKEY" {
 			t.Fatalf("redistest: %v on %s: %v", args, s.Addr(), err)
 		}
@@ -450,7 +460,7 @@ func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between fu
 		must(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", c.ids[from])
 		must(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
 		for {
-			keys, err := rc(from).Do(ctx, "CLUSTER", "GETKEYSINSLOT", slot, 10).StringSlice()
+			keys, err := do(from, "CLUSTER", "GETKEYSINSLOT", slot, 10).StringSlice()
 			if err != nil {
 				t.Fatalf("redistest: GETKEYSINSLOT %d on %s: %v", slot, from.Addr(), err)
 			}
@@ -476,17 +486,20 @@ func (c *Cluster) MigrateSlots(t testing.TB, slots []int, to *Server, between fu
 		// A source that gave away its last slot may already have turned
 		// into the target's replica (cluster-allow-replica-migration),
 		// which takes no SETSLOT: it knows.
-		if err := rc(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil && !strings.Contains(err.Error(), "only with masters") {
+		if err := do(from, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil && !strings.Contains(err.Error(), "only with masters") {
 			t.Fatalf("redistest: SETSLOT %d NODE on %s: %v", slot, from.Addr(), err)
 		}
 		for _, s := range primaries {
 			if s != to && s != from {
-				_ = rc(s).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+				_ = do(s, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
 			}
 		}
 		owner[slot] = to
 	}
 }
+
+// migrateCallTimeout bounds each call of MigrateSlots.
+const migrateCallTimeout = 10 * time.Second
 
 // Addrs are every node's host:port address, replicas too.
 func (c *Cluster) Addrs() []string {
