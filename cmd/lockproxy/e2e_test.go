@@ -930,3 +930,31 @@ func TestMaxWaitZero(t *testing.T) {
 		t.Errorf("WAIT 1 with LOCKPROXY_MAX_WAIT=0: %v", err)
 	}
 }
+
+// One address of a Cluster's node is a Cluster in auto mode: lockproxy asks
+// the node at start, and grants names on every primary. Read as one Redis
+// (LOCKPROXY_UPSTREAM_MODE=single), it grants nothing and says why.
+func TestClusterFoundFromOneNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	p := startProxy(t, map[string]string{"UPSTREAM": cl.Nodes[0].URL(), "LOG_LEVEL": "info"})
+	if !strings.Contains(p.logs.String(), "upstream_mode=cluster") {
+		t.Errorf("the start-up log does not say upstream_mode=cluster:\n%s", p.logs)
+	}
+	c := p.conn(t, 2)
+	plain := cl.Client(t)
+	on := map[*redistest.Server]bool{}
+	for i := 0; len(on) < 3; i++ {
+		name := "one-node-" + strconv.Itoa(i)
+		mustInt(t, 1, c, "LOCK.RELEASE", name, mustToken(t, c, name, 60000))
+		on[cl.Primary(t, int(plain.ClusterKeySlot(bg(), "{"+name+"}").Val()))] = true
+	}
+
+	single := startProxy(t, map[string]string{"UPSTREAM": cl.Nodes[0].URL(), "UPSTREAM_MODE": "single", "UPSTREAM_TIMEOUT": "500ms"})
+	if err := single.Ready(); err == nil || !strings.Contains(err.Error(), "upstream") {
+		t.Errorf("read as one Redis, /readyz says %v; want the upstream down", err)
+	}
+	err := do(t, single.conn(t, 2), "LOCK.ACQUIRE", "one-node-single", 1000).Err()
+	if err == nil || !strings.Contains(err.Error(), "LOCKPROXY_UPSTREAM_MODE=cluster") {
+		t.Errorf("LOCK.ACQUIRE through a Cluster node read as one Redis: %v; want an error naming LOCKPROXY_UPSTREAM_MODE=cluster", err)
+	}
+}

@@ -544,3 +544,42 @@ func TestTLSMaxClients(t *testing.T) {
 		t.Error("client over the limit left open")
 	}
 }
+
+// A Redis Cluster over TLS, with client certificates: the URL's TLS and
+// the upstream TLS files reach every node, each checked against the
+// address lockproxy dials, which is what the Cluster announces.
+func TestTLSUpstreamCluster(t *testing.T) {
+	pki := newPKI(t)
+	cl := redistest.StartClusterWith(t, redistest.ClusterOptions{Masters: 3, PortArgs: []string{"--tls-port"}, Args: []string{
+		"--tls-cert-file", pki.serverCert,
+		"--tls-key-file", pki.serverKey,
+		"--tls-ca-cert-file", pki.caFile,
+		"--tls-auth-clients", "yes",
+		// The bus and CLUSTER SHARDS/SLOTS go over TLS too, so nodes
+		// announce their TLS ports; a node dials another with the
+		// client certificate.
+		"--tls-cluster", "yes",
+		"--tls-client-cert-file", pki.clientCert,
+		"--tls-client-key-file", pki.clientKey,
+	}})
+	tlsAddr := func(s *redistest.Server) string { return "127.0.0.1:" + strconv.Itoa(s.Port("--tls-port")) }
+	url := "rediss://" + tlsAddr(cl.Nodes[0]) + "?addr=" + tlsAddr(cl.Nodes[1]) + "&addr=" + tlsAddr(cl.Nodes[2])
+	p := startProxy(t, map[string]string{"UPSTREAM": url, "UPSTREAM_TLS_CA": pki.caFile,
+		"UPSTREAM_TLS_CERT": pki.clientCert, "UPSTREAM_TLS_KEY": pki.clientKey})
+	if p.Ready() != nil {
+		t.Fatalf("upstream reported down:\n%s", p.logs)
+	}
+	c := p.conn(t, 2)
+	plain := cl.Client(t)
+	// Names until every primary holds one.
+	on := map[*redistest.Server]bool{}
+	for i := 0; len(on) < 3; i++ {
+		name := "tls-cluster-" + strconv.Itoa(i)
+		tok := mustToken(t, c, name, 60000)
+		if n := plain.Exists(bg(), "lock:{"+name+"}").Val(); n != 1 {
+			t.Fatalf("%s is not in the Cluster (EXISTS = %d)", name, n)
+		}
+		on[cl.Primary(t, int(plain.ClusterKeySlot(bg(), "{"+name+"}").Val()))] = true
+		mustInt(t, 1, c, "LOCK.RELEASE", name, tok)
+	}
+}

@@ -22,6 +22,10 @@ type ClusterOptions struct {
 	// before its replica takes over. Default 2s.
 	NodeTimeout time.Duration
 	Args        []string // more redis-server arguments, for every node
+	// PortArgs are more port arguments for every node, each given a free
+	// port of its own (see Options.PortArgs): {"--tls-port"} for a Cluster
+	// over TLS, with "--tls-cluster", "yes" in Args.
+	PortArgs []string
 }
 
 // Cluster is a Redis Cluster of masters and their replicas, each a Server
@@ -60,7 +64,7 @@ func StartClusterWith(t testing.TB, opt ClusterOptions) *Cluster {
 	c := &Cluster{opt: opt, ids: map[*Server]string{}}
 	total := opt.Masters * (1 + opt.Replicas)
 	for range total {
-		c.Nodes = append(c.Nodes, Start(t, Options{Args: append([]string{
+		c.Nodes = append(c.Nodes, Start(t, Options{PortArgs: opt.PortArgs, Args: append([]string{
 			"--cluster-enabled", "yes",
 			// Relative to the server's own --dir, so it survives Restart.
 			"--cluster-config-file", "nodes.conf",
@@ -78,8 +82,14 @@ func StartClusterWith(t testing.TB, opt ClusterOptions) *Cluster {
 		lo, hi := i*clusterSlots/opt.Masters, (i+1)*clusterSlots/opt.Masters-1
 		c.do(t, ctx, s, "CLUSTER", "ADDSLOTSRANGE", lo, hi)
 	}
+	// Over TLS (tls-cluster), a node's bus listens 10,000 above its TLS
+	// port, which MEET is then given.
+	meetPort := c.Nodes[0].port
+	if i := slices.Index(opt.Args, "--tls-cluster"); i >= 0 && i+1 < len(opt.Args) && opt.Args[i+1] == "yes" {
+		meetPort = c.Nodes[0].Port("--tls-port")
+	}
 	for _, s := range c.Nodes[1:] {
-		c.do(t, ctx, s, "CLUSTER", "MEET", "127.0.0.1", c.Nodes[0].port)
+		c.do(t, ctx, s, "CLUSTER", "MEET", "127.0.0.1", meetPort)
 	}
 	// A replica can follow its master once gossip has told it of it.
 	for i, s := range c.Nodes[opt.Masters:] {

@@ -145,9 +145,14 @@ func (s *Server) start(t testing.TB, portArgs []string) {
 		}
 		s.port = port
 		for _, arg := range portArgs {
-			if s.extra[arg], err = freePort(); err != nil {
+			p, err := freePort()
+			for err == nil && slices.Contains(s.args, "--cluster-enabled") && p > maxClusterPort {
+				p, err = freePort()
+			}
+			if err != nil {
 				t.Fatalf("redistest: pick port: %v", err)
 			}
+			s.extra[arg] = p
 		}
 		err = s.launch()
 		if err == nil {
