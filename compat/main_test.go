@@ -62,6 +62,7 @@ type backend string
 const (
 	embedded backend = "embedded" // no LOCKPROXY_UPSTREAM
 	upstream backend = "redis"    // a redis-server of the test's own
+	cluster  backend = "cluster"  // a Redis Cluster of 3 primaries of the test's own
 )
 
 // sidecar is a lockproxy child process owned by one test.
@@ -79,8 +80,11 @@ func startSidecar(t testing.TB, b backend) *sidecar {
 	t.Helper()
 	env := append(os.Environ(), "LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json",
 		"LOCKPROXY_LOG_LEVEL=info", "LOCKPROXY_UPSTREAM=")
-	if b == upstream {
+	switch b {
+	case upstream:
 		env = append(env, "LOCKPROXY_UPSTREAM="+redistest.Start(t).URL())
+	case cluster:
+		env = append(env, "LOCKPROXY_UPSTREAM="+redistest.StartCluster(t, 3).URL())
 	}
 	s := &sidecar{logs: &syncbuf.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(lockproxyBin)

@@ -28,7 +28,8 @@ type client struct {
 	run func(t *testing.T, addr string) (*stepResults, string)
 }
 
-var bothBackends = []backend{embedded, upstream}
+// allBackends are the embedded store, one Redis, and a Redis Cluster.
+var allBackends = []backend{embedded, upstream, cluster}
 
 func withPush(steps []string) []string { return append(append([]string(nil), steps...), stepLostPush) }
 
@@ -38,26 +39,26 @@ func withInfo(steps []string) []string {
 
 func clients() []client {
 	return []client{
-		{name: "redis-cli", steps: withPush(commonSteps), backends: bothBackends, run: runRedisCLI},
-		{name: "go-redis-resp3", steps: withPush(commonSteps), backends: bothBackends, run: runGoRedis(3)},
-		{name: "go-redis-resp2", steps: commonSteps, backends: bothBackends, run: runGoRedis(2)},
-		{name: "rueidis", steps: commonSteps, backends: bothBackends, run: runRueidis},
+		{name: "redis-cli", steps: withPush(commonSteps), backends: allBackends, run: runRedisCLI},
+		{name: "go-redis-resp3", steps: withPush(commonSteps), backends: allBackends, run: runGoRedis(3)},
+		{name: "go-redis-resp2", steps: commonSteps, backends: allBackends, run: runGoRedis(2)},
+		{name: "rueidis", steps: commonSteps, backends: allBackends, run: runRueidis},
 		// rueidis's default options turn on client-side caching, whose
 		// CLIENT TRACKING ON OPTIN lockproxy refuses; kept failing until it
 		// answers it.
 		{name: "rueidis-default-options", steps: []string{stepHandshake}, backends: []backend{embedded}, run: runRueidisDefaults},
 		// redis-py and node-redis parse CLIENT INFO themselves.
-		{name: "redis-py", steps: withInfo(commonSteps), backends: bothBackends, run: runRedisPy},
-		{name: "ioredis", steps: commonSteps, backends: bothBackends, run: runNode("ioredis.js")},
-		{name: "node-redis", steps: withInfo(commonSteps), backends: bothBackends, run: runNode("node-redis.js")},
+		{name: "redis-py", steps: withInfo(commonSteps), backends: allBackends, run: runRedisPy},
+		{name: "ioredis", steps: commonSteps, backends: allBackends, run: runNode("ioredis.js")},
+		{name: "node-redis", steps: withInfo(commonSteps), backends: allBackends, run: runNode("node-redis.js")},
 	}
 }
 
 // TestClients runs the scenario through every client, against a sidecar on
-// the embedded store and one on a Redis upstream. Each client gets a
+// the embedded store, one on a Redis upstream and one on a Redis Cluster. Each client gets a
 // recorder in front of the shared sidecar and lock names of its own.
 func TestClients(t *testing.T) {
-	for _, b := range bothBackends {
+	for _, b := range allBackends {
 		t.Run(string(b), func(t *testing.T) {
 			t.Parallel()
 			sc := startSidecar(t, b)
