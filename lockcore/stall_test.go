@@ -55,6 +55,7 @@ func TestWaitSurvivesUpstreamStall(t *testing.T) {
 	store.stalled.Store(false)
 
 	var order []int
+	tokens := make([]string, 2)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, ch := range []<-chan waitFor{first, second} {
@@ -66,6 +67,7 @@ func TestWaitSurvivesUpstreamStall(t *testing.T) {
 			}
 			mu.Lock()
 			order = append(order, i)
+			tokens[i] = w.token
 			mu.Unlock()
 		})
 	}
@@ -77,15 +79,20 @@ func TestWaitSurvivesUpstreamStall(t *testing.T) {
 	// The first waiter releases when served; each holds until then.
 	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) >= 1 })
 	mu.Lock()
-	got := slices.Clone(order)
+	got, tok := slices.Clone(order), tokens[0]
 	mu.Unlock()
 	if !slices.Equal(got, []int{0}) {
 		t.Fatalf("served %v first, want the waiter that came first", got)
 	}
 	// The earlier waiter's lock goes with its session; then the second.
-	st, _ := mem.Inspect(context.Background(), "stall")
-	if ok, err := l.NewSession(nil).Release(context.Background(), "stall", st.Token); !ok || err != nil {
-		t.Fatal(ok, err)
+	// It was handed over locally: the waiter is answered first, and the
+	// store learns of its token from the transfer that follows.
+	waitUntil(t, func() bool {
+		st, err := mem.Inspect(context.Background(), "stall")
+		return err == nil && st.Token == tok
+	})
+	if ok, err := l.NewSession(nil).Release(context.Background(), "stall", tok); !ok || err != nil {
+		t.Fatalf("releasing the first waiter's lock by its token = %v, %v", ok, err)
 	}
 	wg.Wait()
 	if tok, err := l.NewSession(nil).Acquire(context.Background(), "busy-after", lockcore.AcquireOptions{Wait: 10 * time.Millisecond}); tok == "" || err != nil {
