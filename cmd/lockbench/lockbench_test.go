@@ -139,6 +139,7 @@ func TestFlags(t *testing.T) {
 		{"-store", "etcd"},
 		{"-store", "embedded", "-sidecars", "2"},
 		{"-store", "embedded", "-upstream", "redis://n1:7000"},
+		{"-mode", "burst"},
 		{"-duration", "100ms", "-warmup", "200ms"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -246,4 +247,42 @@ func TestUpstreamAddrs(t *testing.T) {
 	if _, err := upstreamAddrs("n1:7000"); err == nil {
 		t.Error("a URL without a host accepted")
 	}
+}
+
+// The uncontended mode reports, for lockproxy and direct EVALSHA in one
+// run, pairs a second and what each pair cost Redis and the sidecar: two
+// script calls a pair each way, and CPU on both sides through lockproxy.
+func TestUncontended(t *testing.T) {
+	bin := buildLockproxy(t)
+	srv := redistest.Start(t)
+	var out strings.Builder
+	err := run(context.Background(), []string{"-mode", "uncontended", "-lockproxy", bin, "-redis", srv.URL(),
+		"-clients", "4", "-duration", "700ms", "-warmup", "100ms"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		for _, label := range []string{"pairs/s", "Redis CPU per pair, µs", "script calls per pair", "sidecar CPU per pair, µs"} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), label); ok {
+				rows[label] = strings.Fields(rest)
+			}
+		}
+	}
+	// About 2 each way: the figures take the calls in flight at either end
+	// of the run as they come.
+	if got := rows["script calls per pair"]; len(got) != 3 || !near(got[0], 2) || !near(got[1], 2) {
+		t.Errorf("script calls per pair %v, want about 2 for both:\n%s", got, out.String())
+	}
+	for _, label := range []string{"pairs/s", "Redis CPU per pair, µs", "sidecar CPU per pair, µs"} {
+		if len(rows[label]) == 0 || rows[label][0] == "0" || rows[label][0] == "0.0" || rows[label][0] == "–" {
+			t.Errorf("%s: %v, want a figure for lockproxy:\n%s", label, rows[label], out.String())
+		}
+	}
+}
+
+// near reports whether the figure s is within 5% of want.
+func near(s string, want float64) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && f >= want*0.95 && f <= want*1.05
 }

@@ -36,6 +36,7 @@ type config struct {
 	store      string
 	redisURL   string
 	upstream   string
+	mode       string
 	lockproxy  string
 	connect    string
 	sidecarCPU string
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.mode, "mode", "wait", "wait: clients contend for -names locks, holding and waiting; uncontended: each client acquires and releases names of its own, and Redis's and the sidecars' CPU per pair is reported against direct EVALSHA")
 	fs.IntVar(&c.clients, "clients", 32, "clients (N), each on its own connection")
 	fs.IntVar(&c.names, "names", 1, "lock names (M); clients are spread over them in turn")
 	fs.DurationVar(&c.hold, "hold", time.Millisecond, "hold time (H) after the counter update")
@@ -90,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, err
 	}
 	switch {
+	case c.mode != "wait" && c.mode != "uncontended":
+		return c, errors.New("-mode must be wait or uncontended")
 	case c.clients < 1 || c.names < 1 || c.sidecars < 1:
 		return c, errors.New("-clients, -names and -sidecars must be at least 1")
 	case c.store != "redis" && c.store != "embedded":
@@ -125,8 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s), hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
-		cfg.clients, cfg.names, cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
+	if cfg.mode == "wait" {
+		fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s), hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
+			cfg.clients, cfg.names, cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
+	} else {
+		fmt.Fprintf(stdout, "lockbench: Redis %s; sidecars %s\n", redisAddr, strings.Join(sidecars, ","))
+	}
 	if cfg.upstream != "" {
 		fmt.Fprintf(stdout, "lockbench: the sidecars' upstream is %s\n", cfg.upstream)
 	}
@@ -134,6 +142,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	w := lockproxyWorkload(sidecars)
 	if w.statsAddrs, err = upstreamAddrs(cfg.upstream); err != nil {
 		return err
+	}
+	if cfg.mode == "uncontended" {
+		return runUncontended(ctx, cfg, redisAddr, w.statsAddrs, sidecars, procs.sidecarPIDs, stdout)
 	}
 	proxy, err := measure(ctx, cfg, redisAddr, w)
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 // processes are the redis-server and sidecars lockbench started; it stops
 // them, by their own PIDs, when it is done.
 type processes struct {
-	cmds []*exec.Cmd
-	dirs []string
+	cmds        []*exec.Cmd
+	dirs        []string
+	sidecarPIDs []int // of the sidecars, for their CPU time
 }
 
 func (p *processes) stop() {
@@ -137,6 +138,8 @@ func (p *processes) sidecars(cfg config, redisAddr string) ([]string, error) {
 		if err := p.start(cfg.sidecarCPU, env, bin); err != nil {
 			return nil, err
 		}
+		// taskset execs the sidecar in its own process.
+		p.sidecarPIDs = append(p.sidecarPIDs, p.cmds[len(p.cmds)-1].Process.Pid)
 		if err := waitAnswer(addr); err != nil {
 			return nil, err
 		}

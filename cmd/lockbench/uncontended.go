@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// The uncontended mode (-mode uncontended) measures what one lock costs:
+// every client acquires and releases names of its own, 64 in turn, so no
+// two ever meet. Through lockproxy, and, as the baseline, straight to Redis
+// with the least a lock needs (directAcquire, directRelease), it reports
+// pairs a second, Redis's CPU and script calls per pair, and the sidecars'
+// CPU per pair.
+
+// The baseline's scripts: SET NX PX, and a release by token.
+const (
+	directAcquire = `return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])`
+	directRelease = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`
+)
+
+// namesPerClient is how many names each client cycles through.
+const namesPerClient = 64
+
+// uncResult is one uncontended workload's figures, over the run after the
+// warm-up.
+type uncResult struct {
+	name         string
+	pairs        int64
+	seconds      float64
+	redisCPU     float64 // seconds of Redis CPU (user + sys)
+	scriptCalls  int64   // EVALSHA and EVAL calls in Redis
+	sidecarCPU   float64 // seconds of the sidecars' CPU; negative: not known
+	sidecarCount int
+}
+
+// pairFunc runs one acquire and release of name on its client.
+type pairFunc func(name, token string) error
+
+// runUncontended runs both workloads and reports them.
+func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddrs, sidecars []string, sidecarPIDs []int, stdout io.Writer) error {
+	ttl := strconv.FormatInt(cfg.ttl.Milliseconds(), 10)
+	proxy, err := measureUncontended(ctx, cfg, "lockproxy", redisAddr, statsAddrs, sidecarPIDs, func(i int) (pairFunc, func(), error) {
+		c, err := dial(sidecars[i%len(sidecars)])
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(name, _ string) error {
+			if v, err := c.do("LOCK.ACQUIRE", name, ttl); err != nil || v.Null {
+				return fmt.Errorf("LOCK.ACQUIRE %s = %v, %v", name, v, err)
+			}
+			if v, err := c.do("LOCK.RELEASE", name); err != nil || v.Num != 1 {
+				return fmt.Errorf("LOCK.RELEASE %s = %v, %v", name, v, err)
+			}
+			return nil
+		}, func() { c.Close() }, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lockproxy workload: %w", err)
+	}
+	proxy.sidecarCount = len(sidecars)
+	results := []*uncResult{proxy}
+	if cfg.baseline {
+		shas, err := loadScripts(redisAddr, directAcquire, directRelease)
+		if err != nil {
+			return err
+		}
+		direct, err := measureUncontended(ctx, cfg, "direct EVALSHA", redisAddr, nil, nil, func(int) (pairFunc, func(), error) {
+			c, err := dial(redisAddr)
+			if err != nil {
+				return nil, nil, err
+			}
+			return func(name, token string) error {
+				key := "bench:{" + name + "}"
+				if v, err := c.do("EVALSHA", shas[0], "1", key, token, ttl); err != nil || v.Str != "OK" {
+					return fmt.Errorf("acquire %s = %v, %v", key, v, err)
+				}
+				if v, err := c.do("EVALSHA", shas[1], "1", key, token); err != nil || v.Num != 1 {
+					return fmt.Errorf("release %s = %v, %v", key, v, err)
+				}
+				return nil
+			}, func() { c.Close() }, nil
+		})
+		if err != nil {
+			return fmt.Errorf("baseline workload: %w", err)
+		}
+		results = append(results, direct)
+	}
+	reportUncontended(stdout, cfg, results)
+	return nil
+}
+
+// loadScripts loads each script into Redis and returns their SHA-1s.
+func loadScripts(addr string, srcs ...string) ([]string, error) {
+	c, err := dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var shas []string
+	for _, src := range srcs {
+		v, err := c.do("SCRIPT", "LOAD", src)
+		if err != nil {
+			return nil, err
+		}
+		shas = append(shas, v.Str)
+	}
+	return shas, nil
+}
+
+// measureUncontended runs cfg.clients clients of one workload for
+// cfg.duration and measures the part after cfg.warmup.
+func measureUncontended(ctx context.Context, cfg config, name, redisAddr string, statsAddrs []string, pids []int,
+	newClient func(i int) (pairFunc, func(), error)) (*uncResult, error) {
+	pairs := make([]pairFunc, cfg.clients)
+	for i := range pairs {
+		p, closeFn, err := newClient(i)
+		if err != nil {
+			return nil, err
+		}
+		defer closeFn()
+		pairs[i] = p
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	var done atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for i, pair := range pairs {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				name := "u" + strconv.Itoa(i) + "-" + strconv.Itoa(n%namesPerClient)
+				if err := pair(name, strconv.Itoa(i)+"-"+strconv.Itoa(n)); err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						cancel()
+					}
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(cfg.warmup):
+	}
+	before, err := snapshot(redisAddr, statsAddrs, pids)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return nil, err
+	}
+	startPairs, start := done.Load(), time.Now()
+	<-ctx.Done()
+	endPairs, elapsed := done.Load(), time.Since(start)
+	after, err := snapshot(redisAddr, statsAddrs, pids)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &uncResult{name: name, pairs: endPairs - startPairs, seconds: elapsed.Seconds(),
+		redisCPU: after.redisCPU - before.redisCPU, scriptCalls: after.scripts - before.scripts, sidecarCPU: -1}
+	if len(pids) > 0 {
+		r.sidecarCPU = after.sidecarCPU - before.sidecarCPU
+	}
+	return r, nil
+}
+
+// usage is what the servers and sidecars had spent at one moment.
+type usage struct {
+	redisCPU   float64
+	scripts    int64
+	sidecarCPU float64
+}
+
+func snapshot(redisAddr string, statsAddrs []string, pids []int) (usage, error) {
+	var u usage
+	for _, addr := range append([]string{redisAddr}, statsAddrs...) {
+		c, err := dial(addr)
+		if err != nil {
+			return u, err
+		}
+		cpu, err := c.do("INFO", "cpu")
+		if err == nil {
+			for _, line := range strings.Split(cpu.Str, "\r\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+					f, _ := strconv.ParseFloat(v, 64)
+					u.redisCPU += f
+				}
+			}
+		}
+		stats, serr := commandstats(c)
+		c.Close()
+		if err = errors.Join(err, serr); err != nil {
+			return u, err
+		}
+		u.scripts += stats["evalsha"] + stats["eval"]
+	}
+	for _, pid := range pids {
+		s, err := processCPU(pid)
+		if err != nil {
+			return u, err
+		}
+		u.sidecarCPU += s
+	}
+	return u, nil
+}
+
+// processCPU is the user and system CPU time pid has used, in seconds,
+// from /proc/<pid>/stat (in clock ticks, 100 a second on Linux).
+func processCPU(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing one.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100, nil
+}
+
+func reportUncontended(w io.Writer, cfg config, rs []*uncResult) {
+	fmt.Fprintf(w, "lockbench: uncontended, %d connections, each cycling through %d names of its own, %v after a %v warm-up\n",
+		cfg.clients, namesPerClient, cfg.duration-cfg.warmup, cfg.warmup)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t", r.name)
+	}
+	if len(rs) == 2 {
+		fmt.Fprint(tw, "lockproxy ÷ direct\t")
+	}
+	fmt.Fprintln(tw)
+	row := func(label string, f func(r *uncResult) (float64, bool), format string) {
+		fmt.Fprintf(tw, "%s\t", label)
+		var vals []float64
+		for _, r := range rs {
+			v, ok := f(r)
+			if ok {
+				fmt.Fprintf(tw, format+"\t", v)
+			} else {
+				fmt.Fprint(tw, "–\t")
+			}
+			vals = append(vals, v)
+		}
+		if len(vals) == 2 && vals[1] > 0 {
+			fmt.Fprintf(tw, "%.2f\t", vals[0]/vals[1])
+		}
+		fmt.Fprintln(tw)
+	}
+	perPair := func(x float64, r *uncResult) float64 { return x / float64(max(r.pairs, 1)) }
+	row("pairs/s", func(r *uncResult) (float64, bool) { return float64(r.pairs) / r.seconds, true }, "%.0f")
+	row("Redis CPU per pair, µs", func(r *uncResult) (float64, bool) { return perPair(r.redisCPU*1e6, r), true }, "%.1f")
+	row("script calls per pair", func(r *uncResult) (float64, bool) { return perPair(float64(r.scriptCalls), r), true }, "%.2f")
+	row("sidecar CPU per pair, µs", func(r *uncResult) (float64, bool) {
+		return perPair(r.sidecarCPU*1e6, r), r.sidecarCPU >= 0
+	}, "%.1f")
+	tw.Flush()
+}
