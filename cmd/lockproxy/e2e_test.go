@@ -941,13 +941,9 @@ func TestClusterFoundFromOneNode(t *testing.T) {
 		t.Errorf("the start-up log does not say upstream_mode=cluster:\n%s", p.logs)
 	}
 	c := p.conn(t, 2)
-	plain := cl.Client(t)
-	on := map[*redistest.Server]bool{}
-	for i := 0; len(on) < 3; i++ {
-		name := "one-node-" + strconv.Itoa(i)
+	onEveryPrimary(t, cl, "one-node-", func(name string) {
 		mustInt(t, 1, c, "LOCK.RELEASE", name, mustToken(t, c, name, 60000))
-		on[cl.Primary(t, int(plain.ClusterKeySlot(bg(), "{"+name+"}").Val()))] = true
-	}
+	})
 
 	single := startProxy(t, map[string]string{"UPSTREAM": cl.Nodes[0].URL(), "UPSTREAM_MODE": "single", "UPSTREAM_TIMEOUT": "500ms"})
 	if err := single.Ready(); err == nil || !strings.Contains(err.Error(), "upstream") {

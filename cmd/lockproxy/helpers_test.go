@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lockproxy/lockproxy/internal/redistest"
 	"github.com/lockproxy/lockproxy/internal/sidecar"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
@@ -257,4 +258,17 @@ func untilGranted(t testing.TB, c doer, name string, ttl int, since time.Time) t
 		return err == nil
 	})
 	return took
+}
+
+// onEveryPrimary calls fn with the names prefix0, prefix1, … until every
+// primary of cl has served one of them.
+func onEveryPrimary(t testing.TB, cl *redistest.Cluster, prefix string, fn func(name string)) {
+	t.Helper()
+	plain := cl.Client(t)
+	on := map[*redistest.Server]bool{}
+	for i, primaries := 0, len(cl.Primaries(t)); len(on) < primaries; i++ {
+		name := prefix + strconv.Itoa(i)
+		fn(name)
+		on[cl.Primary(t, int(plain.ClusterKeySlot(bg(), "{"+name+"}").Val()))] = true
+	}
 }

@@ -571,15 +571,11 @@ func TestTLSUpstreamCluster(t *testing.T) {
 	}
 	c := p.conn(t, 2)
 	plain := cl.Client(t)
-	// Names until every primary holds one.
-	on := map[*redistest.Server]bool{}
-	for i := 0; len(on) < 3; i++ {
-		name := "tls-cluster-" + strconv.Itoa(i)
+	onEveryPrimary(t, cl, "tls-cluster-", func(name string) {
 		tok := mustToken(t, c, name, 60000)
 		if n := plain.Exists(bg(), "lock:{"+name+"}").Val(); n != 1 {
 			t.Fatalf("%s is not in the Cluster (EXISTS = %d)", name, n)
 		}
-		on[cl.Primary(t, int(plain.ClusterKeySlot(bg(), "{"+name+"}").Val()))] = true
 		mustInt(t, 1, c, "LOCK.RELEASE", name, tok)
-	}
+	})
 }

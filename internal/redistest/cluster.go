@@ -94,7 +94,7 @@ func StartClusterWith(t testing.TB, opt ClusterOptions) *Cluster {
 	// A replica can follow its master once gossip has told it of it.
 	for i, s := range c.Nodes[opt.Masters:] {
 		master := c.Nodes[i%opt.Masters]
-		c.poll(t, "replica "+s.Addr()+" follows "+master.Addr(), func(ctx context.Context) error {
+		c.await(t, "replica "+s.Addr()+" follows "+master.Addr(), func(ctx context.Context) error {
 			return s.do(ctx, "CLUSTER", "REPLICATE", c.ids[master]).Err()
 		})
 	}
@@ -119,22 +119,12 @@ func (s *Server) do(ctx context.Context, args ...any) *redis.Cmd {
 	return rdb.Do(ctx, args...)
 }
 
-// poll runs check until it succeeds, and fails the test with what and the
-// last error after topologyTimeout.
-func (c *Cluster) poll(t testing.TB, what string, check func(ctx context.Context) error) {
+// await runs check until it succeeds (see poll), and fails the test with
+// what and the last error if it does not.
+func (c *Cluster) await(t testing.TB, what string, check func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(topologyTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-		err := check(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redistest: %s: not within %v: %v\n%s", what, topologyTimeout, err, c.logTails())
-		}
-		time.Sleep(topologyPoll)
+	if err := poll(check); err != nil {
+		t.Fatalf("redistest: %s: not within %v: %v\n%s", what, topologyTimeout, err, c.logTails())
 	}
 }
 
@@ -143,7 +133,7 @@ func (c *Cluster) poll(t testing.TB, what string, check func(ctx context.Context
 // every running replica of its shard as online.
 func (c *Cluster) WaitHealthy(t testing.TB) {
 	t.Helper()
-	c.poll(t, "cluster healthy", c.healthy)
+	c.await(t, "cluster healthy", c.healthy)
 }
 
 func (c *Cluster) healthy(ctx context.Context) error {
@@ -256,7 +246,7 @@ func (c *Cluster) ID(s *Server) string { return c.ids[s] }
 func (c *Cluster) Primary(t testing.TB, slot int) *Server {
 	t.Helper()
 	var p *Server
-	c.poll(t, "primary of slot "+strconv.Itoa(slot), func(ctx context.Context) error {
+	c.await(t, "primary of slot "+strconv.Itoa(slot), func(ctx context.Context) error {
 		shards, err := clusterShards(ctx, c.running()[0])
 		if err != nil {
 			return err
@@ -283,7 +273,7 @@ func (c *Cluster) Primary(t testing.TB, slot int) *Server {
 func (c *Cluster) SlotsOf(t testing.TB, primary *Server) [][2]int {
 	t.Helper()
 	var out [][2]int
-	c.poll(t, "slots of "+primary.Addr(), func(ctx context.Context) error {
+	c.await(t, "slots of "+primary.Addr(), func(ctx context.Context) error {
 		out = out[:0]
 		shards, err := clusterShards(ctx, primary)
 		if err != nil {
@@ -310,7 +300,7 @@ func (c *Cluster) SlotsOf(t testing.TB, primary *Server) [][2]int {
 func (c *Cluster) Primaries(t testing.TB) []*Server {
 	t.Helper()
 	var out []*Server
-	c.poll(t, "primaries", func(ctx context.Context) error {
+	c.await(t, "primaries", func(ctx context.Context) error {
 		out = out[:0]
 		shards, err := clusterShards(ctx, c.running()[0])
 		if err != nil {
@@ -332,7 +322,7 @@ func (c *Cluster) Primaries(t testing.TB) []*Server {
 func (c *Cluster) ReplicaOf(t testing.TB, primary *Server) *Server {
 	t.Helper()
 	var r *Server
-	c.poll(t, "a replica of "+primary.Addr(), func(ctx context.Context) error {
+	c.await(t, "a replica of "+primary.Addr(), func(ctx context.Context) error {
 		for _, s := range c.running() {
 			if s != primary && c.shardOfNode(ctx, s) == c.ids[primary] {
 				r = s
@@ -361,7 +351,7 @@ func (c *Cluster) Failover(t testing.TB, replica *Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	defer cancel()
 	c.do(t, ctx, replica, "CLUSTER", "FAILOVER")
-	c.poll(t, replica.Addr()+" takes over", func(ctx context.Context) error {
+	c.await(t, replica.Addr()+" takes over", func(ctx context.Context) error {
 		if id := c.shardOfNode(ctx, replica); id != c.ids[replica] {
 			return fmt.Errorf("%s still follows %s", replica.Addr(), id)
 		}
@@ -374,7 +364,7 @@ func (c *Cluster) Failover(t testing.TB, replica *Server) {
 func (c *Cluster) WaitTakeover(t testing.TB, old *Server) *Server {
 	t.Helper()
 	var took *Server
-	c.poll(t, "a replica takes over from "+old.Addr(), func(ctx context.Context) error {
+	c.await(t, "a replica takes over from "+old.Addr(), func(ctx context.Context) error {
 		for _, s := range c.running() {
 			info, err := s.do(ctx, "INFO", "replication").Text()
 			if err != nil {

@@ -168,7 +168,7 @@ func StartSentinel(t testing.TB, opt SentinelOptions) *Sentinel {
 	}
 	// The sentinels learn of the replicas from the primary's INFO, so
 	// they start once the replicas are attached.
-	if err := sn.poll(func(ctx context.Context) error { return sn.replicated(ctx, primary) }); err != nil {
+	if err := poll(func(ctx context.Context) error { return sn.replicated(ctx, primary) }); err != nil {
 		t.Fatalf("redistest: replicas not in sync with %s within %v: %v\n%s", primary.Addr(), topologyTimeout, err, sn.logTails(sn.nodes))
 	}
 	for range opt.Sentinels {
@@ -308,7 +308,7 @@ func (sn *Sentinel) Nodes() []*Server { return append([]*Server(nil), sn.nodes..
 func (sn *Sentinel) Primary(t testing.TB) *Server {
 	t.Helper()
 	var primary *Server
-	err := sn.poll(func(ctx context.Context) (err error) {
+	err := poll(func(ctx context.Context) (err error) {
 		primary, err = sn.agreedPrimary(ctx)
 		return err
 	})
@@ -340,7 +340,7 @@ func (sn *Sentinel) Failover(t testing.TB) (old, new *Server) {
 	t.Helper()
 	old = sn.Primary(t)
 	start := time.Now()
-	err := sn.poll(func(ctx context.Context) error {
+	err := poll(func(ctx context.Context) error {
 		err := sn.sentinelClients[0].Failover(ctx, sn.opt.MasterName).Err()
 		if err != nil && strings.HasPrefix(err.Error(), "INPROG") {
 			// An earlier attempt of ours that timed out got through.
@@ -370,7 +370,7 @@ func (sn *Sentinel) Failover(t testing.TB) (old, new *Server) {
 func (sn *Sentinel) WaitNewPrimary(t testing.TB, old *Server) *Server {
 	t.Helper()
 	var primary *Server
-	err := sn.poll(func(ctx context.Context) (err error) {
+	err := poll(func(ctx context.Context) (err error) {
 		if primary, err = sn.agreedPrimary(ctx); err != nil {
 			return err
 		}
@@ -406,7 +406,7 @@ func (sn *Sentinel) WaitNewPrimary(t testing.TB, old *Server) *Server {
 // at once.
 func (sn *Sentinel) waitTopology(t testing.TB, primary *Server) {
 	t.Helper()
-	err := sn.poll(func(ctx context.Context) error {
+	err := poll(func(ctx context.Context) error {
 		if err := sn.replicated(ctx, primary); err != nil {
 			return err
 		}
@@ -613,9 +613,9 @@ func infoFields(info string) map[string]string {
 	return fields
 }
 
-// poll runs check every topologyPoll until it succeeds or topologyTimeout
-// passes, and returns check's last error.
-func (sn *Sentinel) poll(check func(ctx context.Context) error) error {
+// poll runs check every topologyPoll, each try within checkTimeout, until
+// it succeeds or topologyTimeout passes, and returns check's last error.
+func poll(check func(ctx context.Context) error) error {
 	deadline := time.Now().Add(topologyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)

@@ -257,15 +257,16 @@ func (v *view) owner(slot int) *shardView {
 	return nil
 }
 
-// shardArgs are a script's cluster arguments for sv (see shard_ctx in
-// lib.lua): the primary it must run on, its epoch key and accepted epoch,
-// and its state hash.
+// shardArgs are the acquire script's cluster arguments for sv (ARGV[9]
+// to ARGV[12] in acquire.lua): the primary it must run on, its epoch key
+// and accepted epoch, and its state hash.
 func shardArgs(sv *shardView) []any {
 	return []any{sv.node, sv.keys.epoch, sv.epoch, sv.keys.state}
 }
 
-// stateArgs is the state hash argument of a script that only records in
-// it: "" when name's shard is not known yet.
+// stateArg is the state hash argument of a script that only records in
+// it (renew, release, transfer): "" when name's shard is not known yet;
+// none but on a Cluster, where the hash is not among the script's keys.
 func (s *Store) stateArg(name string) []any {
 	if s.cluster == nil {
 		return nil
@@ -303,9 +304,9 @@ func (s *Store) acceptShards(h lockcore.Health) {
 			delete(s.cluster.accepted, node)
 		}
 	}
-	for addr, id := range s.cluster.changed {
-		if node := s.cluster.nodeAt[addr]; s.cluster.accepted[node] == id {
-			delete(s.cluster.changed, addr)
+	for node, id := range s.cluster.changed {
+		if s.cluster.accepted[node] == id {
+			delete(s.cluster.changed, node)
 		}
 	}
 	s.cluster.mu.Unlock()
@@ -321,8 +322,8 @@ type clusterState struct {
 
 	mu sync.Mutex
 	// accepted is each accepted primary's run_id, by node id; nodeAt the
-	// node last seen at each address; changed, by address, the run_id a
-	// new connection found there when it was not the accepted one: that
+	// node last seen at each address; changed, by node id, the run_id a
+	// new connection to it found when it was not the accepted one: that
 	// primary restarted, and grants through it wait for CheckUpstream.
 	accepted map[string]string
 	nodeAt   map[string]string
@@ -358,8 +359,8 @@ func (c *clusterState) checkNode(ctx context.Context, addr string, cn *redis.Con
 	}
 	if id := infoField(info, "run_id"); id != "" && id != want {
 		c.mu.Lock()
-		_, was := c.changed[addr]
-		c.changed[addr] = id
+		_, was := c.changed[node]
+		c.changed[node] = id
 		c.mu.Unlock()
 		if !was {
 			onReset()
@@ -372,14 +373,8 @@ func (c *clusterState) checkNode(ctx context.Context, addr string, cn *redis.Con
 func (c *clusterState) restarted(sv *shardView) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for addr, node := range c.nodeAt {
-		if node == sv.node {
-			if _, ok := c.changed[addr]; ok {
-				return true
-			}
-		}
-	}
-	return false
+	_, ok := c.changed[sv.node]
+	return ok
 }
 
 // clusterHealth is Health on a Cluster: CLUSTER SHARDS for who owns what,
@@ -516,23 +511,8 @@ func (s *Store) readShard(ctx context.Context, sh *lockcore.Shard, keys shardKey
 	c.seen[sh.Node] = epochSeen{keys: keys, value: value, runID: runID}
 	c.nodeAt[node.Options().Addr] = sh.Node
 	c.mu.Unlock()
-	sh.ID, sh.Data, sh.Outstanding = runID, value, -1
-	if d := quiet.Val(); d > 0 {
-		sh.Quiet = d
-	}
-	if v := state.Val(); len(v) == 2 {
-		if f, ok := v[0].(string); ok {
-			if n, err := strconv.ParseInt(f, 10, 64); err == nil {
-				s.raiseFloor(n)
-			}
-		}
-		sh.Outstanding = 0
-		if hw, ok := v[1].(string); ok {
-			if n, err := strconv.ParseInt(hw, 10, 64); err == nil {
-				sh.Outstanding = max(time.Duration(n-now.Val().UnixMilli())*time.Millisecond, 0)
-			}
-		}
-	}
+	sh.ID, sh.Data = runID, value
+	s.readQuietAndState(&sh.Health, quiet, state, now)
 	return false
 }
 

@@ -919,24 +919,31 @@ func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {
 		return lockcore.Health{}, err
 	}
 	s.lastHealthErr.Store(nil)
-	h := lockcore.Health{ID: infoField(info.Val(), "run_id"), Data: epoch.Val(), Outstanding: -1}
-	if d := quiet.Val(); d > 0 {
-		h.Quiet = d
-	}
-	if v := state.Val(); len(v) == 2 {
-		if f, ok := v[0].(string); ok {
-			if n, err := strconv.ParseInt(f, 10, 64); err == nil {
-				s.raiseFloor(n)
-			}
-		}
-		h.Outstanding = 0
-		if hw, ok := v[1].(string); ok {
-			if n, err := strconv.ParseInt(hw, 10, 64); err == nil {
-				h.Outstanding = max(time.Duration(n-now.Val().UnixMilli())*time.Millisecond, 0)
-			}
-		}
-	}
+	h := lockcore.Health{ID: infoField(info.Val(), "run_id"), Data: epoch.Val()}
+	s.readQuietAndState(&h, quiet, state, now)
 	return h, nil
+}
+
+// readQuietAndState fills h's Quiet from the quiet key's PTTL, and its
+// Outstanding from the state hash's hwm against Redis's clock (-1 when the
+// reply says nothing), and raises the floor to the hash's fence.
+func (s *Store) readQuietAndState(h *lockcore.Health, quiet *redis.DurationCmd, state *redis.SliceCmd, now *redis.TimeCmd) {
+	h.Quiet, h.Outstanding = max(quiet.Val(), 0), -1
+	v := state.Val()
+	if len(v) != 2 {
+		return
+	}
+	if f, ok := v[0].(string); ok {
+		if n, err := strconv.ParseInt(f, 10, 64); err == nil {
+			s.raiseFloor(n)
+		}
+	}
+	h.Outstanding = 0
+	if hw, ok := v[1].(string); ok {
+		if n, err := strconv.ParseInt(hw, 10, 64); err == nil {
+			h.Outstanding = max(time.Duration(n-now.Val().UnixMilli())*time.Millisecond, 0)
+		}
+	}
 }
 
 // Accept implements lockcore.Upstream: acquires are granted from now on
@@ -962,15 +969,24 @@ func (s *Store) Invalidate(ctx context.Context, shard string) error {
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return err
 	}
-	key := s.epochKey()
-	if s.cluster != nil {
-		sv, err := s.shardOf(shard)
-		if err != nil {
-			return err
-		}
-		key = sv.keys.epoch
+	keys, err := s.supervisionKeys(shard)
+	if err != nil {
+		return err
 	}
-	return s.rdb.Set(ctx, key, hex.EncodeToString(nonce[:]), 0).Err()
+	return s.rdb.Set(ctx, keys.epoch, hex.EncodeToString(nonce[:]), 0).Err()
+}
+
+// supervisionKeys are the epoch and quiet keys of shard (a Shard's Node)
+// on a Cluster, and the store-wide ones otherwise.
+func (s *Store) supervisionKeys(shard string) (shardKeys, error) {
+	if s.cluster == nil {
+		return shardKeys{epoch: s.epochKey(), state: s.stateKey(), quiet: s.quietKey()}, nil
+	}
+	sv, err := s.shardOf(shard)
+	if err != nil {
+		return shardKeys{}, err
+	}
+	return sv.keys, nil
 }
 
 // infoField is one "name:value" line of INFO's text.
@@ -986,17 +1002,13 @@ func infoField(info, name string) string {
 // AnnounceQuiet implements lockcore.Store. It never shortens an announced
 // period: another sidecar may have seen an earlier restart.
 func (s *Store) AnnounceQuiet(ctx context.Context, shard string, d time.Duration) error {
-	key := s.quietKey()
-	if s.cluster != nil {
-		sv, err := s.shardOf(shard)
-		if err != nil {
-			return err
-		}
-		key = sv.keys.quiet
+	keys, err := s.supervisionKeys(shard)
+	if err != nil {
+		return err
 	}
 	// One script, so that two sidecars announcing different periods at once
 	// cannot leave the shorter one.
-	return announceQuiet.Run(ctx, s.rdb, []string{key}, d.Milliseconds()).Err()
+	return announceQuiet.Run(ctx, s.rdb, []string{keys.quiet}, d.Milliseconds()).Err()
 }
 
 var announceQuiet = redis.NewScript(`
