@@ -31,6 +31,20 @@ type counting struct {
 	inFlight   map[string]int
 	maxFlight  int
 	acquireLog []string // waiter of each Acquire
+	// holdWatch, when set before the first Watch, keeps every Watch from
+	// reaching the store until it is closed.
+	holdWatch chan struct{}
+}
+
+func (c *counting) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
+	if c.holdWatch != nil {
+		select {
+		case <-c.holdWatch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.Store.Watch(ctx, name, wake)
 }
 
 func (c *counting) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
@@ -157,8 +171,8 @@ func fifo(t *testing.T, sidecars []*lockcore.Locks, store lockcore.Store, waiter
 }
 
 // serveOrder has a client of holder take a lock, then one waiter on each of
-// on join in turn (each queued in the store, and its joining call answered
-// by its counting store if it has one in calls, before the next); then it
+// on join in turn (each queued in the store, and its queueing reply taken
+// in by its sidecar if that sidecar is in calls, before the next); then it
 // releases the lock, each waiter releasing it in turn when served (after
 // between(i), when given), and returns the order in which the waiters were
 // served.
@@ -190,9 +204,16 @@ func serveOrder(t *testing.T, holder *lockcore.Locks, on []*lockcore.Locks, call
 			}
 		})
 		queuedIs(t, store, name, i+1) // its place in the store's queue is taken
-		if c := calls[l]; c != nil {
-			// And its sidecar has the reply: only then can it hand the lock on.
-			waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight[name] == 0 })
+		if calls[l] != nil {
+			// And its sidecar has taken in the reply: only then can it hand
+			// the lock on.
+			mine := 0
+			for _, o := range on[:i+1] {
+				if o == l {
+					mine++
+				}
+			}
+			waitUntil(t, func() bool { return l.ReadyWaiters(name) == mine })
 		}
 	}
 	if ok, err := hs.Release(context.Background(), name, ""); !ok || err != nil {
@@ -323,6 +344,11 @@ func (h *handOffs) count(how string) int {
 func TestHandOffInOneCall(t *testing.T) {
 	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
 		l, c := sidecar(lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}})
+		// Once the queue's watch is active, a queued waiter tries again in
+		// case it missed a wake, and that try may land in the hand-off.
+		// A local hand-off needs no watch: hold it until the count is done.
+		c.holdWatch = make(chan struct{})
+		defer close(c.holdWatch)
 		holder, waiter := l.NewSession(nil), l.NewSession(nil)
 		holderTok := acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
 		got := make(chan string, 1)
@@ -331,10 +357,10 @@ func TestHandOffInOneCall(t *testing.T) {
 			got <- tok
 		}()
 		queuedIs(t, c, "h", 1)
-		// And its queueing call has returned: under load its reply can come
-		// after the store queued it, and a release before that is not the
-		// case this test is about.
-		waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight["h"] == 0 })
+		// And the sidecar has taken in its queueing reply: under load that
+		// comes after the store queued it, and a release before that is not
+		// the case this test is about.
+		waitUntil(t, func() bool { return l.ReadyWaiters("h") == 1 })
 		acquiresBefore, releasesBefore, _ := c.counts()
 		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
 			t.Fatal(ok, err)
