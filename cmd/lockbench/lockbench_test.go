@@ -269,10 +269,14 @@ func TestUncontended(t *testing.T) {
 			}
 		}
 	}
-	// About 2 each way: the figures take the calls in flight at either end
-	// of the run as they come.
-	if got := rows["script calls per pair"]; len(got) != 3 || !near(got[0], 2) || !near(got[1], 2) {
-		t.Errorf("script calls per pair %v, want about 2 for both:\n%s", got, out.String())
+	// About 2 direct (the figures take the calls in flight at either end of
+	// the run as they come); through lockproxy, whose calls share batches
+	// when they meet, more than none and at most about 2.
+	got := rows["script calls per pair"]
+	if len(got) != 3 || !near(got[1], 2) {
+		t.Errorf("script calls per pair %v, want about 2 direct:\n%s", got, out.String())
+	} else if f, err := strconv.ParseFloat(got[0], 64); err != nil || f <= 0 || f > 2.1 {
+		t.Errorf("script calls per pair through lockproxy %v, want above 0 and at most about 2:\n%s", got[0], out.String())
 	}
 	for _, label := range []string{"pairs/s", "Redis CPU per pair, µs", "sidecar CPU per pair, µs"} {
 		if len(rows[label]) == 0 || rows[label][0] == "0" || rows[label][0] == "0.0" || rows[label][0] == "–" {

@@ -56,6 +56,8 @@ var (
 	keepaliveSrc string
 	//go:embed scripts/inspect.lua
 	inspectSrc string
+	//go:embed scripts/batch.lua
+	batchSrc string
 )
 
 // Options tune a Store.
@@ -77,6 +79,9 @@ type Options struct {
 	// call's deadline. Short of that, a grant is given back and the call
 	// fails with a *NotReplicatedError.
 	ReplicaAcks int
+	// NoBatching sends every call on its own, never in a batch with others
+	// (see batcher): for comparison.
+	NoBatching bool
 	// OnReset is called, without blocking, when an acquire finds that the
 	// upstream's epoch is not the one last accepted: the caller should
 	// check Health now rather than at its next tick.
@@ -123,6 +128,7 @@ type Store struct {
 	nextView chan struct{} // guarded by viewMu
 
 	acquire, renew, revoke, release, transfer, leave, keepalive, inspect *luaScript
+	batch                                                                *batcher // nil on a Cluster and with ReplicaAcks
 }
 
 // NotReplicatedError is a grant, renewal or hand-off that fewer replicas
@@ -182,6 +188,12 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		s.cluster = newClusterState(crdb)
 		s.watchNodes(crdb)
 	}
+	if !cluster && s.acks == 0 && !opt.NoBatching {
+		// On a Cluster a script's keys must share a slot; with ReplicaAcks
+		// each grant waits for its own WAIT.
+		s.acquire.op, s.release.op, s.renew.op = "acquire", "release", "renew"
+		s.batch = newBatcher(s)
+	}
 	if c, ok := rdb.(*redis.Client); ok {
 		// Every connection to a server is new after it restarted or took
 		// over: checking each one as it opens catches the change before a
@@ -225,8 +237,9 @@ func script(src string) *luaScript {
 	return &luaScript{src: src, sha: redis.NewScript(src).Hash()}
 }
 
-// luaScript is a script's source and its SHA-1, for EVALSHA.
-type luaScript struct{ src, sha string }
+// luaScript is a script's source and its SHA-1, for EVALSHA, and its op
+// in the batch script when it can be batched.
+type luaScript struct{ src, sha, op string }
 
 func flag(b bool) string {
 	if b {
@@ -294,25 +307,41 @@ func ms(d time.Duration) int64 { return d.Milliseconds() }
 
 // run sends a script, sending it again while the connection fails under it
 // and ctx allows. args learns whether the call is a repeat of one that may
-// already have run; so does the caller, from repeated.
+// already have run; so does the caller, from repeated. A batchable script
+// goes in a batch when another call is in flight (see batcher).
 func (s *Store) run(ctx context.Context, sc *luaScript, keys []string, args func(repeat bool) []any) (v any, repeated bool, err error) {
+	if s.batch != nil && sc.op != "" {
+		return s.batch.run(ctx, sc.op, sc, keys, args)
+	}
+	return s.runOne(ctx, sc, keys, args)
+}
+
+// runOne is run, sent on its own.
+func (s *Store) runOne(ctx context.Context, sc *luaScript, keys []string, args func(repeat bool) []any) (v any, repeated bool, err error) {
+	return s.runFrom(ctx, sc, keys, args, false, s.attempts)
+}
+
+// runFrom is runOne, whose first attempt is a repeat if repeat says so,
+// sent at most attempts times when its reply is lost.
+func (s *Store) runFrom(ctx context.Context, sc *luaScript, keys []string, args func(repeat bool) []any, repeat bool, attempts int) (v any, repeated bool, err error) {
 	src := "" // EVALSHA until Redis asks for the script
-	for i := 0; i < s.attempts; i++ {
-		cmd := evalCmd(ctx, sc, src, keys, args(i > 0))
+	for i := 0; i < attempts; i++ {
+		repeated = repeat || i > 0
+		cmd := evalCmd(ctx, sc, src, keys, args(repeated))
 		_ = s.rdb.Process(ctx, cmd)
 		v, err = cmd.Result()
 		s.troubled(err)
 		switch {
 		case err == nil || ctx.Err() != nil:
-			return v, i > 0, err
+			return v, repeated, err
 		case src == "" && redis.HasErrorPrefix(err, "NOSCRIPT"):
 			src = sc.src
 		case notRun(err):
 			if err := sleepCtx(ctx, busyRetry); err != nil {
-				return nil, i > 0, err
+				return nil, repeated, err
 			}
 		case !lostReply(err):
-			return v, i > 0, err
+			return v, repeated, err
 		default:
 			continue // a repeat
 		}
@@ -450,7 +479,7 @@ func lostReply(err error) bool {
 // Acquire implements lockcore.Store.
 func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
 	k := s.keys(req.Name)
-	keys, args := k.list(), []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg()}
+	keys, args := k.list(), s.acquireArgs(req, k)
 	if s.changed.Load() {
 		s.onReset()
 		return lockcore.Grant{}, lockcore.ErrServerChanged
@@ -514,6 +543,11 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", arr)
 	}
 	return g, nil
+}
+
+// acquireArgs are the acquire script's arguments, up to the epoch's.
+func (s *Store) acquireArgs(req lockcore.AcquireRequest, k keys) []any {
+	return []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg()}
 }
 
 // runAcquire sends the acquire script and checks the shape of its reply.
@@ -1135,6 +1169,9 @@ func persistenceOf(ctx context.Context, c redis.UniversalClient) (string, error)
 // connections to the upstream (a TLS close alert it did not take, say) are
 // not reported: they say nothing of the locks, which are left to expire.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
 	s.watcher.close()
 	_ = s.rdb.Close()
 	return nil

@@ -39,14 +39,19 @@ if #KEYS == 4 and ARGV[10] then
 elseif KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[9] then
   return {3, 0, false, 0, 0}
 end
--- A Redis out of memory refuses this at once, as it refuses any first write
--- that may use memory, whatever path the script would take: without it, a
--- dequeue (which frees memory) would come first, and Redis lets every
--- write after a script's first one through.
-oom_check()
-
 local ttl = tonumber(ARGV[2])
 local waiter = ARGV[4]
+-- With nobody queued (the usual case) there is no queue to read, and no
+-- dequeue to write.
+local queued = redis.call('EXISTS', KEYS[3]) == 1
+if queued then
+  -- A Redis out of memory refuses this at once, as it refuses any first
+  -- write that may use memory, whatever path the script would take:
+  -- without it, a dequeue (which frees memory) would come first, and Redis
+  -- lets every write after a script's first one through. With no queue,
+  -- the first write is one that may use memory.
+  oom_check()
+end
 local now_us, now_ms = clock()
 
 local function enqueue()
@@ -58,6 +63,12 @@ local function enqueue()
   redis.call('HSET', KEYS[4], waiter, (now_ms + alive) .. ':' .. ttl .. ':' .. ARGV[1])
   redis.call('PEXPIRE', KEYS[3], alive)
   redis.call('PEXPIRE', KEYS[4], alive)
+  queued = true
+end
+
+-- first is the first live waiter, or false.
+local function first()
+  return queued and live_head(now_ms)
 end
 
 local cur = redis.call('GET', KEYS[1])
@@ -65,14 +76,14 @@ if cur then
   -- A retry of an acquire whose reply was lost, or a waiter that a release
   -- granted the lock, finds its own nonce: succeed again, as it stands.
   if matches(cur, ':' .. ARGV[1]) then
-    dequeue(waiter)
-    return {1, cur, live_head(now_ms), now_us, redis.call('PTTL', KEYS[1])}
+    if queued then dequeue(waiter) end
+    return {1, cur, first(), now_us, redis.call('PTTL', KEYS[1])}
   end
   enqueue()
-  return {0, redis.call('PTTL', KEYS[1]), live_head(now_ms), now_us, 0}
+  return {0, redis.call('PTTL', KEYS[1]), first(), now_us, 0}
 end
 
-local head = live_head(now_ms)
+local head = first()
 if head and head ~= waiter then
   enqueue()
   -- Free but reserved: nudge the head's sidecar, which may have missed the
@@ -80,6 +91,6 @@ if head and head ~= waiter then
   wake(ARGV[6], ARGV[7], head)
   return {2, 0, head, now_us, 0}
 end
-dequeue(waiter)
+if queued then dequeue(waiter) end
 local token = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], state)
-return {1, token, live_head(now_ms), now_us, ttl}
+return {1, token, first(), now_us, ttl}

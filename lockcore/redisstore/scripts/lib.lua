@@ -4,7 +4,9 @@
 -- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl; "<token>!" once
 --         revoked: held, but by no client, until the holder's sidecar
 --         releases it)
--- KEYS[2] fence key (hash: fence = last fence issued, released = last released token)
+-- KEYS[2] fence key (hash: fence = the name's last fence issued, as of its
+--         last release, or on a Cluster of its last grant; released = last
+--         released token)
 -- KEYS[3] queue (zset: waiter -> arrival time in µs)
 -- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>"; the
 --         waiter is presumed dead after the deadline; ttl and nonce let a
@@ -52,54 +54,79 @@ local function dequeue(waiter)
   redis.call('HDEL', KEYS[4], waiter)
 end
 
--- note_state records a grant or a renewal in the store-wide state hash
--- state, when there is one: fence is the largest fence granted, hwm the
--- latest end (ms, Redis's clock) of any lease. Sidecars read both in their
--- health check: fences then keep rising after a failover to a server whose
--- clock is behind, and the quiet period after a loss lasts only as long as
--- a lease could. The hash lives as long as the longest lease it has seen,
--- plus the fence retention, like a name's fence key.
-local function note_state(state, fence, deadline_ms, ttl, retention)
-  if not state then return end
+-- fences_by_name says whether a name's fence key keeps its last fence
+-- through grants too, not only through releases. On one Redis there is no
+-- need: the store-wide state hash (KEYS[5]) holds the largest fence any
+-- name was granted, and outlives every name's fence key. On a Cluster a
+-- name's slot may move to a shard whose state hash is behind it.
+local function fences_by_name() return KEYS[5] == nil end
+
+-- read_state reads the state hash state, when there is one: its largest
+-- fence and its high-water mark, or nil for either when it has none.
+local function read_state(state)
+  if not state then return nil end
   local cur = redis.call('HMGET', state, 'fence', 'hwm')
+  return {fence = tonumber(cur[1]), hwm = tonumber(cur[2])}
+end
+
+-- note_state records a grant or a renewal in the store-wide state hash
+-- state, when there is one, as read_state read it into st: fence is the
+-- largest fence granted, hwm the latest end (ms, Redis's clock) of any
+-- lease. Sidecars read both in their health check: fences then keep rising
+-- after a failover to a server whose clock is behind, and the quiet period
+-- after a loss lasts only as long as a lease could. The hash lives until
+-- its hwm plus the fence retention, like a name's fence key after its
+-- lease.
+local function note_state(state, st, fence, deadline_ms, ttl, retention)
+  if not state then return end
   local set = {}
-  if fence and (not tonumber(cur[1]) or fence > tonumber(cur[1])) then
+  if fence and (not st.fence or fence > st.fence) then
     set[#set + 1] = 'fence'
     set[#set + 1] = string.format('%d', fence)
   end
-  if not tonumber(cur[2]) or deadline_ms > tonumber(cur[2]) then
+  local later = not st.hwm or deadline_ms > st.hwm
+  if later then
     set[#set + 1] = 'hwm'
     set[#set + 1] = string.format('%d', deadline_ms)
   end
-  if #set > 0 then
-    redis.call('HSET', state, unpack(set))
-  end
-  -- After the HSET, which may have created the hash: an expiry set before
-  -- would have been on no key.
-  if redis.call('PTTL', state) < ttl + retention then
-    redis.call('PEXPIRE', state, ttl + retention)
+  if #set == 0 then return end
+  redis.call('HSET', state, unpack(set))
+  if later then
+    -- After the HSET, which may have created the hash: an expiry set before
+    -- would have been on no key. GT, so that a sidecar with a shorter
+    -- retention does not cut another's; but a hash just made has no expiry,
+    -- which GT takes for an endless one.
+    if st.fence or st.hwm then
+      redis.call('PEXPIRE', state, ttl + retention, 'GT')
+    else
+      redis.call('PEXPIRE', state, ttl + retention)
+    end
   end
 end
 
 -- grant gives the lock to nonce for ttl ms with a new fence: Redis's clock in
--- µs, or one more than the largest fence known (the name's last, the
--- store's, or floor, the largest the sidecar has seen) if the clock has not
--- passed it, so fences keep rising after the fence key is forgotten, after
--- a failover to a server whose clock is behind, and after a restart that
--- lost every key. It returns the token.
+-- µs, or one more than the largest fence known (the store's, the name's
+-- last on a Cluster, or floor, the largest the sidecar has seen) if the
+-- clock has not passed it, so fences keep rising after the fence key is
+-- forgotten, after a failover to a server whose clock is behind, and after
+-- a restart that lost every key. It returns the token.
 local function grant(nonce, ttl, retention, now_us, floor, state)
+  local st = read_state(state)
   local fence = now_us
-  local known = {tonumber(redis.call('HGET', KEYS[2], 'fence')), tonumber(floor)}
-  if state then known[3] = tonumber(redis.call('HGET', state, 'fence')) end
+  local known = {tonumber(floor), st and st.fence}
+  local by_name = fences_by_name()
+  if by_name then known[3] = tonumber(redis.call('HGET', KEYS[2], 'fence')) end
   for i = 1, 3 do
     if known[i] and known[i] >= fence then fence = known[i] + 1 end
   end
-  note_state(state, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
+  note_state(state, st, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
   fence = string.format('%d', fence)
   local token = fence .. ':' .. nonce
   redis.call('SET', KEYS[1], token, 'PX', ttl)
-  redis.call('HSET', KEYS[2], 'fence', fence)
-  redis.call('PEXPIRE', KEYS[2], ttl + retention)
+  if by_name then
+    redis.call('HSET', KEYS[2], 'fence', fence)
+    redis.call('PEXPIRE', KEYS[2], ttl + retention)
+  end
   return token
 end
 

@@ -28,7 +28,7 @@ if not matches(cur, ARGV[1]) then
 end
 local retention = tonumber(ARGV[2])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[2], 'released', cur)
+redis.call('HSET', KEYS[2], 'released', cur, 'fence', string.match(cur, '^%d+'))
 redis.call('PEXPIRE', KEYS[2], retention)
 
 local now_us, now_ms = clock()

@@ -15,8 +15,12 @@ local ttl = tonumber(ARGV[2])
 if ARGV[4] == '1' and redis.call('PTTL', KEYS[1]) >= ttl then
   return 1
 end
+local retention = tonumber(ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[3]))
+if fences_by_name() then
+  redis.call('PEXPIRE', KEYS[2], ttl + retention)
+end
 local _, now_ms = clock()
-note_state(KEYS[5] or usable(ARGV[5]), nil, now_ms + ttl, ttl, tonumber(ARGV[3]))
+local state = KEYS[5] or usable(ARGV[5])
+note_state(state, read_state(state), nil, now_ms + ttl, ttl, retention)
 return 1
