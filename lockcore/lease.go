@@ -139,13 +139,25 @@ func (s *Session) gone(ls *lease, revoked bool) {
 // release granted this sidecar's waiter may have far less left than the
 // waiter's own ttl.)
 func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
-	at := sent.Add(time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction))
+	interval := time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction)
+	at := sent.Add(interval)
+	if tick := renewTick(interval); tick > 0 {
+		// Earlier, never later: a renewal keeps its margin.
+		at = at.Truncate(tick)
+	}
 	if !ls.capAt.IsZero() {
 		// Its holder is told as a loss would be, so as early.
 		at = earliest(at, ls.capDeadline().Add(-ls.capLead()))
 	}
 	return at.Sub(s.l.now())
 }
+
+// renewTick is the grid that renewals due every interval are moved onto:
+// a tenth of the interval, at most 100ms, so that the leases of a sidecar
+// fall due together and their renewals reach the store at once, where they
+// share calls (see redisstore's batching). A lease is renewed at most a
+// tick early, less than a tenth of its interval.
+func renewTick(interval time.Duration) time.Duration { return min(interval/10, 100*time.Millisecond) }
 
 // capDeadline is when a lease with a MAXHOLD ends: the cap, less the drift
 // margin its validity keeps, since the store's ttl never runs past the cap.

@@ -3,6 +3,7 @@ package lockcore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ type faulty struct {
 	// acquireDelay holds Acquire's reply back after the store ran it.
 	acquireDelay time.Duration
 	renews       int
+	renewedAt    []time.Time // the clock at each Renew call
 	// releaseFails is how many of the next Release calls fail without
 	// reaching the store.
 	releaseFails int
@@ -80,6 +82,7 @@ func (f *faulty) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lock
 func (f *faulty) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.Renewed, error) {
 	f.mu.Lock()
 	f.renews++
+	f.renewedAt = append(f.renewedAt, f.clock.Now())
 	err := f.renewErr
 	f.mu.Unlock()
 	if err != nil {
@@ -554,5 +557,44 @@ func TestHoldsChecksValidity(t *testing.T) {
 	}
 	if len(s.Held()) != 0 {
 		t.Errorf("Held = %v after Holds found the lease lapsed", s.Held())
+	}
+}
+
+// Leases taken within a moment of each other are renewed at one moment,
+// so that their renewals reach the store together and can share a call;
+// none of them later than its own time.
+func TestRenewalsFallDueTogether(t *testing.T) {
+	l, f := newLocks(t, lockcore.Config{})
+	s := l.NewSession(nil)
+	const n = 10
+	var due []time.Time // each lease's own renewal time: half its validity
+	for i := range n {
+		start := f.clock.Now()
+		acquire(t, s, fmt.Sprint("l", i), lockcore.AcquireOptions{TTL: 10 * time.Second})
+		due = append(due, start.Add((10*time.Second-lockcore.Drift(10*time.Second))/2))
+		f.clock.Advance(7 * time.Millisecond) // 63ms from the first to the last
+	}
+	f.clock.Advance(6 * time.Second) // every first renewal, and no second
+	f.mu.Lock()
+	at := slices.Clone(f.renewedAt)
+	f.mu.Unlock()
+	if len(at) != n {
+		t.Fatalf("%d renewals, want %d", len(at), n)
+	}
+	moments := map[time.Time]bool{}
+	for _, a := range at {
+		moments[a] = true
+	}
+	// 63ms apart at most: on a grid of 100ms, one moment or two.
+	if len(moments) > 2 {
+		t.Errorf("renewals at %d moments %v; want them together, at 2 at most", len(moments), at)
+	}
+	for i, a := range at {
+		if a.After(due[i]) {
+			t.Errorf("lease %d renewed at %v, after its due time %v", i, a, due[i])
+		}
+		if due[i].Sub(a) > 500*time.Millisecond {
+			t.Errorf("lease %d renewed %v early, want less than a tenth of its 5s interval", i, due[i].Sub(a))
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockproxy/lockproxy/lockcore"
 )
 
 // Batching: the acquire, release and renew calls that arrive while one
@@ -240,3 +242,35 @@ func batchContext(calls []*batchCall) (context.Context, context.CancelFunc) {
 
 // batchTimeout bounds a batch none of whose calls has a deadline.
 const batchTimeout = 5 * time.Second
+
+// releaseBatched is ReleaseAll in batches of at most batchMax, sent one
+// after another.
+func (s *Store) releaseBatched(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
+	out := make([]lockcore.Released, len(reqs))
+	var errs []error
+	for start := 0; start < len(reqs); start += batchMax {
+		chunk := reqs[start:min(start+batchMax, len(reqs))]
+		calls := make([]*batchCall, len(chunk))
+		for i, req := range chunk {
+			k := s.keys(req.Name)
+			calls[i] = &batchCall{ctx: ctx, op: "release", keys: s.withState(k), args: s.releaseArgs(req, k, false), done: make(chan struct{})}
+		}
+		s.batch.send(calls)
+		for i, c := range calls {
+			req, k := chunk[i], s.keys(chunk[i].Name)
+			v, err := c.v, c.err
+			repeated := false
+			if c.alone {
+				v, repeated, err = s.runFrom(ctx, s.release, c.keys, func(r bool) []any { return s.releaseArgs(req, k, r) }, c.repeat, s.attempts)
+			}
+			if err == nil {
+				out[start+i], err = s.parseReleased(v)
+				out[start+i].Repeated = repeated
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}

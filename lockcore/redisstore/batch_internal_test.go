@@ -224,3 +224,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A connection that closes holding many locks gives them back in a few
+// calls, each releasing up to batchMax.
+func TestReleaseAllInBatches(t *testing.T) {
+	s, direct := newBatchStore(t)
+	ctx := context.Background()
+	const n = batchMax + 44
+	reqs := make([]lockcore.ReleaseRequest, n)
+	for i := range reqs {
+		g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: fmt.Sprint("r", i), Nonce: "x", TTL: time.Minute})
+		if err != nil || !g.Acquired {
+			t.Fatal(g, err)
+		}
+		reqs[i] = lockcore.ReleaseRequest{Name: fmt.Sprint("r", i), Token: g.Token}
+	}
+	h := &holdFirst{release: make(chan struct{})}
+	close(h.release)
+	s.rdb.AddHook(h)
+	out, err := s.ReleaseAll(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range out {
+		if !r.Released {
+			t.Errorf("release %d: %+v, want released", i, r)
+		}
+	}
+	if got := h.count(); got != 2 {
+		t.Errorf("%d script calls to release %d locks, want 2", got, n)
+	}
+	if keys := direct.Keys(ctx, "lock:{r*}").Val(); len(keys) != 0 {
+		t.Errorf("%d locks still held after ReleaseAll", len(keys))
+	}
+}

@@ -760,8 +760,8 @@ func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockc
 	return r, err
 }
 
-// ReleaseAll implements lockcore.Store with one pipeline, which go-redis
-// splits by node on a Cluster.
+// ReleaseAll implements lockcore.Store with batches on one Redis, and with
+// one pipeline on a Cluster, which go-redis splits by node.
 func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
 	out := make([]lockcore.Released, len(reqs))
 	if len(reqs) == 0 {
@@ -777,6 +777,9 @@ func (s *Store) ReleaseAll(ctx context.Context, reqs []lockcore.ReleaseRequest) 
 			}
 		}
 		return out, errors.Join(errs...)
+	}
+	if s.batch != nil {
+		return s.releaseBatched(ctx, reqs)
 	}
 	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, req := range reqs {
