@@ -27,6 +27,7 @@ import (
 type config struct {
 	clients    int
 	names      int
+	locks      int
 	hold       time.Duration
 	think      time.Duration
 	duration   time.Duration
@@ -69,7 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.mode, "mode", "wait", "wait: clients contend for -names locks, holding and waiting; uncontended: each client acquires and releases names of its own, and Redis's and the sidecars' CPU per pair is reported against direct EVALSHA")
+	fs.StringVar(&c.mode, "mode", "wait", "wait: clients contend for -names locks, holding and waiting; uncontended: each client acquires and releases names of its own, and Redis's and the sidecars' CPU per pair is reported against direct EVALSHA; locks: -clients connections hold -locks owned locks for -duration, and the lowest PTTL, the script calls per renewal and the sidecars' memory are reported")
+	fs.IntVar(&c.locks, "locks", 10000, "owned locks held in -mode locks, spread over the -clients connections")
 	fs.IntVar(&c.clients, "clients", 32, "clients (N), each on its own connection")
 	fs.IntVar(&c.names, "names", 1, "lock names (M); clients are spread over them in turn")
 	fs.DurationVar(&c.hold, "hold", time.Millisecond, "hold time (H) after the counter update")
@@ -92,8 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, err
 	}
 	switch {
-	case c.mode != "wait" && c.mode != "uncontended":
-		return c, errors.New("-mode must be wait or uncontended")
+	case c.mode != "wait" && c.mode != "uncontended" && c.mode != "locks":
+		return c, errors.New("-mode must be wait, uncontended or locks")
 	case c.clients < 1 || c.names < 1 || c.sidecars < 1:
 		return c, errors.New("-clients, -names and -sidecars must be at least 1")
 	case c.store != "redis" && c.store != "embedded":
@@ -143,8 +145,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if w.statsAddrs, err = upstreamAddrs(cfg.upstream); err != nil {
 		return err
 	}
-	if cfg.mode == "uncontended" {
+	switch cfg.mode {
+	case "uncontended":
 		return runUncontended(ctx, cfg, redisAddr, w.statsAddrs, sidecars, procs.sidecarPIDs, stdout)
+	case "locks":
+		return runLocks(ctx, cfg, redisAddr, sidecars, procs.sidecarPIDs, procs.metricsAddrs, stdout)
 	}
 	proxy, err := measure(ctx, cfg, redisAddr, w)
 	if err != nil {

@@ -19,6 +19,8 @@ type processes struct {
 	cmds        []*exec.Cmd
 	dirs        []string
 	sidecarPIDs []int // of the sidecars, for their CPU time
+	// metricsAddrs are the sidecars' /metrics listeners.
+	metricsAddrs []string
 }
 
 func (p *processes) stop() {
@@ -128,7 +130,13 @@ func (p *processes) sidecars(cfg config, redisAddr string) ([]string, error) {
 			return nil, err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		env := []string{"LOCKPROXY_LISTEN=" + addr, "LOCKPROXY_LOG_LEVEL=warn", "LOCKPROXY_MAX_WAIT=1h"}
+		mport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		maddr := "127.0.0.1:" + strconv.Itoa(mport)
+		env := []string{"LOCKPROXY_LISTEN=" + addr, "LOCKPROXY_LOG_LEVEL=warn", "LOCKPROXY_MAX_WAIT=1h",
+			"LOCKPROXY_METRICS_LISTEN=" + maddr, "LOCKPROXY_MAX_CLIENTS=100000", "LOCKPROXY_MAX_LOCKS_PER_CONN=100000"}
 		switch {
 		case cfg.upstream != "":
 			env = append(env, "LOCKPROXY_UPSTREAM="+cfg.upstream)
@@ -144,6 +152,7 @@ func (p *processes) sidecars(cfg config, redisAddr string) ([]string, error) {
 			return nil, err
 		}
 		addrs = append(addrs, addr)
+		p.metricsAddrs = append(p.metricsAddrs, maddr)
 	}
 	return addrs, nil
 }

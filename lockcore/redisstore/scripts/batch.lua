@@ -4,8 +4,11 @@
 -- ARGV[1] the number of calls n; then for each call its op, its number of
 -- keys and its number of arguments; then every call's arguments, in order.
 -- KEYS holds every call's keys, in order.
+-- The store-wide state hash is read once and written once for every call
+-- (see note_state).
 -- Returns one reply per call: the op's own, or an error reply when the op
 -- failed (Redis refused one of its commands), which fails that call only.
+batched = true
 local all_keys, all_args = {}, {}
 for i = 1, #KEYS do all_keys[i] = KEYS[i] end
 for i = 1, #ARGV do all_args[i] = ARGV[i] end
@@ -29,4 +32,6 @@ for c = 1, n do
     out[c] = redis.error_reply(tostring(r))
   end
 end
+-- Even if a call failed: what the others granted and renewed is noted.
+flush_state()
 return out

@@ -61,12 +61,51 @@ end
 -- name's slot may move to a shard whose state hash is behind it.
 local function fences_by_name() return KEYS[5] == nil end
 
+-- batched is set by the batch script (batch.lua): the state hash is then
+-- read once for all its calls and written once, at the end, by
+-- flush_state.
+local batched = false
+local states = {} -- state key -> what read_state read, as updated since
+
 -- read_state reads the state hash state, when there is one: its largest
 -- fence and its high-water mark, or nil for either when it has none.
 local function read_state(state)
   if not state then return nil end
+  local st = states[state]
+  if st then return st end
   local cur = redis.call('HMGET', state, 'fence', 'hwm')
-  return {fence = tonumber(cur[1]), hwm = tonumber(cur[2])}
+  st = {fence = tonumber(cur[1]), hwm = tonumber(cur[2])}
+  st.new = not st.fence and not st.hwm
+  states[state] = st
+  return st
+end
+
+-- flush_state writes what note_state noted in each state hash. After the
+-- HSET, which may have created the hash, its expiry: set before, it would
+-- have been on no key. GT, so that a sidecar with a shorter retention does
+-- not cut another's; but a hash just made has no expiry, which GT takes
+-- for an endless one.
+local function flush_state()
+  for state, st in pairs(states) do
+    local set = {}
+    if st.fence_raised then
+      set[#set + 1] = 'fence'
+      set[#set + 1] = string.format('%d', st.fence)
+    end
+    if st.expire then
+      set[#set + 1] = 'hwm'
+      set[#set + 1] = string.format('%d', st.hwm)
+    end
+    if #set > 0 then redis.call('HSET', state, unpack(set)) end
+    if st.expire then
+      if st.new then
+        redis.call('PEXPIRE', state, st.expire)
+      else
+        redis.call('PEXPIRE', state, st.expire, 'GT')
+      end
+    end
+    st.fence_raised, st.expire, st.new = false, nil, false
+  end
 end
 
 -- note_state records a grant or a renewal in the store-wide state hash
@@ -79,29 +118,14 @@ end
 -- lease.
 local function note_state(state, st, fence, deadline_ms, ttl, retention)
   if not state then return end
-  local set = {}
   if fence and (not st.fence or fence > st.fence) then
-    set[#set + 1] = 'fence'
-    set[#set + 1] = string.format('%d', fence)
+    st.fence, st.fence_raised = fence, true
   end
-  local later = not st.hwm or deadline_ms > st.hwm
-  if later then
-    set[#set + 1] = 'hwm'
-    set[#set + 1] = string.format('%d', deadline_ms)
+  if not st.hwm or deadline_ms > st.hwm then
+    st.hwm = deadline_ms
+    st.expire = math.max(st.expire or 0, ttl + retention)
   end
-  if #set == 0 then return end
-  redis.call('HSET', state, unpack(set))
-  if later then
-    -- After the HSET, which may have created the hash: an expiry set before
-    -- would have been on no key. GT, so that a sidecar with a shorter
-    -- retention does not cut another's; but a hash just made has no expiry,
-    -- which GT takes for an endless one.
-    if st.fence or st.hwm then
-      redis.call('PEXPIRE', state, ttl + retention, 'GT')
-    else
-      redis.call('PEXPIRE', state, ttl + retention)
-    end
-  end
+  if not batched then flush_state() end
 end
 
 -- grant gives the lock to nonce for ttl ms with a new fence: Redis's clock in
