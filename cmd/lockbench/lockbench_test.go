@@ -290,3 +290,48 @@ func near(s string, want float64) bool {
 	f, err := strconv.ParseFloat(s, 64)
 	return err == nil && f >= want*0.95 && f <= want*1.05
 }
+
+// The many-locks mode holds its locks through renewals, loses none, and
+// reports each figure.
+func TestManyLocks(t *testing.T) {
+	bin := buildLockproxy(t)
+	srv := redistest.Start(t)
+	var out strings.Builder
+	err := run(context.Background(), []string{"-mode", "locks", "-lockproxy", bin, "-redis", srv.URL(),
+		"-clients", "10", "-locks", "500", "-ttl", "1s", "-duration", "2s"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	rows := map[string]float64{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			rows[strings.Join(f[:len(f)-1], " ")] = v
+		}
+	}
+	// Renewed every 500ms or a little sooner: about 4 times each in 2s.
+	if got := rows["renewals"]; got < 500*3 {
+		t.Errorf("%v renewals of 500 locks in 2s at a 1s ttl, want at least 1500:\n%s", got, out.String())
+	}
+	// Above the part of the ttl a renewal leaves, less its lateness.
+	if got := rows["lowest PTTL seen, share of the ttl"]; got <= 0.2 || got > 1 {
+		t.Errorf("lowest PTTL share %v, want between 0.2 and 1:\n%s", got, out.String())
+	}
+	if got := rows["locks lost"]; got != 0 {
+		t.Errorf("%v locks lost:\n%s", got, out.String())
+	}
+	for _, label := range []string{"script calls per renewal", "script calls per release on close"} {
+		if got, ok := rows[label]; !ok || got <= 0 {
+			t.Errorf("%s: %v, want a figure:\n%s", label, got, out.String())
+		}
+	}
+	// Memory moves with the garbage collector: only that it is reported.
+	for _, label := range []string{"RSS per lock, KiB", "RSS per connection, connected, KiB"} {
+		if _, ok := rows[label]; !ok {
+			t.Errorf("no %s:\n%s", label, out.String())
+		}
+	}
+}
