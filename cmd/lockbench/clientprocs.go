@@ -1,10 +1,11 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -34,20 +35,20 @@ type clientSpec struct {
 	Names    int
 	Hold     time.Duration
 	Think    time.Duration
-	Start    int64 // Unix ns: the processes share the wall clock
-	End      int64
 }
 
 // clientRecord is one acquisition as a client process reports it, in ns
-// since Start.
+// since the run began.
 type clientRecord struct{ Asked, Got, Freed int64 }
 
-// processStartDelay gives the client processes time to start and connect
-// before the run begins.
-const processStartDelay = time.Second
+// processReadyTimeout bounds how long the client processes may take to
+// start and connect; the run begins once all of them have.
+const processReadyTimeout = 30 * time.Second
 
 // runProcesses runs each client as a lockbench process of its own, and
-// returns each one's acquisitions and how long the run took.
+// returns each one's acquisitions and how long the run took. Each process
+// says "ready" once connected; then every one is told the same start and
+// end, so none misses the run however long the others took to start.
 func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload) ([][]acquisition, time.Duration, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -57,27 +58,65 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 	// lock it held, so they are killed.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now().Add(processStartDelay)
 	cmds := make([]*exec.Cmd, cfg.clients)
-	outs := make([]*bytes.Buffer, cfg.clients)
+	outs := make([]*bufio.Reader, cfg.clients)
+	ins := make([]io.WriteCloser, cfg.clients)
+	kill := func(upTo int) {
+		for _, c := range cmds[:upTo] {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	}
 	for i := range cmds {
 		spec, err := json.Marshal(clientSpec{Workload: w.name, Sidecars: w.sidecarAddrs, Redis: redisAddr, Retry: cfg.retry,
-			Client: i, Names: cfg.names, Hold: cfg.hold, Think: cfg.think,
-			Start: start.UnixNano(), End: start.Add(cfg.duration).UnixNano()})
+			Client: i, Names: cfg.names, Hold: cfg.hold, Think: cfg.think})
 		if err != nil {
+			kill(i)
 			return nil, 0, err
 		}
 		// Killed with the context; the processes inherit this one's CPUs.
 		cmds[i] = exec.CommandContext(ctx, self, clientFlag, string(spec))
-		outs[i] = &bytes.Buffer{}
-		cmds[i].Stdout, cmds[i].Stderr = outs[i], os.Stderr
-		if err := cmds[i].Start(); err != nil {
-			for _, c := range cmds[:i] {
-				_ = c.Process.Kill()
-				_ = c.Wait()
-			}
+		cmds[i].Stderr = os.Stderr
+		stdout, err := cmds[i].StdoutPipe()
+		if err == nil {
+			ins[i], err = cmds[i].StdinPipe()
+		}
+		if err == nil {
+			err = cmds[i].Start()
+		}
+		if err != nil {
+			kill(i)
 			return nil, 0, err
 		}
+		outs[i] = bufio.NewReader(stdout)
+	}
+	ready := make(chan error, cfg.clients)
+	for i := range cmds {
+		go func() {
+			line, err := outs[i].ReadString('\n')
+			if err == nil && line != "ready\n" {
+				err = fmt.Errorf("client process %d said %q, not ready", i, line)
+			}
+			ready <- err
+		}()
+	}
+	timeout := time.NewTimer(processReadyTimeout)
+	defer timeout.Stop()
+	for range cmds {
+		select {
+		case err = <-ready:
+		case <-timeout.C:
+			err = fmt.Errorf("client processes not ready within %v", processReadyTimeout)
+		}
+		if err != nil {
+			kill(len(cmds))
+			return nil, 0, err
+		}
+	}
+	start := time.Now().Add(10 * time.Millisecond)
+	for _, in := range ins {
+		_, _ = fmt.Fprintf(in, "%d %d\n", start.UnixNano(), start.Add(cfg.duration).UnixNano())
+		in.Close()
 	}
 	records := make([][]acquisition, cfg.clients)
 	var first firstError
@@ -85,9 +124,12 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 	for i, c := range cmds {
 		wg.Go(func() {
 			var rs []clientRecord
-			err := c.Wait()
+			out, err := io.ReadAll(outs[i])
+			if werr := c.Wait(); err == nil {
+				err = werr
+			}
 			if err == nil {
-				err = json.Unmarshal(outs[i].Bytes(), &rs)
+				err = json.Unmarshal(out, &rs)
 			}
 			if err != nil {
 				first.set(fmt.Errorf("client process %d: %w", i, err))
@@ -136,7 +178,14 @@ func runClientProcess(ctx context.Context, arg string, stdout *os.File) error {
 		return err
 	}
 	defer up.Close()
-	start, end := time.Unix(0, spec.Start), time.Unix(0, spec.End)
+	if _, err := fmt.Fprintln(stdout, "ready"); err != nil {
+		return err
+	}
+	var startNs, endNs int64
+	if _, err := fmt.Fscanln(os.Stdin, &startNs, &endNs); err != nil {
+		return fmt.Errorf("reading the run's start and end: %w", err)
+	}
+	start, end := time.Unix(0, startNs), time.Unix(0, endNs)
 	time.Sleep(time.Until(start))
 	cfg := config{names: spec.Names, hold: spec.Hold, think: spec.Think}
 	acqs, err := loop(ctx, cfg, spec.Client, l, up, counterKey(spec.Workload), start, end)

@@ -340,6 +340,13 @@ func (s *Store) runFrom(ctx context.Context, sc *luaScript, keys []string, args 
 			if err := sleepCtx(ctx, busyRetry); err != nil {
 				return nil, repeated, err
 			}
+		case s.cluster != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")):
+			// go-redis followed the redirects as far as it would: the slot
+			// is moving, and its nodes do not agree yet. It did not run.
+			s.cluster.rdb.ReloadState(ctx)
+			if err := sleepCtx(ctx, busyRetry); err != nil {
+				return nil, repeated, err
+			}
 		case !lostReply(err):
 			return v, repeated, err
 		default:
