@@ -551,6 +551,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_SENTINEL_USERNAME":    "watcher",
 		"LOCKPROXY_SENTINEL_PASSWORD":    "", // from a Secret, below
 		"LOCKPROXY_REPLICA_ACKS":         "2",
+		"LOCKPROXY_UPSTREAM_BATCH":       "64",
 		"LOCKPROXY_KEY_PREFIX":           "app-lock:",
 		"LOCKPROXY_DEFAULT_TTL":          "45s",
 		"LOCKPROXY_MIN_TTL":              "20ms",

@@ -32,6 +32,7 @@ type Config struct {
 	SentinelUsername  string        `env:"SENTINEL_USERNAME" help:"ACL user on the Sentinels themselves (with LOCKPROXY_SENTINEL_PASSWORD); sentinel mode only"`
 	SentinelPassword  string        `env:"SENTINEL_PASSWORD" help:"password of the Sentinels themselves, apart from the data nodes' in LOCKPROXY_UPSTREAM; empty: Sentinels without auth; sentinel mode only"`
 	ReplicaAcks       int           `env:"REPLICA_ACKS" envDefault:"0" help:"a grant, renewal or hand-off is answered only once WAIT n confirms n replicas have it, within LOCKPROXY_UPSTREAM_TIMEOUT; short of n the grant is given back and the client gets -UPSTREAM; 0: no wait; at most 16"`
+	UpstreamBatch     int           `env:"UPSTREAM_BATCH" envDefault:"256" help:"most acquire, release and renew calls sent to one Redis in one script call, when they arrive while another call is in flight; 1: each call on its own; 1 to 4096; a Cluster, and LOCKPROXY_REPLICA_ACKS, send each call on its own whatever this says"`
 	KeyPrefix         string        `env:"KEY_PREFIX" envDefault:"lock:" help:"prefix of every Redis key; no '{' or '}'"`
 	DefaultTTL        time.Duration `env:"DEFAULT_TTL" envDefault:"30s" help:"ttl of a lock acquired without one"`
 	MinTTL            time.Duration `env:"MIN_TTL" envDefault:"10ms" help:"smallest ttl (and MAXHOLD) a client may ask for; it must exceed the drift margin (1ms + 1% of it) plus a round trip to the upstream, or the lock is lost as it is granted"`
@@ -255,6 +256,10 @@ const (
 	modeCluster  = "cluster"
 )
 
+// maxUpstreamBatch bounds LOCKPROXY_UPSTREAM_BATCH: a batch is one script
+// run, during which Redis serves nobody else, so it stays a few ms long.
+const maxUpstreamBatch = 4096
+
 // maxReplicaAcks bounds LOCKPROXY_REPLICA_ACKS. A Sentinel deployment runs
 // a primary and a few replicas (Bitnami's chart: two by default); n above
 // the replicas that exist can never be met, so every grant would wait out
@@ -347,6 +352,9 @@ func (c Config) validateUpstream(bad func(field, format string, args ...any)) {
 		}
 	case c.SentinelUsername != "" && c.SentinelPassword == "":
 		bad("SentinelUsername", "needs LOCKPROXY_SENTINEL_PASSWORD")
+	}
+	if c.UpstreamBatch < 1 || c.UpstreamBatch > maxUpstreamBatch {
+		bad("UpstreamBatch", "%d must be between 1 and %d", c.UpstreamBatch, maxUpstreamBatch)
 	}
 	if c.ReplicaAcks < 0 || c.ReplicaAcks > maxReplicaAcks {
 		bad("ReplicaAcks", "%d must be between 0 and %d", c.ReplicaAcks, maxReplicaAcks)

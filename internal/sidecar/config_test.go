@@ -176,6 +176,8 @@ func TestUpstreamErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"UPSTREAM": sentinelURL, "SENTINEL_USERNAME": "watcher"}, "LOCKPROXY_SENTINEL_USERNAME: needs LOCKPROXY_SENTINEL_PASSWORD"},
 		{map[string]string{"UPSTREAM": sentinelURL, "UPSTREAM_TLS_CA": "/ca.pem"}, "LOCKPROXY_UPSTREAM_TLS_CA: upstream TLS settings need a rediss://"},
 		{map[string]string{"REPLICA_ACKS": "1"}, "LOCKPROXY_REPLICA_ACKS: the embedded store has no replicas"},
+		{map[string]string{"UPSTREAM_BATCH": "0"}, "LOCKPROXY_UPSTREAM_BATCH: 0 must be between 1 and 4096"},
+		{map[string]string{"UPSTREAM_BATCH": "5000"}, "LOCKPROXY_UPSTREAM_BATCH: 5000 must be between 1 and 4096"},
 		{map[string]string{"UPSTREAM": sentinelURL, "REPLICA_ACKS": "17"}, "LOCKPROXY_REPLICA_ACKS: 17 must be between 0 and 16"},
 		{map[string]string{"UPSTREAM": sentinelURL, "REPLICA_ACKS": "-1"}, "LOCKPROXY_REPLICA_ACKS: -1 must be between 0 and 16"},
 		{map[string]string{"UPSTREAM": sentinelURL, "REPLICA_ACKS": "two"}, "LOCKPROXY_REPLICA_ACKS: "},

@@ -186,7 +186,8 @@ func (a *Sidecar) newStore() (store interface {
 	}
 	a.mode = mode
 	rs, err := redisstore.New(rdb, redisstore.Options{
-		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck, ReplicaAcks: cfg.ReplicaAcks})
+		Prefix: cfg.KeyPrefix, Logger: a.log, Guard: true, OnReset: a.pokeCheck, ReplicaAcks: cfg.ReplicaAcks,
+		BatchMax: cfg.UpstreamBatch})
 	if err != nil {
 		rdb.Close()
 		return nil, "", err

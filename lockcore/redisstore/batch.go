@@ -17,12 +17,14 @@ import (
 // call is in flight to Redis go together as the next one, a single run of
 // the batch script, which runs each call's own script body in turn. Redis
 // then reads, runs and answers many calls at the cost of one command, and
-// the sidecar writes and reads once for them all. A call that finds
+// the sidecar writes and reads once for them all (LOCKPROXY_UPSTREAM_BATCH
+// says how many at most). A call that finds
 // nothing in flight is sent at once, alone, as before: batching adds no
 // wait to a lone client.
 
-// batchMax is the most calls one batch carries; more wait for the next.
-const batchMax = 256
+// DefaultBatchMax is the most calls one batch carries by default; more
+// wait for the next.
+const DefaultBatchMax = 256
 
 // batchable names the scripts that can be batched, by their op in
 // batch.lua, with the body each op runs.
@@ -62,6 +64,7 @@ type batchCall struct {
 // every batch after the first call's, from New until Close.
 type batcher struct {
 	s      *Store
+	max    int // the most calls in one batch
 	sc     *luaScript
 	mu     sync.Mutex
 	busy   bool         // guarded by mu: a call or batch is in flight
@@ -72,8 +75,8 @@ type batcher struct {
 	done   chan struct{}
 }
 
-func newBatcher(s *Store) *batcher {
-	b := &batcher{s: s, sc: batchScript(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newBatcher(s *Store, max int) *batcher {
+	b := &batcher{s: s, max: max, sc: batchScript(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.loop()
 	return b
 }
@@ -142,7 +145,7 @@ func (b *batcher) loop() {
 		}
 		for {
 			b.mu.Lock()
-			n := min(len(b.queue), batchMax)
+			n := min(len(b.queue), b.max)
 			if n == 0 {
 				b.busy = false
 				b.mu.Unlock()
@@ -243,13 +246,13 @@ func batchContext(calls []*batchCall) (context.Context, context.CancelFunc) {
 // batchTimeout bounds a batch none of whose calls has a deadline.
 const batchTimeout = 5 * time.Second
 
-// releaseBatched is ReleaseAll in batches of at most batchMax, sent one
-// after another.
+// releaseBatched is ReleaseAll in batches of at most the batcher's max,
+// sent one after another.
 func (s *Store) releaseBatched(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
 	out := make([]lockcore.Released, len(reqs))
 	var errs []error
-	for start := 0; start < len(reqs); start += batchMax {
-		chunk := reqs[start:min(start+batchMax, len(reqs))]
+	for start := 0; start < len(reqs); start += s.batch.max {
+		chunk := reqs[start:min(start+s.batch.max, len(reqs))]
 		calls := make([]*batchCall, len(chunk))
 		for i, req := range chunk {
 			k := s.keys(req.Name)

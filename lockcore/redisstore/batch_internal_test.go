@@ -226,11 +226,11 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 // A connection that closes holding many locks gives them back in a few
-// calls, each releasing up to batchMax.
+// calls, each releasing up to DefaultBatchMax.
 func TestReleaseAllInBatches(t *testing.T) {
 	s, direct := newBatchStore(t)
 	ctx := context.Background()
-	const n = batchMax + 44
+	const n = DefaultBatchMax + 44
 	reqs := make([]lockcore.ReleaseRequest, n)
 	for i := range reqs {
 		g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: fmt.Sprint("r", i), Nonce: "x", TTL: time.Minute})
@@ -256,5 +256,22 @@ func TestReleaseAllInBatches(t *testing.T) {
 	}
 	if keys := direct.Keys(ctx, "lock:{r*}").Val(); len(keys) != 0 {
 		t.Errorf("%d locks still held after ReleaseAll", len(keys))
+	}
+}
+
+// BatchMax 1 (LOCKPROXY_UPSTREAM_BATCH=1) sends every call on its own.
+func TestBatchMaxOne(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb, err := NewClient(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(rdb, Options{Prefix: "lock:", BatchMax: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.batch != nil || s.acquire.op != "" {
+		t.Error("BatchMax 1 still batches")
 	}
 }

@@ -79,9 +79,9 @@ type Options struct {
 	// call's deadline. Short of that, a grant is given back and the call
 	// fails with a *NotReplicatedError.
 	ReplicaAcks int
-	// NoBatching sends every call on its own, never in a batch with others
-	// (see batcher): for comparison.
-	NoBatching bool
+	// BatchMax is the most calls one batch carries (see batcher); 1 sends
+	// every call on its own. Default DefaultBatchMax.
+	BatchMax int
 	// OnReset is called, without blocking, when an acquire finds that the
 	// upstream's epoch is not the one last accepted: the caller should
 	// check Health now rather than at its next tick.
@@ -188,11 +188,14 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 		s.cluster = newClusterState(crdb)
 		s.watchNodes(crdb)
 	}
-	if !cluster && s.acks == 0 && !opt.NoBatching {
+	if opt.BatchMax == 0 {
+		opt.BatchMax = DefaultBatchMax
+	}
+	if !cluster && s.acks == 0 && opt.BatchMax > 1 {
 		// On a Cluster a script's keys must share a slot; with ReplicaAcks
 		// each grant waits for its own WAIT.
 		s.acquire.op, s.release.op, s.renew.op = "acquire", "release", "renew"
-		s.batch = newBatcher(s)
+		s.batch = newBatcher(s, opt.BatchMax)
 	}
 	if c, ok := rdb.(*redis.Client); ok {
 		// Every connection to a server is new after it restarted or took

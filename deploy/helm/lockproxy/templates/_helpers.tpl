@@ -56,6 +56,7 @@ to the right value instead of being silently overridden.
 */}}
 {{- define "lockproxy.configKeys" -}}
 replicaAcks: LOCKPROXY_REPLICA_ACKS
+upstreamBatch: LOCKPROXY_UPSTREAM_BATCH
 keyPrefix: LOCKPROXY_KEY_PREFIX
 defaultTTL: LOCKPROXY_DEFAULT_TTL
 minTTL: LOCKPROXY_MIN_TTL
