@@ -195,7 +195,8 @@ func (l *Locks) departed(name, waiter string) bool {
 }
 
 // tryWaiter is one store call for a queued waiter.
-func (q *queue) tryWaiter(w *waiter) {
+func (q *queue) tryWaiter(w *waiter, done chan struct{}) {
+	defer close(done)
 	c := q.c
 	sent := c.now()
 	until := validity(sent, w.ttl)
@@ -204,7 +205,7 @@ func (q *queue) tryWaiter(w *waiter) {
 	cancel()
 
 	q.mu.Lock()
-	q.trying = false
+	q.trying, q.tryingFor = false, nil
 	var giveBack string // a grant nobody can use, released after unlocking
 	var leave bool      // the store may have queued a waiter that is gone
 	if err != nil {

@@ -103,7 +103,16 @@ func (q *queue) handOver(token string, until time.Time) bool {
 	ho := newHandover()
 	to := FormatToken(fence+1, w.nonce)
 	req := TransferRequest{Name: q.name, From: token, To: to, Waiter: w.id, TTL: w.ttl}
-	if !q.c.work.Go(func() { q.transfer(req, until, ho) }) {
+	// A try of the waiter's own may be on its way to the store, on another
+	// connection. Reaching it after the new holder has released the lock,
+	// it would take the lock anew for a waiter already answered; it reaches
+	// it before, finding the lock held or the waiter's own, if the hand-off
+	// lands only once that try is back.
+	var try chan struct{}
+	if q.trying && q.tryingFor == w {
+		try = q.tryDone
+	}
+	if !q.c.work.Go(func() { q.transfer(req, until, ho, try) }) {
 		return false
 	}
 	if how == handOffLocalAhead {
@@ -117,11 +126,13 @@ func (q *queue) handOver(token string, until time.Time) bool {
 	return true
 }
 
-// transfer tells the store of a local hand-over. If the store refuses, or
+// transfer tells the store of a local hand-over, which lands once that
+// call, and try (the waiter's own call in flight, if any), are back. If
+// the store refuses, or
 // the call fails, the new holder's lease is lost (its session sees ho.ok
 // false) and the old token, which nobody holds any more and which may
 // still hold the lock, is given back.
-func (q *queue) transfer(req TransferRequest, until time.Time, ho *handover) {
+func (q *queue) transfer(req TransferRequest, until time.Time, ho *handover, try <-chan struct{}) {
 	ctx, cancel := q.c.until(context.Background(), until)
 	sent := q.c.now()
 	t, err := q.c.store.Transfer(ctx, req)
@@ -137,6 +148,9 @@ func (q *queue) transfer(req TransferRequest, until time.Time, ho *handover) {
 		q.mu.Lock()
 		q.learn(t.First, t.Seq)
 		q.mu.Unlock()
+	}
+	if try != nil {
+		<-try
 	}
 	ho.land(err == nil && t.OK, sent)
 }

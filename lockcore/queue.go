@@ -38,21 +38,26 @@ type queue struct {
 	forget func(*queue) // takes it out of Locks' map once it has closed
 
 	mu      sync.Mutex
-	waiters []*waiter     // guarded by mu; the waiting ones, in arrival order
-	trying  bool          // guarded by mu; a store call is in flight for the name
-	failing bool          // guarded by mu; the last store call failed: the next waits for the poll
-	lastErr error         // guarded by mu; its error, for a WAIT that runs out meanwhile
-	pollDue bool          // guarded by mu; the next free slot goes to a poll for the first waiter
-	poll    *task         // guarded by mu; the fallback poll
-	keep    *task         // guarded by mu; the next KeepAlive of the waiters
-	linger  *task         // guarded by mu; armed while the queue is empty, to close it
-	backoff time.Duration // guarded by mu; next poll interval
-	cap     time.Duration // guarded by mu; the holder's time left at the last try; 0: none known
-	first   string        // guarded by mu; the store's first live waiter, as last heard; "": unknown
-	firstAt int64         // guarded by mu; the Seq of the reply that said so
-	passes  int           // guarded by mu; local hand-offs in a row that may have passed over a waiter elsewhere
-	stop    func()        // guarded by mu; ends the store watch; nil until it is active
-	closed  bool          // guarded by mu
+	waiters []*waiter // guarded by mu; the waiting ones, in arrival order
+	trying  bool      // guarded by mu; a store call is in flight for the name
+	// tryingFor is the waiter whose store call is in flight, and tryDone
+	// is closed once that call has returned and been taken in. Guarded by
+	// mu.
+	tryingFor *waiter
+	tryDone   chan struct{}
+	failing   bool          // guarded by mu; the last store call failed: the next waits for the poll
+	lastErr   error         // guarded by mu; its error, for a WAIT that runs out meanwhile
+	pollDue   bool          // guarded by mu; the next free slot goes to a poll for the first waiter
+	poll      *task         // guarded by mu; the fallback poll
+	keep      *task         // guarded by mu; the next KeepAlive of the waiters
+	linger    *task         // guarded by mu; armed while the queue is empty, to close it
+	backoff   time.Duration // guarded by mu; next poll interval
+	cap       time.Duration // guarded by mu; the holder's time left at the last try; 0: none known
+	first     string        // guarded by mu; the store's first live waiter, as last heard; "": unknown
+	firstAt   int64         // guarded by mu; the Seq of the reply that said so
+	passes    int           // guarded by mu; local hand-offs in a row that may have passed over a waiter elsewhere
+	stop      func()        // guarded by mu; ends the store watch; nil until it is active
+	closed    bool          // guarded by mu
 }
 
 func newQueue(c *core, name string, forget func(*queue)) *queue {
@@ -206,10 +211,12 @@ func (q *queue) pump() {
 		q.armPoll()
 		return
 	}
-	if !q.c.work.Go(func() { q.tryWaiter(next) }) {
+	done := make(chan struct{})
+	if !q.c.work.Go(func() { q.tryWaiter(next, done) }) {
 		return
 	}
 	next.due, q.pollDue, q.trying = false, false, true
+	q.tryingFor, q.tryDone = next, done
 }
 
 // armPoll schedules the fallback poll: backoff with jitter, growing each

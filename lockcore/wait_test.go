@@ -34,6 +34,10 @@ type counting struct {
 	// holdWatch, when set before the first Watch, keeps every Watch from
 	// reaching the store until it is closed.
 	holdWatch chan struct{}
+	// holdAcquire, when set, holds every Acquire until it is closed; and
+	// releasedDuring counts the Release calls that came while one was held.
+	holdAcquire    chan struct{}
+	releasedDuring int
 }
 
 func (c *counting) Watch(ctx context.Context, name string, wake func(lockcore.Wake)) (func(), error) {
@@ -53,18 +57,29 @@ func (c *counting) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lo
 	c.acquireLog = append(c.acquireLog, req.Waiter)
 	c.inFlight[req.Name]++
 	c.maxFlight = max(c.maxFlight, c.inFlight[req.Name])
+	hold := c.holdAcquire
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.inFlight[req.Name]--
 		c.mu.Unlock()
 	}()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return lockcore.Grant{}, ctx.Err()
+		}
+	}
 	return c.Store.Acquire(ctx, req)
 }
 
 func (c *counting) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {
 	c.mu.Lock()
 	c.releases++
+	if c.inFlight[req.Name] > 0 && c.holdAcquire != nil {
+		c.releasedDuring++
+	}
 	c.mu.Unlock()
 	return c.Store.Release(ctx, req)
 }
@@ -382,6 +397,71 @@ func TestHandOffInOneCall(t *testing.T) {
 		f0, _, _ := lockcore.ParseToken(holderTok)
 		if f1, _, _ := lockcore.ParseToken(tok); f1 != f0+1 {
 			t.Errorf("handed-over fence %d, want the holder's %d + 1", f1, f0)
+		}
+	})
+}
+
+// A waiter's own try can still be on its way to the store when a local
+// hand-off answers the waiter. The hand-off lands only once that try is
+// back, so the new holder's release cannot reach the store before it: the
+// try, coming after, would take the free lock anew for nobody.
+func TestHandOffWaitsForWaitersTry(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(lockcore.Config) (*lockcore.Locks, *counting)) {
+		// The held try gives up after the upstream timeout: that is when
+		// the hand-off may land.
+		l, c := sidecar(lockcore.Config{Retry: lockcore.Backoff{Base: time.Hour, Max: time.Hour}, UpstreamTimeout: 300 * time.Millisecond})
+		c.holdWatch = make(chan struct{})
+		holder, waiter := l.NewSession(nil), l.NewSession(nil)
+		acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
+		got := make(chan string, 1)
+		go func() {
+			tok, _ := waiter.Acquire(context.Background(), "h", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+			got <- tok
+		}()
+		waitUntil(t, func() bool { return l.ReadyWaiters("h") == 1 })
+		// Its watch becomes active now, and the queue's catch-up try is held
+		// on its way to the store.
+		hold := make(chan struct{})
+		c.mu.Lock()
+		c.holdAcquire = hold
+		c.mu.Unlock()
+		close(c.holdWatch)
+		waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight["h"] == 1 })
+		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		tok := <-got
+		if tok == "" {
+			t.Fatal("waiter did not get the lock")
+		}
+		waitUntil(t, func() bool { st, _ := c.Inspect(context.Background(), "h"); return st.Token == tok })
+		released := make(chan error, 1)
+		go func() {
+			ok, err := waiter.Release(context.Background(), "h", "")
+			if err == nil && !ok {
+				err = errors.New("not held")
+			}
+			released <- err
+		}()
+		// Either the release reaches the store while the try is held, or
+		// the try gives up first.
+		waitUntil(t, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.releasedDuring > 0 || c.inFlight["h"] == 0
+		})
+		close(hold)
+		if err := <-released; err != nil {
+			t.Fatalf("the new holder's release: %v", err)
+		}
+		c.mu.Lock()
+		during := c.releasedDuring
+		c.mu.Unlock()
+		if during != 0 {
+			t.Errorf("%d releases reached the store while the waiter's try was on its way", during)
+		}
+		if st, err := c.Inspect(context.Background(), "h"); err != nil || st.Held {
+			t.Errorf("after the release and the try: %+v, %v; want free", st, err)
 		}
 	})
 }
