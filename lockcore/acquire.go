@@ -205,7 +205,7 @@ func (q *queue) tryWaiter(w *waiter, done chan struct{}) {
 	cancel()
 
 	q.mu.Lock()
-	q.trying, q.tryingFor = false, nil
+	q.trying = nil
 	var giveBack string // a grant nobody can use, released after unlocking
 	var leave bool      // the store may have queued a waiter that is gone
 	if err != nil {

@@ -109,7 +109,7 @@ func (q *queue) handOver(token string, until time.Time) bool {
 	// it before, finding the lock held or the waiter's own, if the hand-off
 	// lands only once that try is back.
 	var try chan struct{}
-	if q.trying && q.tryingFor == w {
+	if q.trying == w {
 		try = q.tryDone
 	}
 	if !q.c.work.Go(func() { q.transfer(req, until, ho, try) }) {

@@ -140,11 +140,8 @@ func (s *Session) gone(ls *lease, revoked bool) {
 // waiter's own ttl.)
 func (s *Session) renewDelay(ls *lease, sent, until time.Time) time.Duration {
 	interval := time.Duration(float64(until.Sub(sent)) * s.l.cfg.RenewFraction)
-	at := sent.Add(interval)
-	if tick := renewTick(interval); tick > 0 {
-		// Earlier, never later: a renewal keeps its margin.
-		at = at.Truncate(tick)
-	}
+	// Earlier, never later: a renewal keeps its margin.
+	at := sent.Add(interval).Truncate(renewTick(interval))
 	if !ls.capAt.IsZero() {
 		// Its holder is told as a loss would be, so as early.
 		at = earliest(at, ls.capDeadline().Add(-ls.capLead()))

@@ -39,25 +39,24 @@ type queue struct {
 
 	mu      sync.Mutex
 	waiters []*waiter // guarded by mu; the waiting ones, in arrival order
-	trying  bool      // guarded by mu; a store call is in flight for the name
-	// tryingFor is the waiter whose store call is in flight, and tryDone
-	// is closed once that call has returned and been taken in. Guarded by
-	// mu.
-	tryingFor *waiter
-	tryDone   chan struct{}
-	failing   bool          // guarded by mu; the last store call failed: the next waits for the poll
-	lastErr   error         // guarded by mu; its error, for a WAIT that runs out meanwhile
-	pollDue   bool          // guarded by mu; the next free slot goes to a poll for the first waiter
-	poll      *task         // guarded by mu; the fallback poll
-	keep      *task         // guarded by mu; the next KeepAlive of the waiters
-	linger    *task         // guarded by mu; armed while the queue is empty, to close it
-	backoff   time.Duration // guarded by mu; next poll interval
-	cap       time.Duration // guarded by mu; the holder's time left at the last try; 0: none known
-	first     string        // guarded by mu; the store's first live waiter, as last heard; "": unknown
-	firstAt   int64         // guarded by mu; the Seq of the reply that said so
-	passes    int           // guarded by mu; local hand-offs in a row that may have passed over a waiter elsewhere
-	stop      func()        // guarded by mu; ends the store watch; nil until it is active
-	closed    bool          // guarded by mu
+	// trying is the waiter whose store call is in flight for the name, or
+	// nil, and tryDone is closed once that call has returned and been taken
+	// in. Guarded by mu.
+	trying  *waiter
+	tryDone chan struct{}
+	failing bool          // guarded by mu; the last store call failed: the next waits for the poll
+	lastErr error         // guarded by mu; its error, for a WAIT that runs out meanwhile
+	pollDue bool          // guarded by mu; the next free slot goes to a poll for the first waiter
+	poll    *task         // guarded by mu; the fallback poll
+	keep    *task         // guarded by mu; the next KeepAlive of the waiters
+	linger  *task         // guarded by mu; armed while the queue is empty, to close it
+	backoff time.Duration // guarded by mu; next poll interval
+	cap     time.Duration // guarded by mu; the holder's time left at the last try; 0: none known
+	first   string        // guarded by mu; the store's first live waiter, as last heard; "": unknown
+	firstAt int64         // guarded by mu; the Seq of the reply that said so
+	passes  int           // guarded by mu; local hand-offs in a row that may have passed over a waiter elsewhere
+	stop    func()        // guarded by mu; ends the store watch; nil until it is active
+	closed  bool          // guarded by mu
 }
 
 func newQueue(c *core, name string, forget func(*queue)) *queue {
@@ -180,7 +179,7 @@ func (q *queue) finish(w *waiter, o outcome) {
 // a due poll for the first waiter. With nothing to do, it arms the poll.
 // q.mu is held.
 func (q *queue) pump() {
-	if q.trying || q.closed || len(q.waiters) == 0 {
+	if q.trying != nil || q.closed || len(q.waiters) == 0 {
 		return
 	}
 	if q.failing && !q.pollDue {
@@ -215,8 +214,8 @@ func (q *queue) pump() {
 	if !q.c.work.Go(func() { q.tryWaiter(next, done) }) {
 		return
 	}
-	next.due, q.pollDue, q.trying = false, false, true
-	q.tryingFor, q.tryDone = next, done
+	next.due, q.pollDue = false, false
+	q.trying, q.tryDone = next, done
 }
 
 // armPoll schedules the fallback poll: backoff with jitter, growing each

@@ -353,6 +353,31 @@ func (h *handOffs) count(how string) int {
 	return h.how[how]
 }
 
+// waitBehind has waiter acquire name, waiting up to a minute, in the
+// background; the channel gives its token ("" if it got none).
+func waitBehind(waiter *lockcore.Session, name string) <-chan string {
+	got := make(chan string, 1)
+	go func() {
+		tok, _ := waiter.Acquire(context.Background(), name, lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		got <- tok
+	}()
+	return got
+}
+
+// releaseTo releases holder's lock on name and returns the token the
+// waiter behind it got.
+func releaseTo(t *testing.T, holder *lockcore.Session, name string, got <-chan string) string {
+	t.Helper()
+	if ok, err := holder.Release(context.Background(), name, ""); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	tok := <-got
+	if tok == "" {
+		t.Fatal("waiter did not get the lock")
+	}
+	return tok
+}
+
 // A release on this sidecar gives the lock to the first local waiter with
 // one store call, a transfer, which the waiter does not wait for: it makes
 // no acquire call of its own.
@@ -366,24 +391,14 @@ func TestHandOffInOneCall(t *testing.T) {
 		defer close(c.holdWatch)
 		holder, waiter := l.NewSession(nil), l.NewSession(nil)
 		holderTok := acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
-		got := make(chan string, 1)
-		go func() {
-			tok, _ := waiter.Acquire(context.Background(), "h", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
-			got <- tok
-		}()
+		got := waitBehind(waiter, "h")
 		queuedIs(t, c, "h", 1)
 		// And the sidecar has taken in its queueing reply: under load that
 		// comes after the store queued it, and a release before that is not
 		// the case this test is about.
 		waitUntil(t, func() bool { return l.ReadyWaiters("h") == 1 })
 		acquiresBefore, releasesBefore, _ := c.counts()
-		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
-		tok := <-got
-		if tok == "" {
-			t.Fatal("waiter did not get the lock")
-		}
+		tok := releaseTo(t, holder, "h", got)
 		// Its lease is confirmed once the transfer lands.
 		waitUntil(t, func() bool { st, _ := c.Inspect(context.Background(), "h"); return st.Token == tok })
 		acquires, releases, _ := c.counts()
@@ -413,11 +428,7 @@ func TestHandOffWaitsForWaitersTry(t *testing.T) {
 		c.holdWatch = make(chan struct{})
 		holder, waiter := l.NewSession(nil), l.NewSession(nil)
 		acquire(t, holder, "h", lockcore.AcquireOptions{TTL: time.Minute})
-		got := make(chan string, 1)
-		go func() {
-			tok, _ := waiter.Acquire(context.Background(), "h", lockcore.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
-			got <- tok
-		}()
+		got := waitBehind(waiter, "h")
 		waitUntil(t, func() bool { return l.ReadyWaiters("h") == 1 })
 		// Its watch becomes active now, and the queue's catch-up try is held
 		// on its way to the store.
@@ -427,13 +438,7 @@ func TestHandOffWaitsForWaitersTry(t *testing.T) {
 		c.mu.Unlock()
 		close(c.holdWatch)
 		waitUntil(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.inFlight["h"] == 1 })
-		if ok, err := holder.Release(context.Background(), "h", ""); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
-		tok := <-got
-		if tok == "" {
-			t.Fatal("waiter did not get the lock")
-		}
+		tok := releaseTo(t, holder, "h", got)
 		waitUntil(t, func() bool { st, _ := c.Inspect(context.Background(), "h"); return st.Token == tok })
 		released := make(chan error, 1)
 		go func() {

@@ -76,11 +76,7 @@ func runLocks(ctx context.Context, cfg config, redisAddr string, sidecars []stri
 		return err
 	}
 
-	before, err := snapshot(redisAddr, nil, nil)
-	if err != nil {
-		return err
-	}
-	renewedBefore, err := scrape(metrics, "lockproxy_auto_renew_total", `result="ok"`)
+	scriptsBefore, renewedBefore, err := renewalCounts(redisAddr, metrics)
 	if err != nil {
 		return err
 	}
@@ -89,15 +85,11 @@ func runLocks(ctx context.Context, cfg config, redisAddr string, sidecars []stri
 		return err
 	}
 	r.held = time.Since(start)
-	after, err := snapshot(redisAddr, nil, nil)
+	scriptsAfter, renewedAfter, err := renewalCounts(redisAddr, metrics)
 	if err != nil {
 		return err
 	}
-	renewedAfter, err := scrape(metrics, "lockproxy_auto_renew_total", `result="ok"`)
-	if err != nil {
-		return err
-	}
-	r.renewals, r.holdScripts = renewedAfter-renewedBefore, after.scripts-before.scripts
+	r.renewals, r.holdScripts = renewedAfter-renewedBefore, scriptsAfter-scriptsBefore
 	if r.rss, err = rssOf(pids); err != nil {
 		return err
 	}
@@ -117,12 +109,23 @@ func runLocks(ctx context.Context, cfg config, redisAddr string, sidecars []stri
 	if err != nil {
 		return err
 	}
-	r.releaseScripts = end.scripts - after.scripts
+	r.releaseScripts = end.scripts - scriptsAfter
 	reportLocks(stdout, cfg, r)
 	if r.lost > 0 || r.missing > 0 {
 		return fmt.Errorf("%v locks lost, %d samples found a lock gone", r.lost, r.missing)
 	}
 	return nil
+}
+
+// renewalCounts reads the script calls Redis has run and the renewals the
+// sidecars have made.
+func renewalCounts(redisAddr string, metrics []string) (scripts int64, renewed float64, err error) {
+	u, err := snapshot(redisAddr, nil, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	renewed, err = scrape(metrics, "lockproxy_auto_renew_total", `result="ok"`)
+	return u.scripts, renewed, err
 }
 
 // takeLocks has each connection take its share of the locks, pipelined,

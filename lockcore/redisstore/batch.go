@@ -64,7 +64,7 @@ type batchCall struct {
 // every batch after the first call's, from New until Close.
 type batcher struct {
 	s      *Store
-	max    int // the most calls in one batch
+	size   int // the most calls in one batch
 	sc     *luaScript
 	mu     sync.Mutex
 	busy   bool         // guarded by mu: a call or batch is in flight
@@ -75,8 +75,8 @@ type batcher struct {
 	done   chan struct{}
 }
 
-func newBatcher(s *Store, max int) *batcher {
-	b := &batcher{s: s, max: max, sc: batchScript(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newBatcher(s *Store, size int) *batcher {
+	b := &batcher{s: s, size: size, sc: batchScript(), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.loop()
 	return b
 }
@@ -145,7 +145,7 @@ func (b *batcher) loop() {
 		}
 		for {
 			b.mu.Lock()
-			n := min(len(b.queue), b.max)
+			n := min(len(b.queue), b.size)
 			if n == 0 {
 				b.busy = false
 				b.mu.Unlock()
@@ -246,13 +246,13 @@ func batchContext(calls []*batchCall) (context.Context, context.CancelFunc) {
 // batchTimeout bounds a batch none of whose calls has a deadline.
 const batchTimeout = 5 * time.Second
 
-// releaseBatched is ReleaseAll in batches of at most the batcher's max,
+// releaseBatched is ReleaseAll in batches of at most the batcher's size,
 // sent one after another.
 func (s *Store) releaseBatched(ctx context.Context, reqs []lockcore.ReleaseRequest) ([]lockcore.Released, error) {
 	out := make([]lockcore.Released, len(reqs))
 	var errs []error
-	for start := 0; start < len(reqs); start += s.batch.max {
-		chunk := reqs[start:min(start+s.batch.max, len(reqs))]
+	for start := 0; start < len(reqs); start += s.batch.size {
+		chunk := reqs[start:min(start+s.batch.size, len(reqs))]
 		calls := make([]*batchCall, len(chunk))
 		for i, req := range chunk {
 			k := s.keys(req.Name)

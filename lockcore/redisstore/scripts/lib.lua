@@ -109,15 +109,16 @@ local function flush_state()
 end
 
 -- note_state records a grant or a renewal in the store-wide state hash
--- state, when there is one, as read_state read it into st: fence is the
+-- state, when there is one (read once a script, by read_state): fence is the
 -- largest fence granted, hwm the latest end (ms, Redis's clock) of any
 -- lease. Sidecars read both in their health check: fences then keep rising
 -- after a failover to a server whose clock is behind, and the quiet period
 -- after a loss lasts only as long as a lease could. The hash lives until
 -- its hwm plus the fence retention, like a name's fence key after its
 -- lease.
-local function note_state(state, st, fence, deadline_ms, ttl, retention)
+local function note_state(state, fence, deadline_ms, ttl, retention)
   if not state then return end
+  local st = read_state(state)
   if fence and (not st.fence or fence > st.fence) then
     st.fence, st.fence_raised = fence, true
   end
@@ -143,7 +144,7 @@ local function grant(nonce, ttl, retention, now_us, floor, state)
   for i = 1, 3 do
     if known[i] and known[i] >= fence then fence = known[i] + 1 end
   end
-  note_state(state, st, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
+  note_state(state, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
   fence = string.format('%d', fence)
   local token = fence .. ':' .. nonce
   redis.call('SET', KEYS[1], token, 'PX', ttl)

@@ -21,6 +21,5 @@ if fences_by_name() then
   redis.call('PEXPIRE', KEYS[2], ttl + retention)
 end
 local _, now_ms = clock()
-local state = KEYS[5] or usable(ARGV[5])
-note_state(state, read_state(state), nil, now_ms + ttl, ttl, retention)
+note_state(KEYS[5] or usable(ARGV[5]), nil, now_ms + ttl, ttl, retention)
 return 1

@@ -23,7 +23,6 @@ local ttl = tonumber(ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('HSET', KEYS[2], 'fence', ARGV[3], 'released', cur)
 redis.call('PEXPIRE', KEYS[2], ttl + tonumber(ARGV[5]))
-local state = KEYS[5] or usable(ARGV[7])
-note_state(state, read_state(state), tonumber(ARGV[3]), now_ms + ttl, ttl, tonumber(ARGV[5]))
+note_state(KEYS[5] or usable(ARGV[7]), tonumber(ARGV[3]), now_ms + ttl, ttl, tonumber(ARGV[5]))
 dequeue(ARGV[6])
 return {1, live_head(now_ms), now_us}
