@@ -121,6 +121,48 @@ func TestBatchGathersCallsInFlight(t *testing.T) {
 	}
 }
 
+// The calls of one batch read Redis's clock once between them, yet each
+// gets a time of its own, later than the one before: replies stay ordered
+// by what they say of a queue, and fences rise from call to call.
+func TestBatchCallsTimesRise(t *testing.T) {
+	s, _ := newBatchStore(t)
+	ctx := context.Background()
+	var calls []*batchCall
+	for i, name := range []string{"a", "b", "a", "a", "c"} {
+		k := s.keys(name)
+		req := lockcore.AcquireRequest{Name: name, Nonce: fmt.Sprint("n", i), TTL: time.Minute, Waiter: fmt.Sprint("w", i), WaiterTTL: time.Minute}
+		calls = append(calls, &batchCall{ctx: ctx, op: "acquire", keys: s.withState(k), args: s.acquireArgs(req, k), done: make(chan struct{})})
+	}
+	s.batch.send(calls)
+	var lastNow, lastFence int64
+	for i, c := range calls {
+		<-c.done
+		arr, ok := c.v.([]any)
+		if c.alone || c.err != nil || !ok || len(arr) != 5 {
+			t.Fatalf("call %d = %v, %v (alone %v)", i, c.v, c.err, c.alone)
+		}
+		now, _ := arr[3].(int64)
+		if now <= lastNow {
+			t.Errorf("call %d: time %d, not after the previous call's %d", i, now, lastNow)
+		}
+		lastNow = now
+		if arr[0] != int64(1) {
+			continue
+		}
+		f, _, ok := lockcore.ParseToken(arr[1].(string))
+		if !ok || f <= lastFence {
+			t.Errorf("call %d: token %v, want a fence above %d", i, arr[1], lastFence)
+		}
+		lastFence = f
+	}
+	// a, b and c granted; the second and third acquire of a queued.
+	for i, want := range []int64{1, 1, 0, 0, 1} {
+		if got := calls[i].v.([]any)[0]; got != want {
+			t.Errorf("call %d: reply %v, want %d", i, got, want)
+		}
+	}
+}
+
 // A call that Redis refuses inside a batch fails alone; the others in the
 // batch are done as asked.
 func TestBatchFailsOnlyItsCall(t *testing.T) {

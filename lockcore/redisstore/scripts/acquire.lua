@@ -36,7 +36,7 @@ if #KEYS == 4 and ARGV[10] then
     return {3, 0, false, 0, 0}
   end
   state = usable(ARGV[12])
-elseif KEYS[6] and redis.call('GET', KEYS[6]) ~= ARGV[9] then
+elseif KEYS[6] and get_once(KEYS[6]) ~= ARGV[9] then
   return {3, 0, false, 0, 0}
 end
 local ttl = tonumber(ARGV[2])
@@ -71,7 +71,16 @@ local function first()
   return queued and live_head(now_ms)
 end
 
-local cur = redis.call('GET', KEYS[1])
+local cur
+if not queued then
+  -- Free and nobody queued, the usual case, takes one write; held, it
+  -- reads the holder's token.
+  local token
+  token, cur = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], state, true)
+  if token then return {1, token, false, now_us, ttl} end
+else
+  cur = redis.call('GET', KEYS[1])
+end
 if cur then
   -- A retry of an acquire whose reply was lost, or a waiter that a release
   -- granted the lock, finds its own nonce: succeed again, as it stands.

@@ -5,23 +5,20 @@
 -- keys and its number of arguments; then every call's arguments, in order.
 -- KEYS holds every call's keys, in order.
 -- The store-wide state hash is read once and written once for every call
--- (see note_state).
+-- (see note_state), and Redis's clock and the epoch read once (see clock
+-- and get_once).
 -- Returns one reply per call: the op's own, or an error reply when the op
 -- failed (Redis refused one of its commands), which fails that call only.
 batched = true
-local all_keys, all_args = {}, {}
-for i = 1, #KEYS do all_keys[i] = KEYS[i] end
-for i = 1, #ARGV do all_args[i] = ARGV[i] end
+local all_keys, all_args = KEYS, ARGV
 local n = tonumber(all_args[1])
 local ki, ai = 0, 1 + 3 * n
 local out = {}
 for c = 1, n do
   local op = all_args[3 * c - 1]
   local nk, na = tonumber(all_args[3 * c]), tonumber(all_args[3 * c + 1])
-  for i = #KEYS, 1, -1 do KEYS[i] = nil end
-  for i = #ARGV, 1, -1 do ARGV[i] = nil end
-  for i = 1, nk do KEYS[i] = all_keys[ki + i] end
-  for i = 1, na do ARGV[i] = all_args[ai + i] end
+  KEYS = {unpack(all_keys, ki + 1, ki + nk)}
+  ARGV = {unpack(all_args, ai + 1, ai + na)}
   ki, ai = ki + nk, ai + na
   local ok, r = pcall(ops[op])
   if ok then

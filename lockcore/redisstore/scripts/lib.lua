@@ -16,6 +16,10 @@
 -- Cluster each shard has a state hash of its own, in another slot of its
 -- primary, named in an argument instead (see usable).
 
+-- The batch script (batch.lua) points these at each of its calls' own keys
+-- and arguments in turn, without copying them into the tables Redis made.
+local KEYS, ARGV = KEYS, ARGV
+
 -- usable returns key when this script can use it, else false: on a Redis
 -- Cluster, a key outside the script's slot can be used only while this node
 -- owns the key's slot (and, while that slot migrates away, still has the
@@ -27,11 +31,30 @@ local function usable(key)
   return key
 end
 
--- clock returns Redis's time in µs and in ms.
+-- clock returns Redis's time in µs and in ms. It asks Redis once a script:
+-- each later call in the script (each call of a batch asks once) is one µs
+-- on, so that what replies say of a queue stays ordered by their time,
+-- while staying behind the real clock (a call takes more than a µs).
+local clock_at, clock_calls
 local function clock()
-  local t = redis.call('TIME')
-  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if not clock_at then
+    local t = redis.call('TIME')
+    clock_at, clock_calls = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
+  end
+  local us = clock_at + clock_calls
+  clock_calls = clock_calls + 1
   return us, math.floor(us / 1000)
+end
+
+-- get_once reads key once a script, for keys no script writes.
+local got = {}
+local function get_once(key)
+  local v = got[key]
+  if v == nil then
+    v = redis.call('GET', key)
+    got[key] = v
+  end
+  return v
 end
 
 -- live_head returns the first waiter whose sidecar still keeps it alive,
@@ -134,8 +157,9 @@ end
 -- last on a Cluster, or floor, the largest the sidecar has seen) if the
 -- clock has not passed it, so fences keep rising after the fence key is
 -- forgotten, after a failover to a server whose clock is behind, and after
--- a restart that lost every key. It returns the token.
-local function grant(nonce, ttl, retention, now_us, floor, state)
+-- a restart that lost every key. It returns the token. With if_free, only
+-- if nobody holds it: else it returns false and the holder's token.
+local function grant(nonce, ttl, retention, now_us, floor, state, if_free)
   local st = read_state(state)
   local fence = now_us
   local known = {tonumber(floor), st and st.fence}
@@ -144,12 +168,17 @@ local function grant(nonce, ttl, retention, now_us, floor, state)
   for i = 1, 3 do
     if known[i] and known[i] >= fence then fence = known[i] + 1 end
   end
+  local fence_s = string.format('%d', fence)
+  local token = fence_s .. ':' .. nonce
+  if if_free then
+    local cur = redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl, 'GET')
+    if cur then return false, cur end
+  else
+    redis.call('SET', KEYS[1], token, 'PX', ttl)
+  end
   note_state(state, fence, math.floor(now_us / 1000) + ttl, ttl, retention)
-  fence = string.format('%d', fence)
-  local token = fence .. ':' .. nonce
-  redis.call('SET', KEYS[1], token, 'PX', ttl)
   if by_name then
-    redis.call('HSET', KEYS[2], 'fence', fence)
+    redis.call('HSET', KEYS[2], 'fence', fence_s)
     redis.call('PEXPIRE', KEYS[2], ttl + retention)
   end
   return token
