@@ -26,6 +26,7 @@ import (
 // config is lockbench's flags.
 type config struct {
 	clients    int
+	rounds     int
 	names      int
 	locks      int
 	hold       time.Duration
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.mode, "mode", "wait", "wait: clients contend for -names locks, holding and waiting; uncontended: each client acquires and releases names of its own, and Redis's and the sidecars' CPU per pair is reported against direct EVALSHA; locks: -clients connections hold -locks owned locks for -duration, and the lowest PTTL, the script calls per renewal and the sidecars' memory are reported")
 	fs.IntVar(&c.locks, "locks", 10000, "owned locks held in -mode locks, spread over the -clients connections")
+	fs.IntVar(&c.rounds, "rounds", 1, "in -mode uncontended: rounds of each workload, run in turn, each for -duration; the figures are their sums")
 	fs.IntVar(&c.clients, "clients", 32, "clients (N), each on its own connection")
 	fs.IntVar(&c.names, "names", 1, "lock names (M); clients are spread over them in turn")
 	fs.DurationVar(&c.hold, "hold", time.Millisecond, "hold time (H) after the counter update")
@@ -96,8 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.mode != "wait" && c.mode != "uncontended" && c.mode != "locks":
 		return c, errors.New("-mode must be wait, uncontended or locks")
-	case c.clients < 1 || c.names < 1 || c.sidecars < 1:
-		return c, errors.New("-clients, -names and -sidecars must be at least 1")
+	case c.clients < 1 || c.names < 1 || c.sidecars < 1 || c.rounds < 1:
+		return c, errors.New("-clients, -names, -sidecars and -rounds must be at least 1")
 	case c.store != "redis" && c.store != "embedded":
 		return c, errors.New("-store must be redis or embedded")
 	case c.store == "embedded" && c.upstream != "":

@@ -45,10 +45,11 @@ type uncResult struct {
 // pairFunc runs one acquire and release of name on its client.
 type pairFunc func(name, token string) error
 
-// runUncontended runs both workloads and reports them.
+// runUncontended runs both workloads, in cfg.rounds alternating rounds so
+// that both meet the same noise on a shared machine, and reports them.
 func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddrs, sidecars []string, sidecarPIDs []int, stdout io.Writer) error {
 	ttl := strconv.FormatInt(cfg.ttl.Milliseconds(), 10)
-	proxy, err := measureUncontended(ctx, cfg, "lockproxy", redisAddr, statsAddrs, sidecarPIDs, func(i int) (pairFunc, func(), error) {
+	proxyClient := func(i int) (pairFunc, func(), error) {
 		c, err := dial(sidecars[i%len(sidecars)])
 		if err != nil {
 			return nil, nil, err
@@ -62,40 +63,68 @@ func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddr
 			}
 			return nil
 		}, func() { c.Close() }, nil
-	})
-	if err != nil {
-		return fmt.Errorf("lockproxy workload: %w", err)
 	}
-	proxy.sidecarCount = len(sidecars)
-	results := []*uncResult{proxy}
+	var shas []string
 	if cfg.baseline {
-		shas, err := loadScripts(redisAddr, directAcquire, directRelease)
-		if err != nil {
+		var err error
+		if shas, err = loadScripts(redisAddr, directAcquire, directRelease); err != nil {
 			return err
 		}
-		direct, err := measureUncontended(ctx, cfg, "direct EVALSHA", redisAddr, nil, nil, func(int) (pairFunc, func(), error) {
-			c, err := dial(redisAddr)
-			if err != nil {
-				return nil, nil, err
+	}
+	directClient := func(int) (pairFunc, func(), error) {
+		c, err := dial(redisAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(name, token string) error {
+			key := "bench:{" + name + "}"
+			if v, err := c.do("EVALSHA", shas[0], "1", key, token, ttl); err != nil || v.Str != "OK" {
+				return fmt.Errorf("acquire %s = %v, %v", key, v, err)
 			}
-			return func(name, token string) error {
-				key := "bench:{" + name + "}"
-				if v, err := c.do("EVALSHA", shas[0], "1", key, token, ttl); err != nil || v.Str != "OK" {
-					return fmt.Errorf("acquire %s = %v, %v", key, v, err)
-				}
-				if v, err := c.do("EVALSHA", shas[1], "1", key, token); err != nil || v.Num != 1 {
-					return fmt.Errorf("release %s = %v, %v", key, v, err)
-				}
-				return nil
-			}, func() { c.Close() }, nil
-		})
+			if v, err := c.do("EVALSHA", shas[1], "1", key, token); err != nil || v.Num != 1 {
+				return fmt.Errorf("release %s = %v, %v", key, v, err)
+			}
+			return nil
+		}, func() { c.Close() }, nil
+	}
+	proxy := &uncResult{name: "lockproxy", sidecarCount: len(sidecars)}
+	direct := &uncResult{name: "direct EVALSHA", sidecarCPU: -1}
+	var rounds [][2]*uncResult
+	for range cfg.rounds {
+		p, err := measureUncontended(ctx, cfg, "lockproxy", redisAddr, statsAddrs, sidecarPIDs, proxyClient)
+		if err != nil {
+			return fmt.Errorf("lockproxy workload: %w", err)
+		}
+		proxy.add(p)
+		if !cfg.baseline {
+			continue
+		}
+		d, err := measureUncontended(ctx, cfg, "direct EVALSHA", redisAddr, nil, nil, directClient)
 		if err != nil {
 			return fmt.Errorf("baseline workload: %w", err)
 		}
+		direct.add(d)
+		rounds = append(rounds, [2]*uncResult{p, d})
+	}
+	results := []*uncResult{proxy}
+	if cfg.baseline {
 		results = append(results, direct)
 	}
-	reportUncontended(stdout, cfg, results)
+	reportUncontended(stdout, cfg, results, rounds)
 	return nil
+}
+
+// add sums r2's figures into r.
+func (r *uncResult) add(r2 *uncResult) {
+	r.pairs += r2.pairs
+	r.seconds += r2.seconds
+	r.redisCPU += r2.redisCPU
+	r.scriptCalls += r2.scriptCalls
+	if r2.sidecarCPU < 0 {
+		r.sidecarCPU = -1 // not known
+	} else if r.sidecarCPU >= 0 {
+		r.sidecarCPU += r2.sidecarCPU
+	}
 }
 
 // loadScripts loads each script into Redis and returns their SHA-1s.
@@ -242,9 +271,13 @@ func processCPU(pid int) (float64, error) {
 	return (utime + stime) / 100, nil
 }
 
-func reportUncontended(w io.Writer, cfg config, rs []*uncResult) {
-	fmt.Fprintf(w, "lockbench: uncontended, %d connections, each cycling through %d names of its own, %v after a %v warm-up\n",
+func reportUncontended(w io.Writer, cfg config, rs []*uncResult, rounds [][2]*uncResult) {
+	fmt.Fprintf(w, "lockbench: uncontended, %d connections, each cycling through %d names of its own, %v after a %v warm-up",
 		cfg.clients, namesPerClient, cfg.duration-cfg.warmup, cfg.warmup)
+	if cfg.rounds > 1 {
+		fmt.Fprintf(w, ", %d rounds of each in turn", cfg.rounds)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "\t")
 	for _, r := range rs {
@@ -279,4 +312,11 @@ func reportUncontended(w io.Writer, cfg config, rs []*uncResult) {
 		return perPair(r.sidecarCPU*1e6, r), r.sidecarCPU >= 0
 	}, "%.1f")
 	tw.Flush()
+	if len(rounds) > 1 {
+		var ratios []string
+		for _, rd := range rounds {
+			ratios = append(ratios, fmt.Sprintf("%.2f", perPair(rd[0].redisCPU, rd[0])/perPair(rd[1].redisCPU, rd[1])))
+		}
+		fmt.Fprintf(w, "Redis CPU per pair, lockproxy ÷ direct, round by round: %s\n", strings.Join(ratios, " · "))
+	}
 }
