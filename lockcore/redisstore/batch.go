@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -95,16 +96,35 @@ func (b *batcher) run(ctx context.Context, op string, sc *luaScript, keys []stri
 		b.mu.Unlock()
 		return b.s.runOne(ctx, sc, keys, args)
 	}
+	c := &batchCall{ctx: ctx, op: op, keys: keys, done: make(chan struct{})}
 	if !b.busy {
 		b.busy = true
 		b.mu.Unlock()
-		v, repeated, err := b.s.runOne(ctx, sc, keys, args)
+		// Let the goroutines that are ready to run go first: requests other
+		// connections have read queue behind this call, and go with it in
+		// one batch rather than in a batch of their own after it. With
+		// nothing else ready this returns at once: a lone client waits no
+		// longer.
+		runtime.Gosched()
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.mu.Unlock()
+			v, repeated, err := b.s.runOne(ctx, sc, keys, args)
+			b.handOn()
+			return v, repeated, err
+		}
+		c.args = args(false)
+		n := min(len(b.queue), b.size-1)
+		calls := append([]*batchCall{c}, b.queue[:n]...)
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
+		b.send(calls)
 		b.handOn()
-		return v, repeated, err
+	} else {
+		c.args = args(false)
+		b.queue = append(b.queue, c)
+		b.mu.Unlock()
 	}
-	c := &batchCall{ctx: ctx, op: op, keys: keys, args: args(false), done: make(chan struct{})}
-	b.queue = append(b.queue, c)
-	b.mu.Unlock()
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -144,6 +164,7 @@ func (b *batcher) loop() {
 		case <-b.kick:
 		}
 		for {
+			runtime.Gosched() // as in run: the ready requests join this batch
 			b.mu.Lock()
 			n := min(len(b.queue), b.size)
 			if n == 0 {

@@ -121,6 +121,47 @@ func TestBatchGathersCallsInFlight(t *testing.T) {
 	}
 }
 
+// A call that finds nothing in flight, but calls queued by the time its
+// turn comes, takes them along: one script call for all of them.
+func TestBatchTakesQueuedAlong(t *testing.T) {
+	s, direct := newBatchStore(t)
+	h := &holdFirst{release: make(chan struct{})}
+	close(h.release) // count only
+	s.rdb.AddHook(h)
+	ctx := context.Background()
+	k := s.keys("queued")
+	queued := &batchCall{ctx: ctx, op: "acquire", keys: s.withState(k),
+		args: s.acquireArgs(lockcore.AcquireRequest{Name: "queued", Nonce: "q", TTL: time.Minute}, k), done: make(chan struct{})}
+	// As if queued while the call below yielded its turn.
+	s.batch.mu.Lock()
+	s.batch.queue = append(s.batch.queue, queued)
+	s.batch.mu.Unlock()
+	g, err := s.Acquire(ctx, lockcore.AcquireRequest{Name: "a", Nonce: "n", TTL: time.Minute})
+	if err != nil || !g.Acquired {
+		t.Fatalf("acquire a = %+v, %v", g, err)
+	}
+	select {
+	case <-queued.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued call was left in the queue")
+	}
+	if arr, ok := queued.v.([]any); queued.alone || queued.err != nil || !ok || arr[0] != int64(1) {
+		t.Fatalf("the queued call = %v, %v (alone %v); want granted in the batch", queued.v, queued.err, queued.alone)
+	}
+	if got := h.count(); got != 1 {
+		t.Errorf("%d script calls, want 1: the call and the one queued, together", got)
+	}
+	if direct.Get(ctx, "lock:{queued}").Val() == "" || direct.Get(ctx, "lock:{a}").Val() != g.Token {
+		t.Error("the batch did not take both locks")
+	}
+	s.batch.mu.Lock()
+	idle := len(s.batch.queue) == 0 && !s.batch.busy
+	s.batch.mu.Unlock()
+	if !idle {
+		t.Error("the batcher did not go idle after the batch")
+	}
+}
+
 // The calls of one batch read Redis's clock once between them, yet each
 // gets a time of its own, later than the one before: replies stay ordered
 // by what they say of a queue, and fences rise from call to call.
