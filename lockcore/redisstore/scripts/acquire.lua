@@ -53,6 +53,16 @@ if queued then
   oom_check()
 end
 local now_us, now_ms = clock()
+local cur
+if not queued then
+  -- Free and nobody queued, the usual case, takes one write; held, it
+  -- reads the holder's token.
+  local token
+  token, cur = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], state, true)
+  if token then return {1, token, false, now_us, ttl} end
+else
+  cur = redis.call('GET', KEYS[1])
+end
 
 local function enqueue()
   if waiter == '' then return end
@@ -71,16 +81,6 @@ local function first()
   return queued and live_head(now_ms)
 end
 
-local cur
-if not queued then
-  -- Free and nobody queued, the usual case, takes one write; held, it
-  -- reads the holder's token.
-  local token
-  token, cur = grant(ARGV[1], ttl, tonumber(ARGV[3]), now_us, ARGV[8], state, true)
-  if token then return {1, token, false, now_us, ttl} end
-else
-  cur = redis.call('GET', KEYS[1])
-end
 if cur then
   -- A retry of an acquire whose reply was lost, or a waiter that a release
   -- granted the lock, finds its own nonce: succeed again, as it stands.

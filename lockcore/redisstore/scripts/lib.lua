@@ -162,11 +162,13 @@ end
 local function grant(nonce, ttl, retention, now_us, floor, state, if_free)
   local st = read_state(state)
   local fence = now_us
-  local known = {tonumber(floor), st and st.fence}
+  floor = tonumber(floor)
+  if floor and floor >= fence then fence = floor + 1 end
+  if st and st.fence and st.fence >= fence then fence = st.fence + 1 end
   local by_name = fences_by_name()
-  if by_name then known[3] = tonumber(redis.call('HGET', KEYS[2], 'fence')) end
-  for i = 1, 3 do
-    if known[i] and known[i] >= fence then fence = known[i] + 1 end
+  if by_name then
+    local last = tonumber(redis.call('HGET', KEYS[2], 'fence'))
+    if last and last >= fence then fence = last + 1 end
   end
   local fence_s = string.format('%d', fence)
   local token = fence_s .. ':' .. nonce
