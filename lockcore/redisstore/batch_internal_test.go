@@ -52,7 +52,13 @@ func (h *holdFirst) count() int {
 
 func newBatchStore(t *testing.T) (*Store, *redis.Client) {
 	t.Helper()
-	srv := redistest.Start(t)
+	return newBatchStoreOn(t, redistest.Start(t))
+}
+
+// newBatchStoreOn is a batching store on srv, with every script loaded, and
+// a client of srv's own.
+func newBatchStoreOn(t testing.TB, srv *redistest.Server) (*Store, *redis.Client) {
+	t.Helper()
 	rdb, err := NewClient(srv.URL())
 	if err != nil {
 		t.Fatal(err)
