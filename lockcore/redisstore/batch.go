@@ -202,8 +202,13 @@ func (b *batcher) send(calls []*batchCall) {
 	}
 	ctx, cancel := batchContext(calls)
 	defer cancel()
-	var keys []string
-	args := []any{len(calls)}
+	nk, na := 0, 1+3*len(calls)
+	for _, c := range calls {
+		nk, na = nk+len(c.keys), na+len(c.args)
+	}
+	keys := make([]string, 0, nk)
+	args := make([]any, 1, na)
+	args[0] = len(calls)
 	for _, c := range calls {
 		keys = append(keys, c.keys...)
 		args = append(args, c.op, len(c.keys), len(c.args))
