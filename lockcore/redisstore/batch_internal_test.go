@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -362,5 +363,18 @@ func TestBatchMaxOne(t *testing.T) {
 	defer s.Close()
 	if s.batch != nil || s.acquire.op != "" {
 		t.Error("BatchMax 1 still batches")
+	}
+}
+
+// A name's keys are slices of one string: each must still read as its own.
+func TestKeysOfAName(t *testing.T) {
+	s := &Store{prefix: "lock:"}
+	hashed := "lock:{" + fmt.Sprintf("%x", sha256.Sum256([]byte("a}b")))[:16] + "}a}b"
+	for name, lock := range map[string]string{"order:42": "lock:{order:42}", "a}b": hashed} {
+		k := s.keys(name)
+		want := keys{lock: lock, fence: lock + ":fence", queue: lock + ":q", alive: lock + ":qa", wake: lock + ":wake"}
+		if k != want {
+			t.Errorf("keys(%q) = %+v, want %+v", name, k, want)
+		}
 	}
 }

@@ -92,7 +92,8 @@ type Options struct {
 type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
-	retention int64 // ms
+	state     string // the state hash's key (see stateKey), made once
+	retention int64  // ms
 	attempts  int
 	sharded   string // "1" when wakes use sharded pub/sub (Cluster)
 	watcher   *watcher
@@ -164,6 +165,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Store, error) {
 	s := &Store{
 		rdb:       rdb,
 		prefix:    opt.Prefix,
+		state:     opt.Prefix + "state",
 		retention: opt.Retention.Milliseconds(),
 		attempts:  opt.Attempts,
 		sharded:   flag(cluster),
@@ -256,7 +258,12 @@ type keys struct {
 	lock, fence, queue, alive, wake string
 }
 
-func (k keys) list() []string { return []string{k.lock, k.fence, k.queue, k.alive} }
+func (k keys) list() []string { return k.listWith(0) }
+
+// listWith is list with room for more keys after them.
+func (k keys) listWith(more int) []string {
+	return append(make([]string, 0, 4+more), k.lock, k.fence, k.queue, k.alive)
+}
 
 // withState is a script's keys with the store-wide state hash after them,
 // but on a Cluster, where it lives in another slot than the lock's.
@@ -264,7 +271,7 @@ func (s *Store) withState(k keys) []string {
 	if s.sharded == "1" {
 		return k.list()
 	}
-	return append(k.list(), s.stateKey())
+	return append(k.listWith(2), s.stateKey()) // room for the epoch key
 }
 
 // noteFence raises floor to token's fence.
@@ -303,7 +310,12 @@ func (s *Store) keys(name string) keys {
 		sum := sha256.Sum256([]byte(name))
 		lock = s.prefix + "{" + hex.EncodeToString(sum[:8]) + "}" + name
 	}
-	return keys{lock: lock, fence: lock + ":fence", queue: lock + ":q", alive: lock + ":qa", wake: lock + ":wake"}
+	// One string holds them all, each a slice of it: one allocation, not
+	// five, on every call.
+	all := lock + ":fence" + lock + ":qa" + lock + ":wake"
+	n := len(lock)
+	alive := all[n+6 : 2*n+9]
+	return keys{lock: all[:n], fence: all[:n+6], queue: alive[:n+2], alive: alive, wake: all[2*n+9:]}
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -489,7 +501,7 @@ func lostReply(err error) bool {
 // Acquire implements lockcore.Store.
 func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockcore.Grant, error) {
 	k := s.keys(req.Name)
-	keys, args := k.list(), s.acquireArgs(req, k)
+	keys, args := k.listWith(2), s.acquireArgs(req, k)
 	if s.changed.Load() {
 		s.onReset()
 		return lockcore.Grant{}, lockcore.ErrServerChanged
@@ -557,7 +569,8 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 
 // acquireArgs are the acquire script's arguments, up to the epoch's.
 func (s *Store) acquireArgs(req lockcore.AcquireRequest, k keys) []any {
-	return []any{req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg()}
+	// Room for what Acquire adds: the epoch, or a Cluster shard's four.
+	return append(make([]any, 0, 12), req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg())
 }
 
 // runAcquire sends the acquire script and checks the shape of its reply.
@@ -922,7 +935,7 @@ func (s *Store) epochKey() string { return s.prefix + "epoch" }
 
 // stateKey is the store-wide state hash: the largest fence granted and the
 // latest end of any lease (see note_state in lib.lua).
-func (s *Store) stateKey() string { return s.prefix + "state" }
+func (s *Store) stateKey() string { return s.state }
 
 // Health implements lockcore.Upstream, in one round trip. The ID is the
 // server's run_id, which changes on every restart and failover; Data is
