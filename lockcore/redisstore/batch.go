@@ -96,8 +96,8 @@ func (b *batcher) run(ctx context.Context, op string, sc *luaScript, keys []stri
 		b.mu.Unlock()
 		return b.s.runOne(ctx, sc, keys, args)
 	}
-	c := &batchCall{ctx: ctx, op: op, keys: keys, done: make(chan struct{})}
-	if !b.busy {
+	turn := !b.busy // this call sends the next batch
+	if turn {
 		b.busy = true
 		b.mu.Unlock()
 		// Let the goroutines that are ready to run go first: requests other
@@ -113,16 +113,15 @@ func (b *batcher) run(ctx context.Context, op string, sc *luaScript, keys []stri
 			b.handOn()
 			return v, repeated, err
 		}
-		c.args = args(false)
-		n := min(len(b.queue), b.size-1)
-		calls := append([]*batchCall{c}, b.queue[:n]...)
-		b.queue = b.queue[n:]
+	}
+	c := &batchCall{ctx: ctx, op: op, keys: keys, args: args(false), done: make(chan struct{})}
+	b.queue = append(b.queue, c)
+	if turn {
+		calls := b.take()
 		b.mu.Unlock()
 		b.send(calls)
 		b.handOn()
 	} else {
-		c.args = args(false)
-		b.queue = append(b.queue, c)
 		b.mu.Unlock()
 	}
 	select {
@@ -166,18 +165,24 @@ func (b *batcher) loop() {
 		for {
 			runtime.Gosched() // as in run: the ready requests join this batch
 			b.mu.Lock()
-			n := min(len(b.queue), b.size)
-			if n == 0 {
+			calls := b.take()
+			if len(calls) == 0 {
 				b.busy = false
 				b.mu.Unlock()
 				break
 			}
-			calls := b.queue[:n:n]
-			b.queue = b.queue[n:]
 			b.mu.Unlock()
 			b.send(calls)
 		}
 	}
+}
+
+// take removes the next batch's calls from the queue. b.mu is held.
+func (b *batcher) take() []*batchCall {
+	n := min(len(b.queue), b.size)
+	calls := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	return calls
 }
 
 // failAll hands every queued call back to its caller to send alone.
