@@ -58,7 +58,7 @@ bench: deps
 	$(GO) test -run='^$$' -bench=. -benchtime=3s ./cmd/lockproxy/
 	$(GO) test -run='^$$' -bench=BatchScripts -benchtime=2000x ./lockcore/redisstore/
 	$(GO) build -o ./lockproxy ./cmd/lockproxy
-	$(GO) run ./cmd/lockbench -lockproxy ./lockproxy -mode uncontended -clients 32 -duration 1s -rounds 3
+	$(GO) run ./cmd/lockbench -lockproxy ./lockproxy -mode uncontended -clients 32 -duration 1s -rounds 3 -floor
 	$(GO) run ./cmd/lockbench -lockproxy ./lockproxy -mode locks -clients 100 -locks 10000 -ttl 6s -duration 10s
 
 fuzz:

@@ -47,8 +47,9 @@ var importRules = map[string][]string{
 	"internal/syncbuf":    {},
 
 	// The load tool drives lockproxy and a polling baseline through one
-	// thin RESP client, so that it times the servers, not a client library.
-	"cmd/lockbench": {"internal/respclient"},
+	// thin RESP client, so that it times the servers, not a client library;
+	// its floor, a sidecar that does nothing, is lockproxy's own server.
+	"cmd/lockbench": {"internal/respclient", "resp"},
 
 	// Example programs are applications: the client, and the test server
 	// for their recipes.

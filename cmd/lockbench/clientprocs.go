@@ -161,8 +161,9 @@ func runClientProcess(ctx context.Context, arg string, stdout *os.File) error {
 	}
 	var w workload
 	switch spec.Workload {
-	case "lockproxy":
+	case "lockproxy", "floor":
 		w = lockproxyWorkload(spec.Sidecars)
+		w.name = spec.Workload
 	case "polling":
 		w = pollingWorkload(spec.Redis, spec.Retry)
 	default:

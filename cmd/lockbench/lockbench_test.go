@@ -5,21 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
+	"github.com/lockproxy/lockproxy/resp"
 )
 
-// TestMain lets the test binary serve as a client process (-procs), which
-// lockbench starts by re-running its own executable.
+// TestMain lets the test binary serve as a client process (-procs) and as
+// the floor server (-floor), which lockbench starts by re-running its own
+// executable.
 func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == floorFlag {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		if err := serveFloor(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "lockbench floor server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) == 3 && os.Args[1] == clientFlag {
 		if err := runClientProcess(context.Background(), os.Args[2], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "lockbench client:", err)
@@ -141,6 +156,7 @@ func TestFlags(t *testing.T) {
 		{"-store", "embedded", "-upstream", "redis://n1:7000"},
 		{"-mode", "burst"},
 		{"-duration", "100ms", "-warmup", "200ms"},
+		{"-mode", "locks", "-floor"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -257,7 +273,7 @@ func TestUncontended(t *testing.T) {
 	srv := redistest.Start(t)
 	var out strings.Builder
 	err := run(context.Background(), []string{"-mode", "uncontended", "-lockproxy", bin, "-redis", srv.URL(),
-		"-clients", "4", "-duration", "700ms", "-warmup", "100ms"}, &out, io.Discard)
+		"-clients", "4", "-duration", "700ms", "-warmup", "100ms", "-floor"}, &out, io.Discard)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
@@ -272,15 +288,67 @@ func TestUncontended(t *testing.T) {
 	// About 2 direct (the figures take the calls in flight at either end of
 	// the run as they come); through lockproxy, whose calls share batches
 	// when they meet, more than none and at most about 2.
+	// The columns: lockproxy, floor, direct, and the two ratios.
 	got := rows["script calls per pair"]
-	if len(got) != 3 || !near(got[1], 2) {
-		t.Errorf("script calls per pair %v, want about 2 direct:\n%s", got, out.String())
+	if len(got) != 5 || !near(got[2], 2) || got[1] != "0.00" {
+		t.Errorf("script calls per pair %v, want about 2 direct and none from the floor:\n%s", got, out.String())
 	} else if f, err := strconv.ParseFloat(got[0], 64); err != nil || f <= 0 || f > 2.1 {
 		t.Errorf("script calls per pair through lockproxy %v, want above 0 and at most about 2:\n%s", got[0], out.String())
 	}
 	for _, label := range []string{"pairs/s", "Redis CPU per pair, µs", "sidecar CPU per pair, µs"} {
 		if len(rows[label]) == 0 || rows[label][0] == "0" || rows[label][0] == "0.0" || rows[label][0] == "–" {
 			t.Errorf("%s: %v, want a figure for lockproxy:\n%s", label, rows[label], out.String())
+		}
+	}
+	if len(rows["pairs/s"]) < 2 || rows["pairs/s"][1] == "0" {
+		t.Errorf("pairs/s %v, want a figure for the floor:\n%s", rows["pairs/s"], out.String())
+	}
+	if !strings.Contains(out.String(), "sidecar CPU per pair above the floor's") {
+		t.Errorf("output lacks the sidecar's CPU above the floor:\n%s", out.String())
+	}
+}
+
+// The floor server is a lock: a name goes to one connection at a time, a
+// try-once on a held name gets null, and a release hands the name to its
+// waiters in the order they came.
+func TestFloorServerQueues(t *testing.T) {
+	f := newFloorLocks()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := resp.Serve(ln, resp.HandlerFunc(f.serve), resp.Options{})
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	conns := make([]*client, 3)
+	for i := range conns {
+		if conns[i], err = dial(ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conns[i].Close() })
+	}
+	if v, err := conns[0].do("LOCK.ACQUIRE", "n", "1000"); err != nil || v.Null {
+		t.Fatalf("first acquire = %v, %v", v, err)
+	}
+	if v, err := conns[1].do("LOCK.ACQUIRE", "n", "1000"); err != nil || !v.Null {
+		t.Fatalf("try-once on a held name = %v, %v; want null", v, err)
+	}
+	got := make(chan int, 2)
+	for i := 1; i <= 2; i++ {
+		go func() {
+			if v, err := conns[i].do("LOCK.ACQUIRE", "n", "1000", "WAIT", "10000"); err == nil && !v.Null {
+				got <- i
+			}
+		}()
+		for f.waiting("n") < i {
+			runtime.Gosched() // until the server has queued it
+		}
+	}
+	for i := range 2 {
+		if v, err := conns[i].do("LOCK.RELEASE", "n"); err != nil || v.Num != 1 {
+			t.Fatalf("release by %d = %v, %v", i, v, err)
+		}
+		if next := <-got; next != i+1 {
+			t.Fatalf("after %d released, %d got the name; want %d", i, next, i+1)
 		}
 	}
 }

@@ -46,6 +46,7 @@ type config struct {
 	baseline   bool
 	retry      time.Duration
 	procs      bool
+	floor      bool
 }
 
 func main() {
@@ -57,6 +58,13 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == clientFlag {
 		if err := runClientProcess(ctx, os.Args[2], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "lockbench client:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == floorFlag {
+		if err := serveFloor(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "lockbench floor server:", err)
 			os.Exit(1)
 		}
 		return
@@ -92,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.baseline, "baseline", true, "also run the polling baseline straight to Redis")
 	fs.DurationVar(&c.retry, "baseline-retry", 10*time.Millisecond, "the baseline's retry interval (redislock's LinearBackoff)")
 	fs.BoolVar(&c.procs, "procs", false, "run each client in its own process, as separate application instances are, rather than as goroutines of this one")
+	fs.BoolVar(&c.floor, "floor", false, "also run the workload against a sidecar that does the least a lock server can (lockproxy's RESP server over an in-memory FIFO per name, no store), on -sidecar-cpu: what a hop costs on this machine")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -106,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-upstream is for -store redis")
 	case c.store == "embedded" && c.sidecars > 1:
 		return c, errors.New("-store embedded keeps locks inside one sidecar: use -sidecars 1")
+	case c.floor && c.mode == "locks":
+		return c, errors.New("-floor is for -mode wait and uncontended")
 	case c.duration <= c.warmup:
 		return c, errors.New("-duration must exceed -warmup")
 	}
@@ -147,9 +158,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if w.statsAddrs, err = upstreamAddrs(cfg.upstream); err != nil {
 		return err
 	}
+	var floor *floorServer
+	if cfg.floor {
+		if floor, err = procs.floor(cfg); err != nil {
+			return err
+		}
+	}
 	switch cfg.mode {
 	case "uncontended":
-		return runUncontended(ctx, cfg, redisAddr, w.statsAddrs, sidecars, procs.sidecarPIDs, stdout)
+		return runUncontended(ctx, cfg, redisAddr, w.statsAddrs, sidecars, procs.sidecarPIDs, floor, stdout)
 	case "locks":
 		return runLocks(ctx, cfg, redisAddr, sidecars, procs.sidecarPIDs, procs.metricsAddrs, stdout)
 	}
@@ -158,6 +175,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("lockproxy workload: %w", err)
 	}
 	results := []*result{proxy}
+	if floor != nil {
+		fw := lockproxyWorkload([]string{floor.addr})
+		fw.name = "floor"
+		fw.countCommands = func(map[string]int64, int64) int64 { return 0 }
+		r, err := measure(ctx, cfg, redisAddr, fw)
+		if err != nil {
+			return fmt.Errorf("floor workload: %w", err)
+		}
+		results = append(results, r)
+	}
 	if cfg.baseline {
 		base, err := measure(ctx, cfg, redisAddr, pollingWorkload(redisAddr, cfg.retry))
 		if err != nil {

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// report prints each workload's figures side by side, and the baseline's
-// over lockproxy's.
+// report prints each workload's figures side by side and, when there are
+// two, the second's over the first's.
 func report(w io.Writer, cfg config, rs []*result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "\t"
@@ -16,7 +16,7 @@ func report(w io.Writer, cfg config, rs []*result) {
 		header += r.name + "\t"
 	}
 	if len(rs) == 2 {
-		header += "polling ÷ lockproxy\t"
+		header += rs[1].name + " ÷ " + rs[0].name + "\t"
 	}
 	fmt.Fprintln(tw, header)
 	row := func(label string, f func(r *result) string, ratio func(a, b *result) string) {

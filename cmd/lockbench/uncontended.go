@@ -19,7 +19,7 @@ import (
 // two ever meet. Through lockproxy, and, as the baseline, straight to Redis
 // with the least a lock needs (directAcquire, directRelease), it reports
 // pairs a second, Redis's CPU and script calls per pair, and the sidecars'
-// CPU per pair.
+// CPU per pair; with -floor, also for a sidecar that does nothing (floor.go).
 
 // The baseline's scripts: SET NX PX, and a release by token.
 const (
@@ -39,6 +39,7 @@ type uncResult struct {
 	redisCPU     float64 // seconds of Redis CPU (user + sys)
 	scriptCalls  int64   // EVALSHA and EVAL calls in Redis
 	sidecarCPU   float64 // seconds of the sidecars' CPU; negative: not known
+	toolCPU      float64 // seconds of this process's CPU, its clients'
 	sidecarCount int
 }
 
@@ -47,22 +48,13 @@ type pairFunc func(name, token string) error
 
 // runUncontended runs both workloads, in cfg.rounds alternating rounds so
 // that both meet the same noise on a shared machine, and reports them.
-func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddrs, sidecars []string, sidecarPIDs []int, stdout io.Writer) error {
+func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddrs, sidecars []string, sidecarPIDs []int,
+	floor *floorServer, stdout io.Writer) error {
 	ttl := strconv.FormatInt(cfg.ttl.Milliseconds(), 10)
-	proxyClient := func(i int) (pairFunc, func(), error) {
-		c, err := dial(sidecars[i%len(sidecars)])
-		if err != nil {
-			return nil, nil, err
+	proxyClient := func(addrs []string) func(i int) (pairFunc, func(), error) {
+		return func(i int) (pairFunc, func(), error) {
+			return sidecarPair(addrs[i%len(addrs)], ttl)
 		}
-		return func(name, _ string) error {
-			if v, err := c.do("LOCK.ACQUIRE", name, ttl); err != nil || v.Null {
-				return fmt.Errorf("LOCK.ACQUIRE %s = %v, %v", name, v, err)
-			}
-			if v, err := c.do("LOCK.RELEASE", name); err != nil || v.Num != 1 {
-				return fmt.Errorf("LOCK.RELEASE %s = %v, %v", name, v, err)
-			}
-			return nil
-		}, func() { c.Close() }, nil
 	}
 	var shas []string
 	if cfg.baseline {
@@ -89,13 +81,21 @@ func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddr
 	}
 	proxy := &uncResult{name: "lockproxy", sidecarCount: len(sidecars)}
 	direct := &uncResult{name: "direct EVALSHA", sidecarCPU: -1}
+	null := &uncResult{name: "floor", sidecarCount: 1}
 	var rounds [][2]*uncResult
 	for range cfg.rounds {
-		p, err := measureUncontended(ctx, cfg, "lockproxy", redisAddr, statsAddrs, sidecarPIDs, proxyClient)
+		p, err := measureUncontended(ctx, cfg, "lockproxy", redisAddr, statsAddrs, sidecarPIDs, proxyClient(sidecars))
 		if err != nil {
 			return fmt.Errorf("lockproxy workload: %w", err)
 		}
 		proxy.add(p)
+		if floor != nil {
+			f, err := measureUncontended(ctx, cfg, "floor", redisAddr, nil, []int{floor.pid}, proxyClient([]string{floor.addr}))
+			if err != nil {
+				return fmt.Errorf("floor workload: %w", err)
+			}
+			null.add(f)
+		}
 		if !cfg.baseline {
 			continue
 		}
@@ -107,11 +107,31 @@ func runUncontended(ctx context.Context, cfg config, redisAddr string, statsAddr
 		rounds = append(rounds, [2]*uncResult{p, d})
 	}
 	results := []*uncResult{proxy}
+	if floor != nil {
+		results = append(results, null)
+	}
 	if cfg.baseline {
 		results = append(results, direct)
 	}
 	reportUncontended(stdout, cfg, results, rounds)
 	return nil
+}
+
+// sidecarPair is one client of a sidecar at addr.
+func sidecarPair(addr, ttl string) (pairFunc, func(), error) {
+	c, err := dial(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(name, _ string) error {
+		if v, err := c.do("LOCK.ACQUIRE", name, ttl); err != nil || v.Null {
+			return fmt.Errorf("LOCK.ACQUIRE %s = %v, %v", name, v, err)
+		}
+		if v, err := c.do("LOCK.RELEASE", name); err != nil || v.Num != 1 {
+			return fmt.Errorf("LOCK.RELEASE %s = %v, %v", name, v, err)
+		}
+		return nil
+	}, func() { c.Close() }, nil
 }
 
 // add sums r2's figures into r.
@@ -120,6 +140,7 @@ func (r *uncResult) add(r2 *uncResult) {
 	r.seconds += r2.seconds
 	r.redisCPU += r2.redisCPU
 	r.scriptCalls += r2.scriptCalls
+	r.toolCPU += r2.toolCPU
 	if r2.sidecarCPU < 0 {
 		r.sidecarCPU = -1 // not known
 	} else if r.sidecarCPU >= 0 {
@@ -205,7 +226,8 @@ func measureUncontended(ctx context.Context, cfg config, name, redisAddr string,
 		return nil, err
 	}
 	r := &uncResult{name: name, pairs: endPairs - startPairs, seconds: elapsed.Seconds(),
-		redisCPU: after.redisCPU - before.redisCPU, scriptCalls: after.scripts - before.scripts, sidecarCPU: -1}
+		redisCPU: after.redisCPU - before.redisCPU, scriptCalls: after.scripts - before.scripts, sidecarCPU: -1,
+		toolCPU: after.toolCPU - before.toolCPU}
 	if len(pids) > 0 {
 		r.sidecarCPU = after.sidecarCPU - before.sidecarCPU
 	}
@@ -217,6 +239,7 @@ type usage struct {
 	redisCPU   float64
 	scripts    int64
 	sidecarCPU float64
+	toolCPU    float64
 }
 
 func snapshot(redisAddr string, statsAddrs []string, pids []int) (usage, error) {
@@ -249,7 +272,9 @@ func snapshot(redisAddr string, statsAddrs []string, pids []int) (usage, error) 
 		}
 		u.sidecarCPU += s
 	}
-	return u, nil
+	s, err := processCPU(os.Getpid())
+	u.toolCPU = s
+	return u, err
 }
 
 // processCPU is the user and system CPU time pid has used, in seconds,
@@ -283,8 +308,13 @@ func reportUncontended(w io.Writer, cfg config, rs []*uncResult, rounds [][2]*un
 	for _, r := range rs {
 		fmt.Fprintf(tw, "%s\t", r.name)
 	}
-	if len(rs) == 2 {
-		fmt.Fprint(tw, "lockproxy ÷ direct\t")
+	// With the baseline, the last column, each other workload's ratio to it.
+	base := -1
+	if cfg.baseline && len(rs) > 1 {
+		base = len(rs) - 1
+		for _, r := range rs[:base] {
+			fmt.Fprintf(tw, "%s ÷ direct\t", r.name)
+		}
 	}
 	fmt.Fprintln(tw)
 	row := func(label string, f func(r *uncResult) (float64, bool), format string) {
@@ -299,8 +329,12 @@ func reportUncontended(w io.Writer, cfg config, rs []*uncResult, rounds [][2]*un
 			}
 			vals = append(vals, v)
 		}
-		if len(vals) == 2 && vals[1] > 0 {
-			fmt.Fprintf(tw, "%.2f\t", vals[0]/vals[1])
+		for _, v := range vals[:max(base, 0)] {
+			if vals[base] > 0 {
+				fmt.Fprintf(tw, "%.2f\t", v/vals[base])
+			} else {
+				fmt.Fprint(tw, "–\t")
+			}
 		}
 		fmt.Fprintln(tw)
 	}
@@ -311,7 +345,18 @@ func reportUncontended(w io.Writer, cfg config, rs []*uncResult, rounds [][2]*un
 	row("sidecar CPU per pair, µs", func(r *uncResult) (float64, bool) {
 		return perPair(r.sidecarCPU*1e6, r), r.sidecarCPU >= 0
 	}, "%.1f")
+	row("load tool CPU per pair, µs", func(r *uncResult) (float64, bool) { return perPair(r.toolCPU*1e6, r), true }, "%.1f")
 	tw.Flush()
+	if len(rs) == 3 && rs[1].name == "floor" && rs[0].sidecarCPU >= 0 {
+		// What a pair through lockproxy would cost the machine if its
+		// sidecar cost no more than the floor: the most its throughput could
+		// be, against direct's, wherever the CPUs are what bounds both.
+		proxy, floor, direct := rs[0], rs[1], rs[2]
+		above := perPair(proxy.sidecarCPU, proxy) - perPair(floor.sidecarCPU, floor)
+		total := func(r *uncResult) float64 { return perPair(r.redisCPU+max(r.sidecarCPU, 0)+r.toolCPU, r) }
+		fmt.Fprintf(w, "lockproxy's sidecar CPU per pair above the floor's: %.1f µs; with a sidecar at the floor, all CPU per pair would be %.2f× direct's\n",
+			above*1e6, (total(proxy)-above)/total(direct))
+	}
 	if len(rounds) > 1 {
 		var ratios []string
 		for _, rd := range rounds {
