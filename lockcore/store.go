@@ -178,6 +178,9 @@ type AcquireRequest struct {
 	// and lets it take a lock reserved for it.
 	Waiter    string
 	WaiterTTL time.Duration // how long the queue entry lives without KeepAlive
+	// Kind is what the request asks to hold: with Shared or Limit, a name
+	// held by other requests of that kind may be granted to this one too.
+	Kind Kind
 }
 
 // Grant is the outcome of Store.Acquire.
@@ -195,6 +198,10 @@ type Grant struct {
 	// Seq orders what replies say of the queue: of two replies, the one
 	// with the larger Seq saw it later. 0: the reply says nothing of it.
 	Seq int64
+	// Mismatch says the name is held, or waited for, as HeldAs, of another
+	// family than the request's Kind (see Kind): nothing was written.
+	Mismatch bool
+	HeldAs   Kind
 }
 
 // Wake tells a sidecar that its waiter is first for a lock, or, with Seq
@@ -301,4 +308,9 @@ type State struct {
 	Fence  int64
 	TTL    time.Duration // time left when Held
 	Queued int           // waiters queued for it, on every sidecar
+	// Kind is how it is held; with Shared or Limit, Holders lists every
+	// holder, Token is "", Fence is the largest holder's and TTL the
+	// longest time left.
+	Kind    Kind
+	Holders []Holder
 }

@@ -49,6 +49,10 @@ type record struct {
 	token   string    // current holder; "" when free
 	expires time.Time // when token lapses
 	queue   []queued  // waiters in arrival order
+	// When held by many (see kinds.go): their permits, by nonce, and what
+	// they hold it as.
+	permits map[string]*permit
+	kind    lockcore.Kind
 }
 
 type queued struct {
@@ -56,6 +60,7 @@ type queued struct {
 	deadline time.Time // presumed dead after this
 	nonce    string    // to grant it the lock
 	ttl      time.Duration
+	kind     lockcore.Kind
 }
 
 type watch struct {
@@ -110,7 +115,10 @@ func (r *record) liveHead(now time.Time) string {
 }
 
 // idle reports whether r can be forgotten: free, and nobody waits.
-func (r *record) idle(now time.Time) bool { return r.held(now) == "" && r.liveHead(now) == "" }
+func (r *record) idle(now time.Time) bool {
+	r.prune(now)
+	return r.held(now) == "" && len(r.permits) == 0 && r.liveHead(now) == ""
+}
 
 func (r *record) enqueue(req lockcore.AcquireRequest, now time.Time) {
 	if req.Waiter == "" {
@@ -123,7 +131,7 @@ func (r *record) enqueue(req lockcore.AcquireRequest, now time.Time) {
 			return
 		}
 	}
-	r.queue = append(r.queue, queued{waiter: req.Waiter, deadline: deadline, nonce: req.Nonce, ttl: req.TTL})
+	r.queue = append(r.queue, queued{waiter: req.Waiter, deadline: deadline, nonce: req.Nonce, ttl: req.TTL, kind: req.Kind})
 }
 
 func (r *record) dequeue(waiter string) (wasFirst bool) {
@@ -193,6 +201,12 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 	defer s.mu.Unlock()
 	now := s.now()
 	r := s.record(req.Name)
+	r.prune(now)
+	if p := r.permits[req.Nonce]; p != nil && !p.revoked {
+		// Its own permit, as it is (see below).
+		r.dequeue(req.Waiter)
+		return lockcore.Grant{Acquired: true, Token: p.token(req.Nonce), TTL: p.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
+	}
 	if cur := r.held(now); cur != "" {
 		if lockcore.TokenMatches(cur, ":"+req.Nonce) {
 			// Its own grant, as it is: not extended, since its sidecar may
@@ -200,8 +214,17 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 			r.dequeue(req.Waiter)
 			return lockcore.Grant{Acquired: true, Token: cur, TTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
 		}
+		if !req.Kind.Family(lockcore.Kind{}) {
+			return lockcore.Grant{Mismatch: true, Seq: s.next()}, nil
+		}
 		r.enqueue(req, now)
 		return lockcore.Grant{HolderTTL: r.expires.Sub(now), First: r.liveHead(now), Seq: s.next()}, nil
+	}
+	if !req.Kind.Exclusive() || len(r.permits) > 0 {
+		return s.acquireMany(r, req, now), nil
+	}
+	if k, ok := r.firstKind(now, req.Waiter); ok && !k.Family(req.Kind) {
+		return lockcore.Grant{Mismatch: true, HeldAs: k, Seq: s.next()}, nil
 	}
 	if head := r.liveHead(now); head != "" && head != req.Waiter {
 		r.enqueue(req, now)
@@ -246,6 +269,10 @@ func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.
 	defer s.mu.Unlock()
 	now := s.now()
 	r := s.names[req.Name]
+	if r != nil && len(r.permits) > 0 {
+		r.prune(now)
+		return s.renewPermit(r, req, now), nil
+	}
 	cur := r.held(now)
 	switch {
 	case cur == "":
@@ -270,6 +297,10 @@ func (s *Store) Revoke(ctx context.Context, req lockcore.RevokeRequest) (bool, e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.names[req.Name]
+	if r != nil && len(r.permits) > 0 {
+		r.prune(s.now())
+		return s.revokePermit(r, req), nil
+	}
 	if cur := r.held(s.now()); cur == "" || cur != req.Token {
 		return false, nil
 	}
@@ -294,6 +325,10 @@ func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockc
 func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 	now := s.now()
 	r := s.names[req.Name]
+	if r != nil && len(r.permits) > 0 {
+		r.prune(now)
+		return s.releasePermit(r, req, now)
+	}
 	cur := r.held(now)
 	if cur == "" || !lockcore.TokenMatches(cur, req.Token) {
 		return lockcore.Released{}
@@ -304,6 +339,10 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 	case head == "":
 		delete(s.names, req.Name)
 		return lockcore.Released{Released: true, Seq: s.next()}
+	case !r.queue[0].kind.Exclusive():
+		// Readers, or a semaphore's waiters, take their own permits.
+		s.wakeAdmitted(req.Name, r, now)
+		return lockcore.Released{Released: true, First: head, Seq: s.next()}
 	case req.Next != nil && head == req.Next.Waiter:
 		r.dequeue(head)
 		token := s.grant(r, now, req.Next.Nonce, req.Next.TTL)
@@ -346,14 +385,15 @@ func (s *Store) Leave(ctx context.Context, name, waiter string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.names[name]
-	if r == nil || !r.dequeue(waiter) {
+	if r == nil || !slices.ContainsFunc(r.queue, func(q queued) bool { return q.waiter == waiter }) {
 		return nil
 	}
+	wasFirst := r.dequeue(waiter)
 	now := s.now()
-	if r.held(now) == "" {
-		if head := r.liveHead(now); head != "" {
-			s.wakeLocked(name, lockcore.Wake{Waiter: head})
-		}
+	r.prune(now)
+	if wasFirst || len(r.permits) > 0 {
+		// Those it kept out may come in now.
+		s.wakeAdmitted(name, r, now)
 	}
 	s.tidy(name, r, now)
 	return nil
@@ -426,6 +466,9 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 		return lockcore.State{}, nil
 	}
 	st := lockcore.State{Queued: len(r.queue)}
+	if r.prune(now); len(r.permits) > 0 {
+		r.inspectMany(&st, now)
+	}
 	if cur := r.held(now); cur != "" {
 		st.Held, st.Token, st.TTL = true, cur, r.expires.Sub(now)
 		if token, ok := strings.CutSuffix(cur, "!"); ok && lockcore.RevokedToken(token) == cur {

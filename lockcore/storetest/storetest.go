@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"context"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) lockcore.Store) {
 		{"Revoke", testRevoke},
 		{"RetryDoesNotExtendAGrant", testRetryDoesNotExtend},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, kindTests()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
 		})
@@ -402,7 +403,7 @@ func testInspectFree(t *testing.T, s lockcore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (lockcore.State{}) {
+	if !reflect.DeepEqual(st, lockcore.State{}) {
 		t.Errorf("Inspect(never used) = %+v, want zero", st)
 	}
 	tok := mustAcquire(t, s, name(t), "n1", time.Minute)
