@@ -45,7 +45,7 @@ func (r *record) prune(now time.Time) {
 
 // permitOf finds the permit a token names: "<fence>:<nonce>", its revoked
 // form, or a nonce-only ":<nonce>". revoked says the token named the
-// revoked form (or, nonce-only, that the permit it found is revoked).
+// revoked form.
 func (r *record) permitOf(token string) (nonce string, p *permit, revoked bool) {
 	fence, rest, ok := strings.Cut(token, ":")
 	if !ok {
@@ -57,7 +57,9 @@ func (r *record) permitOf(token string) (nonce string, p *permit, revoked bool) 
 	case p == nil:
 		return "", nil, false
 	case fence == "":
-		return nonce, p, p.revoked
+		// A nonce-only token names the permit as it was granted: not once
+		// revoked, as with a lock held by one.
+		return nonce, p, false
 	case strconv.FormatInt(p.fence, 10) != fence:
 		return "", nil, false
 	}

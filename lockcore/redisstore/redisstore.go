@@ -12,6 +12,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -561,6 +562,13 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 		g.HolderTTL = time.Duration(max(pttl, 0)) * time.Millisecond
 	case int64(2):
 		g.Head = g.First
+	case int64(5):
+		code, _ := arr[1].(string)
+		held, ok := lockcore.ParseKindCode(code)
+		if !ok {
+			return lockcore.Grant{}, fmt.Errorf("unexpected kind in reply to acquire: %v", arr)
+		}
+		g.Mismatch, g.HeldAs = true, held
 	default:
 		return lockcore.Grant{}, fmt.Errorf("unexpected reply to acquire: %v", arr)
 	}
@@ -570,7 +578,8 @@ func (s *Store) Acquire(ctx context.Context, req lockcore.AcquireRequest) (lockc
 // acquireArgs are the acquire script's arguments, up to the epoch's.
 func (s *Store) acquireArgs(req lockcore.AcquireRequest, k keys) []any {
 	// Room for what Acquire adds: the epoch, or a Cluster shard's four.
-	return append(make([]any, 0, 12), req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded, s.floorArg())
+	return append(make([]any, 0, 13), req.Nonce, ms(req.TTL), s.retention, req.Waiter, ms(req.WaiterTTL), k.wake, s.sharded,
+		s.floorArg(), req.Kind.Code())
 }
 
 // runAcquire sends the acquire script and checks the shape of its reply.
@@ -879,7 +888,7 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 		return lockcore.State{}, err
 	}
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 4 {
+	if !ok || (len(arr) != 4 && (len(arr) < 5 || (len(arr)-5)%3 != 0)) {
 		return lockcore.State{}, fmt.Errorf("unexpected reply to inspect: %v", v)
 	}
 	var st lockcore.State
@@ -897,7 +906,40 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 		}
 		st.Fence, _, _ = lockcore.ParseToken(st.Token)
 	}
+	if len(arr) > 4 {
+		if err := inspectMany(&st, arr); err != nil {
+			return lockcore.State{}, fmt.Errorf("unexpected reply to inspect: %w", err)
+		}
+	}
 	return st, nil
+}
+
+// inspectMany fills st from inspect's reply for a name held by many: its
+// kind, then each holder's nonce, ms left and fence.
+func inspectMany(st *lockcore.State, arr []any) error {
+	code, _ := arr[4].(string)
+	kind, ok := lockcore.ParseKindCode(code)
+	if !ok {
+		return fmt.Errorf("kind %q", code)
+	}
+	for i := 5; i+2 < len(arr); i += 3 {
+		member, _ := arr[i].(string)
+		left, _ := arr[i+1].(int64)
+		f, _ := arr[i+2].(string)
+		fence, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || member == "" {
+			return fmt.Errorf("holder %v %v %v", arr[i], arr[i+1], arr[i+2])
+		}
+		nonce, revoked := strings.CutSuffix(member, "!")
+		st.Holders = append(st.Holders, lockcore.Holder{Token: lockcore.FormatToken(fence, nonce), Fence: fence,
+			TTL: time.Duration(max(left, 0)) * time.Millisecond, Revoked: revoked})
+		st.Fence, st.TTL = max(st.Fence, fence), max(st.TTL, time.Duration(left)*time.Millisecond)
+	}
+	if len(st.Holders) > 0 {
+		st.Held, st.Kind = true, kind
+		slices.SortFunc(st.Holders, func(a, b lockcore.Holder) int { return cmp.Compare(a.Fence, b.Fence) })
+	}
+	return nil
 }
 
 // unreached is the refusal of an acquire while Options.Guard holds them

@@ -1,13 +1,19 @@
 -- Take a waiter out of a lock's queue. If it was first and the lock is free,
--- wake the next live waiter's sidecar.
+-- or the lock is held by many, wake the sidecars of the waiters that may
+-- now come in (see wake_admitted).
 -- ARGV[1] waiter, ARGV[2] wake channel, ARGV[3] "1" to publish with SPUBLISH
 local first = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+local was = redis.call('ZSCORE', KEYS[3], ARGV[1])
 dequeue(ARGV[1])
-if first ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
+local cur = on_lock('GET', KEYS[1])
+local _, now_ms = clock()
+if cur == MANY then
+  -- Held by many: those it kept out (readers behind a writer) may come in.
+  if not was then return 0 end
+  local kind = many_kind()
+  return #wake_admitted(ARGV[2], ARGV[3], now_ms, settle_many(now_ms), kind)
+end
+if first ~= ARGV[1] or cur then
   return 0
 end
-local _, now_ms = clock()
-local head = live_head(now_ms)
-if not head then return 0 end
-wake(ARGV[2], ARGV[3], head)
-return 1
+return #wake_admitted(ARGV[2], ARGV[3], now_ms, 0, nil)

@@ -3,14 +3,16 @@
 -- Keys, by the convention of every script:
 -- KEYS[1] lock key (value: token "<fence>:<nonce>", PX ttl; "<token>!" once
 --         revoked: held, but by no client, until the holder's sidecar
---         releases it)
+--         releases it). Held by many (readers, or a semaphore's permits),
+--         a zset instead: see "Names held by many" below.
 -- KEYS[2] fence key (hash: fence = the name's last fence issued, as of its
 --         last release, or on a Cluster of its last grant; released = last
 --         released token)
 -- KEYS[3] queue (zset: waiter -> arrival time in µs)
--- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>"; the
---         waiter is presumed dead after the deadline; ttl and nonce let a
---         release grant it the lock)
+-- KEYS[4] waiters' entries (hash: waiter -> "<deadline ms>:<ttl ms>:<nonce>",
+--         and ":<kind>" after it when the waiter asks to be one of many (see
+--         kinds below); the waiter is presumed dead after the deadline; ttl
+--         and nonce let a release grant it the lock)
 -- and, but on a Cluster, where it would sit in another slot, the store-wide
 -- state hash as the key after the script's own (see note_state). On a
 -- Cluster each shard has a state hash of its own, in another slot of its
@@ -159,21 +161,41 @@ end
 -- forgotten, after a failover to a server whose clock is behind, and after
 -- a restart that lost every key. It returns the token. With if_free, only
 -- if nobody holds it: else it returns false and the holder's token.
-local function grant(nonce, ttl, retention, now_us, floor, state, if_free)
+local function next_fence(now_us, floor, state)
   local st = read_state(state)
   local fence = now_us
   floor = tonumber(floor)
   if floor and floor >= fence then fence = floor + 1 end
   if st and st.fence and st.fence >= fence then fence = st.fence + 1 end
-  local by_name = fences_by_name()
-  if by_name then
+  if fences_by_name() then
     local last = tonumber(redis.call('HGET', KEYS[2], 'fence'))
     if last and last >= fence then fence = last + 1 end
   end
+  return fence
+end
+
+-- MANY is what on_lock returns when the lock key holds many (a zset).
+local MANY = {}
+
+-- on_lock runs a command on the lock key that works on a string: it
+-- returns MANY when the key holds many instead. Any other failure (out of
+-- memory, say) is raised, by running the command again.
+local function on_lock(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, '^WRONGTYPE') then return MANY end
+    return redis.call(...)
+  end
+  return r
+end
+
+local function grant(nonce, ttl, retention, now_us, floor, state, if_free)
+  local fence = next_fence(now_us, floor, state)
+  local by_name = fences_by_name()
   local fence_s = string.format('%d', fence)
   local token = fence_s .. ':' .. nonce
   if if_free then
-    local cur = redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl, 'GET')
+    local cur = on_lock('SET', KEYS[1], token, 'NX', 'PX', ttl, 'GET')
     if cur then return false, cur end
   else
     redis.call('SET', KEYS[1], token, 'PX', ttl)
@@ -186,12 +208,12 @@ local function grant(nonce, ttl, retention, now_us, floor, state, if_free)
   return token
 end
 
--- entry_of returns a queued waiter's ttl (ms) and nonce, or nil.
+-- entry_of returns a queued waiter's ttl (ms), nonce and kind, or nil.
 local function entry_of(waiter)
   local entry = redis.call('HGET', KEYS[4], waiter)
   if not entry then return nil end
-  local ttl, nonce = string.match(entry, '^%d+:(%d+):(.+)$')
-  return tonumber(ttl), nonce
+  local ttl, nonce, kind = string.match(entry, '^%d+:(%d+):([^:]+):?(.*)$')
+  return tonumber(ttl), nonce, kind
 end
 
 -- wake tells the sidecar of waiter that it is first.
@@ -202,13 +224,177 @@ end
 -- oom_check fails the script, before it writes anything, when Redis is out
 -- of memory: SETRANGE with nothing to set changes nothing, but it is a
 -- command that may use memory, which Redis refuses as a script's first
--- write under maxmemory.
+-- write under maxmemory (before it finds that the key holds many).
 local function oom_check()
-  redis.call('SETRANGE', KEYS[1], 0, '')
+  on_lock('SETRANGE', KEYS[1], 0, '')
 end
 
 -- matches reports whether the held token cur is want, or has the nonce of a
 -- nonce-only ":<nonce>".
 local function matches(cur, want)
   return cur and (cur == want or (string.sub(want, 1, 1) == ':' and string.sub(cur, -#want) == want))
+end
+
+-- Names held by many. A name held by readers (kind 's') or by a
+-- semaphore's permits (kind 'l<n>', n the limit) has a zset as its lock
+-- key: each holder's nonce (with '!' after it once revoked) scored by the
+-- end of its lease (ms, Redis's clock), and the kind as '~<kind>', scored
+-- +inf. The key lives as long as its longest lease; a holder whose lease
+-- has ended is dropped by the next script that looks. Each holder's fence
+-- is in the fence hash (KEYS[2]) as 'f:<nonce>', so that a token is found
+-- by its nonce in one step. The exclusive kind is ''. Kinds of one family
+-- may hold or wait for a name together: '' and 's' (a read-write lock), or
+-- one semaphore's 'l<n>'.
+
+local function family(kind)
+  if string.sub(kind, 1, 1) == 'l' then return kind end
+  return ''
+end
+
+-- limit_of is a semaphore kind's limit, or nil.
+local function limit_of(kind)
+  return kind and string.sub(kind, 1, 1) == 'l' and tonumber(string.sub(kind, 2)) or nil
+end
+
+-- many_kind is the kind the lock key's holders hold it as.
+local function many_kind()
+  local m = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+  return m and string.sub(m, 2) or ''
+end
+
+-- settle_many drops the holders whose leases ended by now_ms, and the key
+-- with the last of them. It returns how many hold it still.
+local function settle_many(now_ms)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[1], unpack(gone))
+    local fields = {}
+    for i, m in ipairs(gone) do
+      fields[i] = 'f:' .. (string.match(m, '^(.-)!?$'))
+    end
+    redis.call('HDEL', KEYS[2], unpack(fields))
+  end
+  local n = redis.call('ZCARD', KEYS[1]) - 1
+  if n <= 0 then
+    redis.call('DEL', KEYS[1])
+    return 0
+  end
+  return n
+end
+
+-- longest_many and soonest_many are the most and the least time (ms) any
+-- holder has left.
+local function longest_many(now_ms)
+  local r = redis.call('ZRANGE', KEYS[1], -2, -2, 'WITHSCORES')
+  if not r[1] or string.sub(r[1], 1, 1) == '~' then return 0 end
+  return math.max(tonumber(r[2]) - now_ms, 0)
+end
+
+local function soonest_many(now_ms)
+  local r = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if not r[1] or string.sub(r[1], 1, 1) == '~' then return 0 end
+  return math.max(tonumber(r[2]) - now_ms, 0)
+end
+
+-- extend makes key live at least ms more.
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+
+-- each_live calls f(waiter, kind) for each live waiter in queue order,
+-- until f returns false.
+local function each_live(now_ms, f)
+  local from = 0
+  while true do
+    local ws = redis.call('ZRANGE', KEYS[3], from, from + 15)
+    for _, w in ipairs(ws) do
+      local entry = redis.call('HGET', KEYS[4], w)
+      local deadline = entry and tonumber(string.match(entry, '^%d+'))
+      if deadline and deadline >= now_ms then
+        if f(w, string.match(entry, '^%d+:%d+:[^:]+:?(.*)$') or '') == false then return end
+      end
+    end
+    if #ws < 16 then return end
+    from = from + 16
+  end
+end
+
+-- first_kind is the kind of the first live waiter, unless it is waiter.
+local function first_kind(waiter, now_ms)
+  local kind
+  each_live(now_ms, function(w, k)
+    if w ~= waiter then kind = k end
+    return false
+  end)
+  return kind
+end
+
+-- admits says whether a request of kind by waiter ("" for none queued) may
+-- hold a name that count others of its family hold: a reader unless a
+-- writer waits ahead of it; a semaphore's permit when one is left after
+-- the live waiters ahead of it.
+local function admits(kind, count, waiter, now_ms)
+  local limit = limit_of(kind)
+  if limit and count >= limit then return false end
+  local ok, ahead = true, 0
+  each_live(now_ms, function(w, k)
+    if w == waiter then return false end
+    if limit then
+      ahead = ahead + 1
+      if count + ahead >= limit then ok = false end
+    elseif k ~= 's' then
+      ok = false
+    end
+    return ok
+  end)
+  return ok
+end
+
+-- wake_admitted wakes, in queue order, each waiter whose try would be
+-- granted now, and returns them: with the name free (count 0), an
+-- exclusive first waiter alone; else readers up to the first writer, or a
+-- semaphore's waiters up to its free permits. kind is what the count
+-- holders hold it as.
+local function wake_admitted(channel, sharded, now_ms, count, kind)
+  local woken = {}
+  each_live(now_ms, function(w, k)
+    if k == '' then
+      if count == 0 and #woken == 0 then woken[1] = w end
+      return false
+    end
+    if count > 0 and family(k) ~= family(kind) then return false end
+    local limit = limit_of(k)
+    if limit and count + #woken >= limit then return false end
+    woken[#woken + 1] = w
+  end)
+  for _, w in ipairs(woken) do wake(channel, sharded, w) end
+  return woken
+end
+
+-- grant_permit gives nonce a place among the many holders of kind, for
+-- ttl ms, with a new fence (see grant), and returns its token.
+local function grant_permit(kind, nonce, ttl, retention, now_us, now_ms, floor, state)
+  local fence = next_fence(now_us, floor, state)
+  local fence_s = string.format('%d', fence)
+  local deadline = now_ms + ttl
+  redis.call('ZADD', KEYS[1], deadline, nonce)
+  redis.call('ZADD', KEYS[1], 'NX', '+inf', '~' .. kind)
+  extend(KEYS[1], ttl)
+  if fences_by_name() then
+    redis.call('HSET', KEYS[2], 'f:' .. nonce, fence_s, 'fence', fence_s)
+  else
+    redis.call('HSET', KEYS[2], 'f:' .. nonce, fence_s)
+  end
+  extend(KEYS[2], ttl + retention)
+  note_state(state, fence, deadline, ttl, retention)
+  return fence_s .. ':' .. nonce
+end
+
+-- holder_of splits a token of a name held by many: its fence ("" for a
+-- nonce-only token), nonce, and whether it names the revoked form.
+local function holder_of(token)
+  local fence, rest = string.match(token, '^(%d*):(.+)$')
+  if not rest then return nil end
+  local nonce, bang = string.match(rest, '^(.-)(!?)$')
+  return fence, nonce, bang == '!'
 end

@@ -1,5 +1,6 @@
 -- Free a lock if the token holds it, and hand it on to the first live
--- waiter: to the candidate (of this sidecar) in the same step when it is
+-- waiter (held by many, free the token's place, and wake the waiters
+-- that lets in, as when the first waiter is a reader or a semaphore's): to the candidate (of this sidecar) in the same step when it is
 -- first; else, when grant_ttl is set, to the first waiter of another
 -- sidecar, for at most grant_ttl until its sidecar renews it, sending
 -- "~first <first> <now>" (the first live waiter afterwards, if any: news for
@@ -18,7 +19,31 @@
 -- now}: first is the first live waiter afterwards, or false; now is Redis's
 -- clock in µs (0 when the queue was not looked at).
 local state = KEYS[5] or usable(ARGV[12])
-local cur = redis.call('GET', KEYS[1])
+local retention = tonumber(ARGV[2])
+local cur = on_lock('GET', KEYS[1])
+if cur == MANY then
+  -- One of many: its place goes to the waiters it lets in, whose own tries
+  -- take their places (a writer's, once the last reader has gone).
+  local fence, nonce, revoked = holder_of(ARGV[1])
+  local member = nonce and (revoked and nonce .. '!' or nonce)
+  local now_us, now_ms = clock()
+  local score = member and redis.call('ZSCORE', KEYS[1], member)
+  if not score or tonumber(score) <= now_ms
+      or (fence ~= '' and redis.call('HGET', KEYS[2], 'f:' .. nonce) ~= fence) then
+    if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released'), ARGV[1]) then
+      return {1, false, false, 0}
+    end
+    return {0, false, false, 0}
+  end
+  local kind = many_kind()
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], 'f:' .. nonce)
+  redis.call('HSET', KEYS[2], 'released', ARGV[1])
+  extend(KEYS[2], retention)
+  local count = settle_many(now_ms)
+  wake_admitted(ARGV[7], ARGV[8], now_ms, count, kind)
+  return {1, false, live_head(now_ms), now_us}
+end
 if not matches(cur, ARGV[1]) then
   -- Only a repeat may claim an earlier release; a client releasing twice gets 0.
   if ARGV[3] == '1' and matches(redis.call('HGET', KEYS[2], 'released'), ARGV[1]) then
@@ -26,7 +51,6 @@ if not matches(cur, ARGV[1]) then
   end
   return {0, false, false, 0}
 end
-local retention = tonumber(ARGV[2])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'released', cur, 'fence', string.match(cur, '^%d+'))
 redis.call('PEXPIRE', KEYS[2], retention)
@@ -34,8 +58,13 @@ redis.call('PEXPIRE', KEYS[2], retention)
 local now_us, now_ms = clock()
 local head = live_head(now_ms)
 if not head then return {1, false, false, now_us} end
+local ttl, nonce, kind = entry_of(head)
+if kind and kind ~= '' then
+  -- Readers, or a semaphore's waiters: they take their own places.
+  wake_admitted(ARGV[7], ARGV[8], now_ms, 0, nil)
+  return {1, false, head, now_us}
+end
 if head ~= ARGV[4] then
-  local ttl, nonce = entry_of(head)
   local grant_ttl = tonumber(ARGV[9])
   local ours = string.sub(head, 1, #ARGV[10]) == ARGV[10]
   if grant_ttl > 0 and nonce and not ours then

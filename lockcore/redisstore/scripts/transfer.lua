@@ -7,8 +7,11 @@
 -- Returns {1, first, now} when the new token holds the lock (also when a
 -- repeat finds it already does), {0, false, now} when the old token no
 -- longer held it; now is Redis's clock in µs.
-local cur = redis.call('GET', KEYS[1])
+local cur = on_lock('GET', KEYS[1])
 local now_us, now_ms = clock()
+if cur == MANY then
+  return {0, false, now_us} -- held by many: never passed on this way
+end
 if cur == ARGV[2] then
   return {1, live_head(now_ms), now_us}
 end
