@@ -29,16 +29,16 @@ type flight struct {
 
 // acquire gets name for a session: at once, or by waiting up to wait.
 // Contention returns a zero grant and no error.
-func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duration) (grant, error) {
+func (l *Locks) acquire(ctx context.Context, name string, ttl, wait time.Duration, kind Kind) (grant, error) {
 	if wait <= 0 {
-		return l.tryOnce(ctx, name, ttl)
+		return l.tryOnce(ctx, name, ttl, kind)
 	}
 	// The deadline runs from before the waiter joins: by the time it is
 	// counted as waiting, its WAIT's end is set.
 	timeout := make(chan struct{})
 	t := l.clock.AfterFunc(wait, func() { close(timeout) })
 	defer t.Stop()
-	w := &waiter{id: l.newWaiterID(), nonce: l.newNonce(), ttl: ttl, result: make(chan outcome, 1)}
+	w := &waiter{id: l.newWaiterID(), nonce: l.newNonce(), ttl: ttl, kind: kind, result: make(chan outcome, 1)}
 	if err := l.join(name, w); err != nil {
 		return grant{}, err
 	}
@@ -78,8 +78,18 @@ func (l *Locks) join(name string, w *waiter) error {
 // tryOnce is an acquire without WAIT: one try, and no queueing. When local
 // waiters are queued for the name they come first, so it fails without a
 // call; when another try-once for the name is in flight, it shares that
-// call's outcome, which leaves the lock taken either way.
-func (l *Locks) tryOnce(ctx context.Context, name string, ttl time.Duration) (grant, error) {
+// call's outcome, which leaves the lock taken either way. (Not so for a
+// kind held by many, where both may come in: each makes its own call.)
+func (l *Locks) tryOnce(ctx context.Context, name string, ttl time.Duration, kind Kind) (grant, error) {
+	if !kind.Exclusive() {
+		l.mu.Lock()
+		q := l.queues[name]
+		l.mu.Unlock()
+		if q != nil && q.len() > 0 {
+			return grant{}, nil
+		}
+		return l.try(ctx, AcquireRequest{Name: name, Nonce: l.newNonce(), TTL: ttl, Kind: kind})
+	}
 	for {
 		l.mu.Lock()
 		if q := l.queues[name]; q != nil && q.len() > 0 {
@@ -142,6 +152,9 @@ func (l *Locks) try(ctx context.Context, req AcquireRequest) (grant, error) {
 		}
 		return grant{}, l.callError(req.Name, err, sent, until)
 	}
+	if g.Mismatch {
+		return grant{}, &KindError{Name: req.Name, Held: g.HeldAs, Asked: req.Kind}
+	}
 	if !g.Acquired {
 		return grant{}, nil
 	}
@@ -201,7 +214,7 @@ func (q *queue) tryWaiter(w *waiter, done chan struct{}) {
 	sent := c.now()
 	until := validity(sent, w.ttl)
 	ctx, cancel := c.until(c.ctx, earliest(sent.Add(c.cfg.UpstreamTimeout), until))
-	g, err := c.store.Acquire(ctx, AcquireRequest{Name: q.name, Nonce: w.nonce, TTL: w.ttl, Waiter: w.id, WaiterTTL: c.cfg.WaiterTTL})
+	g, err := c.store.Acquire(ctx, AcquireRequest{Name: q.name, Nonce: w.nonce, TTL: w.ttl, Waiter: w.id, WaiterTTL: c.cfg.WaiterTTL, Kind: w.kind})
 	cancel()
 
 	q.mu.Lock()
@@ -252,6 +265,15 @@ func (q *queue) tryFailed(w *waiter, err error, sent, until time.Time) (giveBack
 func (q *queue) tried(w *waiter, g Grant, sent time.Time) (giveBack string, leave bool) {
 	q.failing, q.lastErr = false, nil
 	q.learn(g.First, g.Seq)
+	if g.Mismatch {
+		// Nothing was written; a place it had in the store's queue (the
+		// name changed kind while it waited) is left.
+		leave = w.state == queued || w.state == left
+		if w.waiting() {
+			q.finish(w, outcome{err: &KindError{Name: q.name, Held: g.HeldAs, Asked: w.kind}})
+		}
+		return "", leave
+	}
 	if g.Acquired {
 		until := grantValidity(sent, w.ttl, g)
 		switch {

@@ -100,6 +100,9 @@ func (q *queue) handOver(token string, until time.Time) bool {
 		}
 		how = handOffLocalAhead
 	}
+	if !w.kind.Exclusive() {
+		return false // a reader, or a semaphore's waiter: the store lets it in
+	}
 	ho := newHandover()
 	to := FormatToken(fence+1, w.nonce)
 	req := TransferRequest{Name: q.name, From: token, To: to, Waiter: w.id, TTL: w.ttl}
@@ -202,7 +205,8 @@ func (q *queue) candidate() (*waiter, *Candidate) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if w := q.firstReady(); w != nil {
+	if w := q.firstReady(); w != nil && w.kind.Exclusive() {
+		// Readers and a semaphore's waiters take their own places.
 		return w, &Candidate{Waiter: w.id, Nonce: w.nonce, TTL: w.ttl}
 	}
 	return nil, nil

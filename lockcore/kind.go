@@ -1,6 +1,8 @@
 package lockcore
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -76,3 +78,25 @@ type Holder struct {
 	TTL     time.Duration // time left
 	Revoked bool
 }
+
+// ErrWrongKind is what a *KindError matches (errors.Is).
+var ErrWrongKind = errors.New("lockcore: the name is held as another kind")
+
+// KindError says why an acquire of Asked was refused: the name is held (or,
+// free, waited for first) as Held, of another family (see Kind); or, with
+// Self, the session holds it already, as Held.
+type KindError struct {
+	Name        string
+	Held, Asked Kind
+	Self        bool
+}
+
+func (e *KindError) Error() string {
+	if e.Self {
+		return fmt.Sprintf("this connection holds %q as %s already, not as %s: release it first", e.Name, e.Held, e.Asked)
+	}
+	return fmt.Sprintf("%q is held as %s, not as %s", e.Name, e.Held, e.Asked)
+}
+
+// Is makes a *KindError match ErrWrongKind.
+func (e *KindError) Is(target error) bool { return target == ErrWrongKind }

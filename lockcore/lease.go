@@ -19,6 +19,7 @@ type lease struct {
 	// upstream timeout.
 	renewing chan struct{} // buffered 1: holding it is a value in it
 
+	kind       Kind          // what it holds the name as
 	detached   bool          // guarded by Session.mu
 	releasing  bool          // guarded by Session.mu; its release is on its way to the store
 	ttl        time.Duration // guarded by Session.mu

@@ -42,7 +42,7 @@ type Locks struct {
 	sessions map[*Session]struct{} // guarded by mu
 	queues   map[string]*queue     // guarded by mu; names with blocked acquires
 	flights  map[string]*flight    // guarded by mu; try-once acquires in flight
-	holders  map[string]holder     // guarded by mu; the local session holding each name
+	holders  map[string]holder     // guarded by mu; the local session holding each name and token (holderKey)
 	closing  bool                  // guarded by mu
 }
 
@@ -290,16 +290,20 @@ type holder struct {
 	ls *lease
 }
 
+// holderKey is a lease's key in Locks.holders: a name held by many has a
+// holder per token.
+func holderKey(name, token string) string { return name + "\x00" + token }
+
 func (l *Locks) setHolder(s *Session, ls *lease) {
 	l.mu.Lock()
-	l.holders[ls.name] = holder{s, ls}
+	l.holders[holderKey(ls.name, ls.token)] = holder{s, ls}
 	l.mu.Unlock()
 }
 
 func (l *Locks) clearHolder(ls *lease) {
 	l.mu.Lock()
-	if l.holders[ls.name].ls == ls {
-		delete(l.holders, ls.name)
+	if k := holderKey(ls.name, ls.token); l.holders[k].ls == ls {
+		delete(l.holders, k)
 	}
 	l.mu.Unlock()
 }
@@ -308,8 +312,8 @@ func (l *Locks) clearHolder(ls *lease) {
 func (l *Locks) heldBy(name, token string) (holder, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h, ok := l.holders[name]
-	return h, ok && h.ls.token == token
+	h, ok := l.holders[holderKey(name, token)]
+	return h, ok
 }
 
 func (l *Locks) forget(s *Session) {

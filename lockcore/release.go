@@ -54,7 +54,7 @@ func (s *Session) releaseOwn(ctx context.Context, ls *lease) (bool, error) {
 	valid := s.leases[ls.name] == ls && l.now().Before(ls.validUntil)
 	until := ls.validUntil
 	s.mu.Unlock()
-	if valid {
+	if valid && ls.kind.Exclusive() {
 		if q := l.queue(ls.name); q != nil && q.handOver(ls.token, until) {
 			s.end(ls, false)
 			// Let the new holder's reply go out before this one: on a busy

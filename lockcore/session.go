@@ -30,6 +30,7 @@ type AcquireOptions struct {
 	Wait     time.Duration // how long to block while someone else holds it
 	Detached bool          // not tied to the session: no renewal, no release on close
 	MaxHold  time.Duration // caps how long the lease may be kept (see Config.MaxHold); 0: Config's
+	Kind     Kind          // what to hold it as: one holder (zero), a reader, or a semaphore's permit
 }
 
 // Owner says who holds a lock, as seen from one session.
@@ -50,6 +51,11 @@ type Info struct {
 	Owner    Owner
 	Detached bool // when Owner is OwnerSelf: the lease is detached
 	Waiters  int  // acquires blocked on the name on this sidecar
+	// Kind is how it is held, and Holders by how many. Held by many, Fence
+	// and TTL are this session's own when Owner is OwnerSelf, else the
+	// largest fence and the longest time left.
+	Kind    Kind
+	Holders int
 }
 
 // Acquire takes name, blocking up to o.Wait while someone else holds it. It
@@ -76,6 +82,9 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	// renewal, which the quiet period does not stop (LOCK.RENEW is not
 	// refused either).
 	if ls := s.current(name); ls != nil && !ls.detached && !o.Detached {
+		if ls.kind != o.Kind {
+			return "", &KindError{Name: name, Held: ls.kind, Asked: o.Kind, Self: true}
+		}
 		ok, err := s.renewLease(ctx, ls, o.TTL)
 		if err != nil {
 			return "", err
@@ -121,12 +130,12 @@ func (s *Session) take(ctx context.Context, name string, o AcquireOptions) (*lea
 	if maxHold > 0 {
 		storeTTL = min(storeTTL, maxHold)
 	}
-	g, err := l.acquire(ctx, name, storeTTL, o.Wait)
+	g, err := l.acquire(ctx, name, storeTTL, o.Wait, o.Kind)
 	if err != nil || g.token == "" {
 		return nil, err
 	}
 	ls := &lease{name: name, token: g.token, start: g.sent, detached: o.Detached, ttl: o.TTL, validUntil: g.until,
-		handover: g.handover, renewing: make(chan struct{}, 1)}
+		handover: g.handover, renewing: make(chan struct{}, 1), kind: o.Kind}
 	if maxHold > 0 {
 		ls.capAt = g.sent.Add(maxHold)
 	}
@@ -282,22 +291,30 @@ func (s *Session) Info(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("info %q: %w", name, err)
 	}
-	info := Info{Held: st.Held, Fence: st.Fence, TTL: st.TTL, Owner: OwnerNone, Waiters: l.Waiters(name)}
+	info := Info{Held: st.Held, Fence: st.Fence, TTL: st.TTL, Owner: OwnerNone, Waiters: l.Waiters(name), Kind: st.Kind,
+		Holders: len(st.Holders)}
 	if st.Held {
 		info.Owner = OwnerOther
+		info.Holders = max(info.Holders, 1)
 	}
 	s.mu.Lock()
 	ls := s.leases[name]
-	mine := ls != nil && st.Held && !st.Revoked && st.Token == ls.token && l.now().Before(ls.validUntil)
+	var entry Holder
+	var held bool
+	if ls != nil {
+		entry, held = st.holder(ls.token)
+	}
+	mine := held && !entry.Revoked && l.now().Before(ls.validUntil)
 	if mine {
 		info.Owner, info.Detached = OwnerSelf, ls.detached
+		info.Fence, info.TTL = entry.Fence, entry.TTL
 	}
 	s.mu.Unlock()
 	if ls != nil && !mine {
 		switch {
-		case st.Held && st.Token == ls.token && st.Revoked:
+		case held && entry.Revoked:
 			s.gone(ls, true)
-		case st.Held && st.Token == ls.token:
+		case held:
 			s.lapse(ls, "its validity ran out", true)
 		default:
 			s.lapse(ls, "the upstream no longer has it", false)

@@ -314,3 +314,20 @@ type State struct {
 	Kind    Kind
 	Holders []Holder
 }
+
+// holder finds token among st's holders, the one of a name held by one
+// included.
+func (st State) holder(token string) (Holder, bool) {
+	if !st.Held {
+		return Holder{}, false
+	}
+	if len(st.Holders) == 0 {
+		return Holder{Token: st.Token, Fence: st.Fence, TTL: st.TTL, Revoked: st.Revoked}, st.Token == token
+	}
+	for _, h := range st.Holders {
+		if h.Token == token {
+			return h, true
+		}
+	}
+	return Holder{}, false
+}

@@ -11,6 +11,7 @@ type waiter struct {
 	id     string // unique among all sidecars: "<sidecar id>:<n>"
 	nonce  string
 	ttl    time.Duration
+	kind   Kind
 	q      *queue
 	result chan outcome // gets the one outcome; buffered, so a send never blocks
 
