@@ -97,7 +97,7 @@ type acquireArgs struct {
 	opt  lockcore.AcquireOptions
 }
 
-// parseAcquire parses: name [ttl] [WAIT ms] [DETACHED] [MAXHOLD ms]. Options
+// parseAcquire parses: name [ttl] [WAIT ms] [DETACHED] [MAXHOLD ms] [LIMIT n | SHARED]. Options
 // may come in any order, each at most once. As Redis does for SET's, the
 // options are read first and their values checked after: an unknown or
 // repeated option is a syntax error whatever the values.
@@ -108,8 +108,8 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 		return a, err
 	}
 	rest := args[2:]
-	var ttl, wait, maxHold []byte
-	var sawTTL, sawWait, sawMaxHold bool
+	var ttl, wait, maxHold, limit []byte
+	var sawTTL, sawWait, sawMaxHold, sawLimit bool
 	if len(rest) > 0 && !isAcquireOption(rest[0]) {
 		ttl, sawTTL, rest = rest[0], true, rest[1:]
 	}
@@ -121,6 +121,10 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 			wait, sawWait, rest = rest[1], true, rest[2:]
 		case opt == "detached" && !a.opt.Detached:
 			a.opt.Detached, rest = true, rest[1:]
+		case opt == "limit" && !sawLimit && !a.opt.Kind.Shared && len(rest) >= 2:
+			limit, sawLimit, rest = rest[1], true, rest[2:]
+		case opt == "shared" && !sawLimit && !a.opt.Kind.Shared:
+			a.opt.Kind.Shared, rest = true, rest[1:]
 		default:
 			return a, errSyntax
 		}
@@ -139,6 +143,14 @@ func (h *Handler) parseAcquire(args [][]byte) (acquireArgs, error) {
 		if a.opt.MaxHold, err = h.parseMaxHold(maxHold); err != nil {
 			return a, err
 		}
+	}
+	if sawLimit {
+		n, err := parseInt(limit)
+		if err != nil || n < 1 || n > int64(h.cfg.MaxLimit) {
+			return a, argError("ERR invalid LIMIT in 'lock.acquire' command: it must be 1.." + strconv.Itoa(h.cfg.MaxLimit) +
+				" (LOCKPROXY_MAX_LIMIT)")
+		}
+		a.opt.Kind.Limit = int(n)
 	}
 	if a.opt.Detached && sawMaxHold {
 		return a, argError("ERR MAXHOLD caps the renewal of owned locks: a DETACHED lock is not renewed")
@@ -166,7 +178,7 @@ func (h *Handler) parseMaxHold(b []byte) (time.Duration, error) {
 }
 
 func isAcquireOption(b []byte) bool {
-	for _, o := range []string{"WAIT", "DETACHED", "MAXHOLD"} {
+	for _, o := range []string{"WAIT", "DETACHED", "MAXHOLD", "LIMIT", "SHARED"} {
 		if equalFoldASCII(string(b), o) {
 			return true
 		}

@@ -26,9 +26,13 @@ func (h *Handler) writeError(c *resp.Conn, err error) {
 func (h *Handler) errorReply(err error) (reply string, upstream bool) {
 	var ae argError
 	var qe *lockcore.QuietError
+	var ke *lockcore.KindError
 	switch {
 	case errors.As(err, &ae):
 		return string(ae), false
+	case errors.As(err, &ke):
+		// Redis's code for a key of another type: clients tell it apart.
+		return "WRONGTYPE " + ke.Error(), false
 	case errors.Is(err, lockcore.ErrTooManyLocks):
 		return "ERR max locks per connection reached (LOCKPROXY_MAX_LOCKS_PER_CONN=" +
 			strconv.Itoa(h.locks.Config().MaxLocksPerSession) + ")", false

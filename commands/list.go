@@ -33,6 +33,10 @@ func (h *Handler) commands() []*command {
 				opt(arg{name: "ms", typ: "integer", token: "WAIT"}),
 				opt(arg{name: "detached", typ: "pure-token", token: "DETACHED"}),
 				opt(arg{name: "ms", typ: "integer", token: "MAXHOLD"}),
+				opt(arg{name: "kind", typ: "oneof", args: []arg{
+					{name: "n", typ: "integer", token: "LIMIT"},
+					{name: "shared", typ: "pure-token", token: "SHARED"},
+				}}),
 			}}},
 		{name: "lock.renew", arity: -3, flags: []string{"write", "fast"}, upstream: true, run: h.renew, doc: doc{
 			summary: "Sets a held lock's ttl. Returns 1, or 0 when the caller does not hold it.", since: since, group: "lock",
@@ -41,7 +45,7 @@ func (h *Handler) commands() []*command {
 			summary: "Releases a held lock. Returns 1, or 0 when the caller did not hold it.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name, opt(token)}}},
 		{name: "lock.info", arity: 2, flags: []string{"readonly", "fast"}, upstream: true, run: h.info, doc: doc{
-			summary: "Describes a lock: held, fence, ttl, owner, mode, waiters.", since: since, group: "lock",
+			summary: "Describes a lock: held, fence, ttl, owner, mode, waiters, kind, holders, limit.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name}}},
 		{name: "lock.held", arity: 1, flags: []string{"readonly", "fast"}, run: h.held, doc: doc{
 			summary: "Lists the locks this connection holds.", since: since, group: "lock", complexity: "O(N) for N locks held"}},

@@ -9,7 +9,7 @@ import (
 	"github.com/lockproxy/lockproxy/resp"
 )
 
-// LOCK.ACQUIRE name [ttl] [WAIT ms] [MAXHOLD ms] [DETACHED]
+// LOCK.ACQUIRE name [ttl] [WAIT ms] [MAXHOLD ms] [DETACHED] [LIMIT n | SHARED]
 func (h *Handler) acquire(c *resp.Conn, cl *client, args [][]byte) {
 	a, err := h.parseAcquire(args)
 	if err != nil {
@@ -106,7 +106,7 @@ func (h *Handler) info(c *resp.Conn, cl *client, args [][]byte) {
 		// Round up, so a lock with time left never shows 0.
 		ttl = int64((in.TTL + time.Millisecond - 1) / time.Millisecond)
 	}
-	fields := 5
+	fields := 8
 	if in.Owner == lockcore.OwnerSelf {
 		fields++
 	}
@@ -129,6 +129,16 @@ func (h *Handler) info(c *resp.Conn, cl *client, args [][]byte) {
 	}
 	c.WriteBulkString("waiters")
 	c.WriteInt(int64(in.Waiters))
+	kind := "none"
+	if in.Held {
+		kind = in.Kind.Mode()
+	}
+	c.WriteBulkString("kind")
+	c.WriteBulkString(kind)
+	c.WriteBulkString("holders")
+	c.WriteInt(int64(in.Holders))
+	c.WriteBulkString("limit")
+	c.WriteInt(int64(max(in.Kind.Limit, 0)))
 }
 
 // LOCK.HELD

@@ -27,6 +27,7 @@ type Config struct {
 	MaxTTL       time.Duration // largest ttl a client may ask for; ≥ MinTTL
 	MaxWait      time.Duration // longest WAIT; 0 allows only try-once acquires
 	MaxNameBytes int           // longest lock name; ≥ 1
+	MaxLimit     int           // largest LIMIT of a semaphore; ≥ 1
 	Password     string        // "" disables AUTH
 	Version      string        // lockproxy's version, for INFO
 	Store        string        // "embedded" or "redis", for INFO
@@ -132,6 +133,9 @@ func verifyConfig(c Config) error {
 	}
 	if c.MaxNameBytes < 1 {
 		bad("MaxNameBytes", "%d is below 1", c.MaxNameBytes)
+	}
+	if c.MaxLimit < 1 {
+		bad("MaxLimit", "%d is below 1", c.MaxLimit)
 	}
 	return errors.Join(errs...)
 }

@@ -20,7 +20,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer locks.Shutdown(context.Background())
-	good := Config{MinTTL: 10 * time.Millisecond, MaxTTL: time.Hour, MaxNameBytes: 8}
+	good := Config{MinTTL: 10 * time.Millisecond, MaxTTL: time.Hour, MaxNameBytes: 8, MaxLimit: 4}
 	if _, err := New(locks, good); err != nil {
 		t.Fatalf("New(%+v): %v", good, err)
 	}
@@ -33,6 +33,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{func(c *Config) { c.MaxTTL = 0 }, "commands: Config.MaxTTL: 0s is below MinTTL (10ms)"},
 		{func(c *Config) { c.MaxWait = -time.Second }, "commands: Config.MaxWait: -1s is negative"},
 		{func(c *Config) { c.MaxNameBytes = 0 }, "commands: Config.MaxNameBytes: 0 is below 1"},
+		{func(c *Config) { c.MaxLimit = 0 }, "commands: Config.MaxLimit: 0 is below 1"},
 	} {
 		cfg := good
 		tc.change(&cfg)

@@ -42,6 +42,18 @@ func (k Kind) String() string {
 	return "exclusive"
 }
 
+// Mode names k's kind alone, as LOCK.INFO shows it: "exclusive", "shared"
+// or "semaphore".
+func (k Kind) Mode() string {
+	switch {
+	case k.Limit > 0:
+		return "semaphore"
+	case k.Shared:
+		return "shared"
+	}
+	return "exclusive"
+}
+
 // Code is k as the stores record it: "" for exclusive, "s" for shared,
 // "l<n>" for a semaphore of n.
 func (k Kind) Code() string {

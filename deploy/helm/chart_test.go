@@ -576,6 +576,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_MAX_WAITERS_PER_NAME": "250000",
 		"LOCKPROXY_MAX_DETACHED":         "5000",
 		"LOCKPROXY_MAX_NAME_BYTES":       "512",
+		"LOCKPROXY_MAX_LIMIT":            "64",
 		"LOCKPROXY_MAX_ARGS":             "64",
 		"LOCKPROXY_MAX_BULK_BYTES":       "131072",
 		"LOCKPROXY_MAX_INLINE_BYTES":     "32768",

@@ -58,6 +58,7 @@ type Config struct {
 	MaxWaitersPerName int           `env:"MAX_WAITERS_PER_NAME" envDefault:"1000" help:"most clients one sidecar lets wait for one lock"`
 	MaxDetached       int           `env:"MAX_DETACHED" envDefault:"10000" help:"most DETACHED locks granted through this sidecar that may still be held, whether or not their connection is open"`
 	MaxNameBytes      int           `env:"MAX_NAME_BYTES" envDefault:"1024" help:"longest lock name"`
+	MaxLimit          int           `env:"MAX_LIMIT" envDefault:"10000" help:"largest LIMIT of a semaphore (LOCK.ACQUIRE … LIMIT n)"`
 	MaxArgs           int           `env:"MAX_ARGS" envDefault:"1024" help:"most arguments in one request"`
 	MaxBulkBytes      int           `env:"MAX_BULK_BYTES" envDefault:"65536" help:"largest single argument"`
 	MaxInlineBytes    int           `env:"MAX_INLINE_BYTES" envDefault:"65536" help:"longest inline (telnet-style) request"`
@@ -193,7 +194,7 @@ func (c Config) Validate() error {
 	}
 	for field, v := range map[string]int{"MaxClients": c.MaxClients, "MaxLocksPerConn": c.MaxLocksPerConn,
 		"MaxWaitersPerName": c.MaxWaitersPerName, "MaxDetached": c.MaxDetached,
-		"MaxNameBytes": c.MaxNameBytes, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
+		"MaxNameBytes": c.MaxNameBytes, "MaxLimit": c.MaxLimit, "MaxArgs": c.MaxArgs, "MaxBulkBytes": c.MaxBulkBytes,
 		"MaxInlineBytes": c.MaxInlineBytes, "MaxQueryBytes": c.MaxQueryBytes} {
 		if v < 1 {
 			bad(field, "%d must be at least 1", v)

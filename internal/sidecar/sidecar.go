@@ -203,6 +203,7 @@ func (a *Sidecar) newHandler(storeKind string) (*commands.Handler, error) {
 		MaxTTL:       cfg.MaxTTL,
 		MaxWait:      cfg.MaxWait,
 		MaxNameBytes: cfg.MaxNameBytes,
+		MaxLimit:     cfg.MaxLimit,
 		Password:     cfg.Password,
 		Version:      Version(),
 		Store:        storeKind,
