@@ -119,7 +119,8 @@ func runGoRedis(proto int) func(t *testing.T, addr string) (*stepResults, string
 				return err
 			}
 			if err := checkInfo(info, map[string]string{"held": "1", "fence": strconv.FormatInt(fence, 10),
-				"ttl": ">25000", "owner": "self", "mode": "owned", "waiters": "0"}); err != nil {
+				"ttl": ">25000", "owner": "self", "mode": "owned", "waiters": "0",
+				"kind": "exclusive", "holders": "1", "limit": "0"}); err != nil {
 				return err
 			}
 			if h, err := held(conn); err != nil || len(h) != 1 || h[0] != name {
@@ -165,7 +166,7 @@ func runGoRedis(proto int) func(t *testing.T, addr string) (*stepResults, string
 			if err != nil {
 				return err
 			}
-			return checkInfo(info, map[string]string{"held": "0", "ttl": "-2", "owner": "none"})
+			return checkInfo(info, map[string]string{"held": "0", "ttl": "-2", "owner": "none", "kind": "none", "holders": "0"})
 		})
 
 		g.run(stepWait, func() error {

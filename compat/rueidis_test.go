@@ -120,7 +120,8 @@ func runRueidis(t *testing.T, addr string) (*stepResults, string) {
 			return err
 		}
 		if err := checkInfo(got, map[string]string{"held": "1", "fence": strconv.FormatInt(fence, 10),
-			"ttl": ">25000", "owner": "self", "mode": "owned", "waiters": "0"}); err != nil {
+			"ttl": ">25000", "owner": "self", "mode": "owned", "waiters": "0",
+			"kind": "exclusive", "holders": "1", "limit": "0"}); err != nil {
 			return err
 		}
 		if h, err := held(conn); err != nil || len(h) != 1 || h[0] != name {
@@ -158,7 +159,7 @@ func runRueidis(t *testing.T, addr string) (*stepResults, string) {
 		if err != nil {
 			return err
 		}
-		return checkInfo(got, map[string]string{"held": "0", "ttl": "-2", "owner": "none"})
+		return checkInfo(got, map[string]string{"held": "0", "ttl": "-2", "owner": "none", "kind": "none", "holders": "0"})
 	})
 
 	g.run(stepWait, func() error {

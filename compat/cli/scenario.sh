@@ -85,8 +85,8 @@ step_acquire() {
 	token=$reply
 	fence_of "$token" || return
 	send "LOCK.INFO $name"
-	recv 12 || return
-	[[ $reply =~ ^held\ 1\ fence\ $fence\ ttl\ ([0-9]+)\ owner\ self\ mode\ owned\ waiters\ 0$ ]] ||
+	recv 18 || return
+	[[ $reply =~ ^held\ 1\ fence\ $fence\ ttl\ ([0-9]+)\ owner\ self\ mode\ owned\ waiters\ 0\ kind\ exclusive\ holders\ 1\ limit\ 0$ ]] ||
 		{ why="LOCK.INFO = $reply"; return 1; }
 	((BASH_REMATCH[1] > 25000 && BASH_REMATCH[1] <= 30000)) || { why="ttl ${BASH_REMATCH[1]}"; return 1; }
 	send "LOCK.HELD"
@@ -98,7 +98,7 @@ step_renew() {
 	send "LOCK.RENEW $name 60000"
 	recv && check "LOCK.RENEW" "$reply" 1 || return
 	send "LOCK.INFO $name"
-	recv 12 || return
+	recv 18 || return
 	[[ $reply =~ ttl\ ([0-9]+) ]] && ((BASH_REMATCH[1] > 30000)) || { why="LOCK.INFO after renew = $reply"; return 1; }
 }
 
@@ -110,8 +110,8 @@ step_release() {
 	send "LOCK.HELD"
 	recv && check "LOCK.HELD" "$reply" "" || return
 	send "LOCK.INFO $name"
-	recv 10 || return
-	[[ $reply =~ ^held\ 0\ fence\ [0-9]+\ ttl\ -2\ owner\ none\ waiters\ 0$ ]] || { why="LOCK.INFO after release = $reply"; return 1; }
+	recv 16 || return
+	[[ $reply =~ ^held\ 0\ fence\ [0-9]+\ ttl\ -2\ owner\ none\ waiters\ 0\ kind\ none\ holders\ 0\ limit\ 0$ ]] || { why="LOCK.INFO after release = $reply"; return 1; }
 	end_session
 }
 

@@ -45,7 +45,7 @@ runSteps(
       const got = await info(r, name);
       assert.ok(Number(got.ttl) > 25000 && Number(got.ttl) <= 30000, `ttl ${got.ttl}`);
       delete got.ttl;
-      assert.deepEqual(got, { held: '1', fence: String(fence), owner: 'self', mode: 'owned', waiters: '0' });
+      assert.deepEqual(got, { held: '1', fence: String(fence), owner: 'self', mode: 'owned', waiters: '0', kind: 'exclusive', holders: '1', limit: '0' });
       assert.deepEqual(await r.call('LOCK.HELD'), [name]);
       assert.equal(await r.call('LOCK.ACQUIRE', name, 30000), token, 'acquiring again');
       const other = new Redis({ host, port });
@@ -62,7 +62,7 @@ runSteps(
       assert.deepEqual(await r.call('LOCK.HELD'), []);
       const got = await info(r, name);
       delete got.fence;
-      assert.deepEqual(got, { held: '0', ttl: '-2', owner: 'none', waiters: '0' });
+      assert.deepEqual(got, { held: '0', ttl: '-2', owner: 'none', waiters: '0', kind: 'none', holders: '0', limit: '0' });
     }],
     ['wait-handoff', async () => {
       const name = prefix + 'w';

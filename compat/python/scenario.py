@@ -99,7 +99,8 @@ def main():
         state["fence"] = fence
         got = info(r, name)
         assert 25000 < got.pop("ttl") <= 30000, "ttl"
-        expect("LOCK.INFO", got, {"held": 1, "fence": fence, "owner": "self", "mode": "owned", "waiters": 0})
+        expect("LOCK.INFO", got, {"held": 1, "fence": fence, "owner": "self", "mode": "owned", "waiters": 0,
+                                      "kind": "exclusive", "holders": 1, "limit": 0})
         expect("LOCK.HELD", r.execute_command("LOCK.HELD"), [name.encode()])
         expect("acquiring again", r.execute_command("LOCK.ACQUIRE", name, 30000), token)
         other = redis.Redis(host=host, port=port)
@@ -118,7 +119,8 @@ def main():
         expect("LOCK.HELD", r.execute_command("LOCK.HELD"), [])
         got = info(r, name)
         got.pop("fence")
-        expect("LOCK.INFO", got, {"held": 0, "ttl": -2, "owner": "none", "waiters": 0})
+        expect("LOCK.INFO", got, {"held": 0, "ttl": -2, "owner": "none", "waiters": 0,
+                                      "kind": "none", "holders": 0, "limit": 0})
 
     @step("wait-handoff")
     def _():
