@@ -17,6 +17,7 @@ func TestFaults(t *testing.T) {
 	}{
 		{"client-killed", "client process SIGKILL mid-hold and mid-wait", clientKilled},
 		{"client-paused", "client process SIGSTOP past its ttl, without and with MAXHOLD", clientPaused},
+		{"permit-holders", "semaphore and read-lock holders: process SIGKILL mid-hold, SIGSTOP with MAXHOLD, under load", permitHolders},
 		{"sidecar-sigterm", "sidecar SIGTERM holding 1,000 locks", sidecarTerm},
 		{"sidecar-killed", "sidecar SIGKILL", sidecarKilled},
 		{"sidecar-stopped", "sidecar SIGSTOP past the ttl, then SIGCONT", sidecarStopped},

@@ -252,11 +252,11 @@ func (c *client) onClose(at time.Time) {
 }
 
 // record enters a grant received at at, and returns the hold's id.
-func (c *client) record(name, token string, at time.Time) int {
+func (c *client) record(name, token string, kind safety.Kind, at time.Time) int {
 	c.cl.used(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id := c.cl.hist.Grant(c.id, c.sc.id, name, token, at)
+	id := c.cl.hist.GrantAs(c.id, c.sc.id, name, token, kind, at)
 	switch lostAt, lost := c.early[token]; {
 	case lost:
 		c.cl.hist.End(id, safety.Lost, lostAt)
@@ -282,7 +282,24 @@ func (c *client) acquire(timeout time.Duration, name string, args ...string) (in
 	if err != nil || v.Kind != '$' || v.Null {
 		return -1, "", v, err
 	}
-	return c.record(name, v.Str, at), v.Str, v, nil
+	return c.record(name, v.Str, kindOf(args), at), v.Str, v, nil
+}
+
+// kindOf is what LOCK.ACQUIRE options args ask to hold a name as, for the
+// checker: a semaphore's permit (LIMIT n), a reader (SHARED), or alone.
+func kindOf(args []string) safety.Kind {
+	var k safety.Kind
+	for i, a := range args {
+		switch strings.ToUpper(a) {
+		case "SHARED":
+			k.Shared = true
+		case "LIMIT":
+			if i+1 < len(args) {
+				k.Limit, _ = strconv.Atoi(args[i+1])
+			}
+		}
+	}
+	return k
 }
 
 // mustAcquire is acquire, failing the test unless it grants.
@@ -544,8 +561,12 @@ func (cl *cluster) work(ctx context.Context, ws *workers, w workload, id string,
 			continue
 		}
 		ws.grants.Add(1)
-		if _, _, err := c.write(hid, name, token); err != nil {
-			cl.t.Errorf("%s: fenced write: %v", id, err)
+		// The fenced resource takes one writer at a time: holders that
+		// share a name (readers, a semaphore's permits) do not write.
+		if kindOf(w.extra) == (safety.Kind{}) {
+			if _, _, err := c.write(hid, name, token); err != nil {
+				cl.t.Errorf("%s: fenced write: %v", id, err)
+			}
 		}
 		pause(context.Background(), w.hold+time.Duration(rng.Int64N(int64(w.hold)+1)))
 		if _, err := c.release(w.timeout, hid, name, token); err != nil {
@@ -648,7 +669,7 @@ func (cl *cluster) procAcquire(p *proc, sc *sidecar, name string, args ...string
 		cl.t.Fatalf("client process %s: LOCK.ACQUIRE %s = %s", p.id, name, l.rest)
 	}
 	cl.used(name)
-	return cl.hist.Grant(p.id, sc.id, name, token, l.recv), token
+	return cl.hist.GrantAs(p.id, sc.id, name, token, kindOf(args), l.recv), token
 }
 
 // procWrite has client process p write to the fenced resource as hold id;
@@ -707,7 +728,7 @@ func (c *client) acquireMany(names []string, args ...string) []int {
 		if v.Kind != '$' || v.Null {
 			c.cl.t.Fatalf("%s: LOCK.ACQUIRE %s: %v", c.id, names[i], v)
 		}
-		ids[i] = c.record(names[i], v.Str, ats[i])
+		ids[i] = c.record(names[i], v.Str, safety.Kind{}, ats[i])
 	}
 	if err != nil {
 		c.cl.t.Fatalf("%s: LOCK.ACQUIRE %s: %v", c.id, names[len(vs)], err)

@@ -13,8 +13,12 @@ type Rule string
 // The rules Check applies.
 const (
 	// Overlap: two clients believed they held one name at the same moment,
-	// both inside the promised part of their windows.
+	// both inside the promised part of their windows, and at least one of
+	// them held it alone (a lock held by one, or a writer).
 	Overlap Rule = "overlap"
+	// OverLimit: more clients believed they held a semaphore's permit at
+	// one moment than its limit.
+	OverLimit Rule = "over-limit"
 	// FenceOrder: a later grant of a name carried a fence not greater than
 	// an earlier one.
 	FenceOrder Rule = "fence-order"
@@ -58,8 +62,11 @@ func (h *History) Check(now time.Time) []Violation {
 	h.mu.Unlock()
 
 	c := checker{origin: origin(holds, now)}
-	c.overlaps(holds, now)
-	c.fences(holds)
+	alone, many := splitByKind(holds)
+	c.overlaps(alone, now)
+	c.counted(many, now)
+	c.fences(alone)
+	c.fencesRise(many)
 	c.resource(holds, writes, applied)
 	return c.out
 }
@@ -83,6 +90,12 @@ func (c *checker) at(t time.Time) string {
 
 func (c *checker) describe(g Hold) string {
 	s := fmt.Sprintf("#%d %s via %s fence %d granted %s", g.ID, g.Client, g.Sidecar, g.Fence, c.at(g.Granted))
+	switch {
+	case g.Kind.Limit > 0:
+		s += fmt.Sprintf(" (a permit of %d)", g.Kind.Limit)
+	case g.Kind.Shared:
+		s += " (a reader)"
+	}
 	if g.End != Open {
 		s += fmt.Sprintf(" ended %s (%s)", c.at(g.Ended), g.End)
 	} else {
@@ -145,6 +158,140 @@ func (c *checker) overlaps(holds []Hold, now time.Time) {
 			}
 			if w.end.After(reach.end) {
 				reach = w
+			}
+		}
+	}
+}
+
+// splitByKind sorts holds into those of names only ever held by one at a
+// time, and those of names held by many (readers or a semaphore's
+// permits) at some point, whose rules differ.
+func splitByKind(holds []Hold) (alone, many []Hold) {
+	shared := map[string]bool{}
+	for _, g := range holds {
+		if g.Kind != (Kind{}) {
+			shared[g.Name] = true
+		}
+	}
+	for _, g := range holds {
+		if shared[g.Name] {
+			many = append(many, g)
+		} else {
+			alone = append(alone, g)
+		}
+	}
+	return alone, many
+}
+
+// counted sweeps each name's promised windows in time order (an end before
+// a start at the same moment: touching windows do not overlap) and checks
+// every moment a window opens: one held alone (a writer, or a lock held by
+// one) shares it with nobody; readers share it with readers only; and no
+// more hold a semaphore's permits than its limit.
+func (c *checker) counted(holds []Hold, now time.Time) {
+	type event struct {
+		at    time.Time
+		start bool
+		g     Hold
+	}
+	byName := map[string][]event{}
+	for _, g := range holds {
+		end := promisedEnd(g, now)
+		if !end.After(g.Granted) {
+			continue
+		}
+		byName[g.Name] = append(byName[g.Name], event{g.Granted, true, g}, event{end, false, g})
+	}
+	for _, name := range sortedKeys(byName) {
+		evs := byName[name]
+		slices.SortStableFunc(evs, func(a, b event) int {
+			if c := a.at.Compare(b.at); c != 0 {
+				return c
+			}
+			switch {
+			case a.start == b.start:
+				return 0
+			case !a.start:
+				return -1
+			}
+			return 1
+		})
+		active := map[int]Hold{}
+		for _, e := range evs {
+			if !e.start {
+				delete(active, e.g.ID)
+				continue
+			}
+			active[e.g.ID] = e.g
+			c.admitted(name, e.g, active)
+		}
+	}
+}
+
+// admitted checks the holders of name at the moment g's window opened.
+func (c *checker) admitted(name string, g Hold, active map[int]Hold) {
+	others := make([]Hold, 0, len(active)-1)
+	for _, o := range active {
+		if o.ID != g.ID {
+			others = append(others, o)
+		}
+	}
+	slices.SortFunc(others, func(a, b Hold) int { return cmp.Compare(a.ID, b.ID) })
+	for _, o := range others {
+		if !together(g.Kind, o.Kind) {
+			c.add(Overlap, name, "%s and %s overlap", c.describe(o), c.describe(g))
+			return
+		}
+	}
+	if limit := g.Kind.Limit; limit > 0 && len(active) > limit {
+		c.add(OverLimit, name, "%s made %d holders of a semaphore of %d: with %d others", c.describe(g), len(active), limit, len(others))
+	}
+}
+
+// together reports whether holds of kinds a and b may overlap: two readers,
+// or two permits of one semaphore (whose count is checked apart).
+func together(a, b Kind) bool {
+	readers := a.Shared && b.Shared && a.Limit <= 0 && b.Limit <= 0
+	permits := a.Limit > 0 && a.Limit == b.Limit
+	return readers || permits
+}
+
+// fencesRise checks, for names held by many, that every grant's fence is
+// above the fence of every hold of the name that had ended before the
+// grant was received: holders that overlap may receive their grants in
+// any order, but one that comes after another has gone is newer.
+func (c *checker) fencesRise(holds []Hold) {
+	byName := map[string][]Hold{}
+	for _, g := range holds {
+		if g.Fence <= 0 {
+			c.add(BadToken, g.Name, "%s: token %q is not <fence>:<random>", c.describe(g), g.Token)
+			continue
+		}
+		if !g.Unprotected.IsZero() && !g.Unprotected.After(g.Granted) {
+			continue
+		}
+		byName[g.Name] = append(byName[g.Name], g)
+	}
+	for _, name := range sortedKeys(byName) {
+		gs := byName[name]
+		var ended []Hold
+		for _, g := range gs {
+			if g.End != Open {
+				ended = append(ended, g)
+			}
+		}
+		slices.SortStableFunc(ended, func(a, b Hold) int { return a.Ended.Compare(b.Ended) })
+		slices.SortStableFunc(gs, func(a, b Hold) int { return a.Granted.Compare(b.Granted) })
+		var top Hold // the largest fence of the holds ended so far
+		i := 0
+		for _, g := range gs {
+			for ; i < len(ended) && ended[i].Ended.Before(g.Granted); i++ {
+				if ended[i].Fence > top.Fence {
+					top = ended[i]
+				}
+			}
+			if top.Fence > 0 && g.Fence <= top.Fence {
+				c.add(FenceOrder, name, "%s came after %s had ended, with no larger a fence", c.describe(g), c.describe(top))
 			}
 		}
 	}

@@ -353,3 +353,56 @@ func TestConcurrentRecording(t *testing.T) {
 		}
 	}
 }
+
+// holdAs is hold of a kind held by many.
+func holdAs(h *History, client, name string, kind Kind, fence int64, granted, ended int) int {
+	id := h.GrantAs(client, "sc-"+client, name, tok(fence), kind, ms(granted))
+	if ended >= 0 {
+		h.End(id, Released, ms(ended))
+	}
+	return id
+}
+
+// Counted exclusion: up to a semaphore's limit may overlap, readers may
+// overlap each other, and each case that breaks a rule is caught.
+func TestCountedExclusion(t *testing.T) {
+	two, reader := Kind{Limit: 2}, Kind{Shared: true}
+	t.Run("clean", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 20)
+		holdAs(h, "b", "s", two, 11, 5, 25)
+		holdAs(h, "c", "s", two, 12, 20, 30) // a's place, as a left: still two at once
+		holdAs(h, "r1", "rw", reader, 20, 0, 10)
+		holdAs(h, "r2", "rw", reader, 21, 2, 12)
+		holdAs(h, "w", "rw", Kind{}, 22, 12, 20) // after both readers
+		holdAs(h, "r3", "rw", reader, 23, 20, -1)
+		expect(t, h, 40, nil)
+	})
+	t.Run("over-limit", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 20)
+		holdAs(h, "b", "s", two, 11, 5, 25)
+		holdAs(h, "c", "s", two, 12, 10, 30)
+		expect(t, h, 40, map[Rule]int{OverLimit: 1})
+	})
+	t.Run("writer-with-reader", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "r", "rw", reader, 10, 0, 20)
+		holdAs(h, "w", "rw", Kind{}, 11, 10, 30)
+		expect(t, h, 40, map[Rule]int{Overlap: 1})
+	})
+	t.Run("limits-disagree", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 20)
+		holdAs(h, "b", "s", Kind{Limit: 3}, 11, 5, 25)
+		expect(t, h, 40, map[Rule]int{Overlap: 1})
+	})
+	t.Run("fence-after-an-ended-holder", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 5)
+		holdAs(h, "b", "s", two, 12, 1, 20)
+		holdAs(h, "c", "s", two, 11, 5, 8)  // overlapping b, granted 12 before it: allowed
+		holdAs(h, "d", "s", two, 9, 10, 30) // after a and c ended, below both
+		expect(t, h, 40, map[Rule]int{FenceOrder: 1})
+	})
+}

@@ -1,6 +1,7 @@
 // Package safety decides whether a recorded history of lock grants and
 // fenced writes keeps lockproxy's safety promises: no two clients believe
-// they hold one lock at the same moment, fences grow in grant order, and a
+// they hold one lock at the same moment (no more than a semaphore's limit,
+// and never a writer with any reader), fences grow in grant order, and a
 // fenced resource never takes a write that a newer holder has superseded.
 //
 // It is an observer, independent of the code it judges: it knows tokens
@@ -57,6 +58,7 @@ type Hold struct {
 	Name    string
 	Token   string
 	Fence   int64 // 0 when the token is malformed
+	Kind    Kind  // what it was asked for as: zero for a lock held by one
 	Granted time.Time
 	Ended   time.Time // zero while Open
 	End     End
@@ -123,14 +125,27 @@ func ParseFence(token string) (int64, bool) {
 	return n, true
 }
 
+// Kind is what a hold was asked for as: with Shared, a reader, which may
+// share the name with other readers; with Limit, one of at most Limit
+// holders of a semaphore. The zero Kind holds a name alone.
+type Kind struct {
+	Shared bool
+	Limit  int
+}
+
 // Grant records that client received token for name from sidecar at at,
 // and returns the hold's id. A malformed token is kept, with fence 0, and
 // reported by Check.
 func (h *History) Grant(client, sidecar, name, token string, at time.Time) int {
+	return h.GrantAs(client, sidecar, name, token, Kind{}, at)
+}
+
+// GrantAs is Grant of a hold asked for as kind.
+func (h *History) GrantAs(client, sidecar, name, token string, kind Kind, at time.Time) int {
 	fence, _ := ParseFence(token)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	g := &Hold{ID: len(h.holds), Client: client, Sidecar: sidecar, Name: name, Token: token, Fence: fence, Granted: at}
+	g := &Hold{ID: len(h.holds), Client: client, Sidecar: sidecar, Name: name, Token: token, Fence: fence, Kind: kind, Granted: at}
 	h.holds = append(h.holds, g)
 	if _, dup := h.byToken[token]; !dup {
 		h.byToken[token] = g
