@@ -35,19 +35,27 @@ func (h *Handler) ping(c *resp.Conn, _ *client, args [][]byte) {
 // ECHO message
 func (h *Handler) echo(c *resp.Conn, _ *client, args [][]byte) { c.WriteBulk(args[1]) }
 
-// checkAuth reports whether user/pass log in as the default user. With no
-// password configured, the default user takes any password, as in Redis.
-func (h *Handler) checkAuth(user, pass string) bool {
-	if user != "default" {
-		return false
+// checkAuth reports whether user/pass log in: as the default user, who
+// with no password configured takes any password, as in Redis; or as the
+// admin user, who exists only with an admin password, and may also run
+// admin commands.
+func (h *Handler) checkAuth(user, pass string) (ok, admin bool) {
+	switch {
+	case user == "default":
+		return h.cfg.Password == "" || samePassword(pass, h.cfg.Password), false
+	case user == "admin" && h.cfg.AdminPassword != "":
+		ok := samePassword(pass, h.cfg.AdminPassword)
+		return ok, ok
 	}
-	if h.cfg.Password == "" {
-		return true
-	}
-	// Digests first: ConstantTimeCompare returns at once on a length
-	// mismatch, which would tell a prober the password's length.
-	got, want := sha256.Sum256([]byte(pass)), sha256.Sum256([]byte(h.cfg.Password))
-	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	return false, false
+}
+
+// samePassword compares in constant time, digests first: ConstantTimeCompare
+// returns at once on a length mismatch, which would tell a prober the
+// password's length.
+func samePassword(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // AUTH [username] password
@@ -63,11 +71,15 @@ func (h *Handler) auth(c *resp.Conn, cl *client, args [][]byte) {
 		c.WriteError(errNoPass)
 		return
 	}
-	if !h.checkAuth(user, pass) {
+	ok, admin := h.checkAuth(user, pass)
+	if !ok {
 		c.WriteError(errWrongPass)
 		return
 	}
-	cl.authed = true
+	cl.authed, cl.admin = true, admin
+	if admin {
+		h.log.Info("admin authenticated", "client", cl.describe(c))
+	}
 	c.WriteSimple("OK")
 }
 
@@ -103,11 +115,12 @@ func (h *Handler) hello(c *resp.Conn, cl *client, args [][]byte) {
 		}
 	}
 	if auth {
-		if !h.checkAuth(user, pass) {
+		ok, admin := h.checkAuth(user, pass)
+		if !ok {
 			c.WriteError(errWrongPass)
 			return
 		}
-		cl.authed = true
+		cl.authed, cl.admin = true, admin
 	}
 	if !cl.authed {
 		c.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the " +
@@ -168,7 +181,7 @@ func (h *Handler) reset(c *resp.Conn, cl *client, _ [][]byte) {
 	}
 	c.SetProto(2)
 	cl.name = ""
-	cl.authed = h.cfg.Password == ""
+	cl.authed, cl.admin = h.cfg.Password == "", false
 	c.WriteSimple("RESET")
 }
 

@@ -47,6 +47,9 @@ func (h *Handler) commands() []*command {
 		{name: "lock.info", arity: 2, flags: []string{"readonly", "fast"}, upstream: true, run: h.info, doc: doc{
 			summary: "Describes a lock: held, fence, ttl, owner, mode, waiters, kind, holders, limit.", since: since, group: "lock",
 			complexity: "O(1)", args: []arg{name}}},
+		{name: "lock.forcerelease", arity: 2, flags: []string{"write", "admin"}, upstream: true, run: h.forceRelease, doc: doc{
+			summary: "Revokes every holder of a lock, each told first. Admin only. Returns how many holders were revoked.", since: since,
+			group: "lock", complexity: "O(N) for N holders", args: []arg{name}}},
 		{name: "lock.held", arity: 1, flags: []string{"readonly", "fast"}, run: h.held, doc: doc{
 			summary: "Lists the locks this connection holds.", since: since, group: "lock", complexity: "O(N) for N locks held"}},
 

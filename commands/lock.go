@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
@@ -162,4 +163,31 @@ func result(ok bool, success string) string {
 		return success
 	}
 	return "not_held"
+}
+
+// LOCK.FORCERELEASE name
+func (h *Handler) forceRelease(c *resp.Conn, cl *client, args [][]byte) {
+	if h.cfg.AdminPassword == "" {
+		c.WriteError("ERR LOCK.FORCERELEASE is off: set LOCKPROXY_ADMIN_PASSWORD to enable admin commands")
+		return
+	}
+	if !cl.admin {
+		c.WriteError("NOPERM LOCK.FORCERELEASE needs the admin user: AUTH admin <LOCKPROXY_ADMIN_PASSWORD>")
+		return
+	}
+	name, err := h.parseName(args[1])
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	n, err := cl.sess.ForceRelease(c.Context(), name)
+	// Logged whatever came of it: who took locks away from whom is what an
+	// operator looks for afterwards.
+	h.log.Warn("force release", "lock", name, "holders_revoked", n, "by", cl.describe(c), "err", err,
+		slog.Bool("audit", true)) // never throttled (see internal/logging.Audit)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	c.WriteInt(int64(n))
 }

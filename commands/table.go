@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,9 +30,12 @@ type Config struct {
 	MaxNameBytes int           // longest lock name; ≥ 1
 	MaxLimit     int           // largest LIMIT of a semaphore; ≥ 1
 	Password     string        // "" disables AUTH
-	Version      string        // lockproxy's version, for INFO
-	Store        string        // "embedded" or "redis", for INFO
-	UpstreamUp   func() bool   // whether the upstream answered its last health check, for INFO
+	// AdminPassword is the admin user's (AUTH admin <password>), who may run
+	// admin commands; "" turns them off.
+	AdminPassword string
+	Version       string      // lockproxy's version, for INFO
+	Store         string      // "embedded" or "redis", for INFO
+	UpstreamUp    func() bool // whether the upstream answered its last health check, for INFO
 	// UpstreamRisks lists the kinds of the upstream's settings that can
 	// lose locks (see lockcore.Store.Risks), for INFO.
 	UpstreamRisks func() []string
@@ -186,9 +190,19 @@ func arityOK(arity, n int) bool {
 type client struct {
 	sess    *lockcore.Session
 	authed  bool
+	admin   bool // authenticated as the admin user
 	name    string
 	libName string
 	libVer  string
+}
+
+// describe says who a client is, for logs of what it asked.
+func (cl *client) describe(c *resp.Conn) string {
+	s := "id=" + strconv.FormatUint(c.ID(), 10) + " addr=" + c.RemoteAddr().String()
+	if cl.name != "" {
+		s += " name=" + cl.name
+	}
+	return s
 }
 
 // OnOpen starts a connection's session; wire it to resp.Options.OnOpen.

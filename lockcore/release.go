@@ -308,3 +308,38 @@ func (l *Locks) releaseAll(ctx context.Context, leases []*lease) error {
 	}
 	return err
 }
+
+// ForceRelease revokes every holder of name, whoever and wherever they
+// are, as a release by each one's token from this session would: each
+// holder is told before anyone else can have the name, and one whose
+// sidecar cannot be told keeps it from others until its lease would have
+// run out (see Release). A holder already revoked is left to its sidecar.
+// It returns how many holders it released.
+func (s *Session) ForceRelease(ctx context.Context, name string) (int, error) {
+	cctx, cancel := s.l.callCtx(ctx)
+	st, err := s.l.store.Inspect(cctx, name)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("force release %q: %w", name, err)
+	}
+	var tokens []string
+	for _, h := range st.Holders {
+		if !h.Revoked {
+			tokens = append(tokens, h.Token)
+		}
+	}
+	if len(st.Holders) == 0 && st.Held && !st.Revoked {
+		tokens = append(tokens, st.Token)
+	}
+	released := 0
+	for _, token := range tokens {
+		ok, err := s.Release(ctx, name, token)
+		if err != nil {
+			return released, err
+		}
+		if ok {
+			released++
+		}
+	}
+	return released, nil
+}

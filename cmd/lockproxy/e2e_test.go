@@ -426,7 +426,7 @@ func TestConnectionCommands(t *testing.T) {
 			{[]any{"CLIENT", "SETNAME", "worker-1"}, "OK"},
 			{[]any{"CLIENT", "GETNAME"}, "worker-1"},
 			{[]any{"CLIENT", "SETINFO", "LIB-NAME", "x"}, "OK"},
-			{[]any{"COMMAND", "COUNT"}, int64(15)},
+			{[]any{"COMMAND", "COUNT"}, int64(16)},
 		} {
 			got, err := do(t, c, tc.args...).Result()
 			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -829,20 +829,20 @@ func TestStartupLogMasksSecrets(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(bg())
 	environ := []string{"LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json", "LOCKPROXY_PASSWORD=hunter2",
-		"LOCKPROXY_UPSTREAM=redis://locker:sup3rsecret@" + srv.Addr() + "/0"}
+		"LOCKPROXY_ADMIN_PASSWORD=4dm1nsecret", "LOCKPROXY_UPSTREAM=redis://locker:sup3rsecret@" + srv.Addr() + "/0"}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, environ, io.Discard, logs, func(*sidecar.Sidecar) { cancel() }) }()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	for _, want := range []string{`"msg":"lockproxy started"`, `"LOCKPROXY_PASSWORD":"xxxxx"`, `"LOCKPROXY_UPSTREAM":"redis://locker:xxxxx@`,
+	for _, want := range []string{`"msg":"lockproxy started"`, `"LOCKPROXY_PASSWORD":"xxxxx"`, `"LOCKPROXY_ADMIN_PASSWORD":"xxxxx"`, `"LOCKPROXY_UPSTREAM":"redis://locker:xxxxx@`,
 		`"LOCKPROXY_MAX_TTL":"24h0m0s"`, `"store":"redis"`, `"msg":"upstream is up"`, `"msg":"shutting down"`, `"msg":"stopped"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
-	for _, secret := range []string{"hunter2", "sup3rsecret"} {
+	for _, secret := range []string{"hunter2", "sup3rsecret", "4dm1nsecret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log shows the secret %q:\n%s", secret, out)
 		}

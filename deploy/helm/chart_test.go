@@ -129,6 +129,8 @@ type expect struct {
 	passwordSecret *secretRef
 	// sentinelSecret holds LOCKPROXY_SENTINEL_PASSWORD.
 	sentinelSecret *secretRef
+	// adminSecret holds LOCKPROXY_ADMIN_PASSWORD.
+	adminSecret *secretRef
 	// kinds are the resources the render must produce, in order.
 	kinds []string
 }
@@ -393,6 +395,7 @@ func checkContainer(t *testing.T, pod, c map[string]any, want expect) {
 	checkEnvSource(t, env, "LOCKPROXY_UPSTREAM", want.upstreamURL, want.upstreamSecret)
 	checkEnvSource(t, env, "LOCKPROXY_PASSWORD", "", want.passwordSecret)
 	checkEnvSource(t, env, "LOCKPROXY_SENTINEL_PASSWORD", "", want.sentinelSecret)
+	checkEnvSource(t, env, "LOCKPROXY_ADMIN_PASSWORD", "", want.adminSecret)
 	checkSecretFiles(t, pod, c, env)
 
 	for name := range env {
@@ -550,6 +553,7 @@ func TestConfigValues(t *testing.T) {
 		"LOCKPROXY_UPSTREAM_MODE":        "sentinel",
 		"LOCKPROXY_SENTINEL_USERNAME":    "watcher",
 		"LOCKPROXY_SENTINEL_PASSWORD":    "", // from a Secret, below
+		"LOCKPROXY_ADMIN_PASSWORD":       "", // from a Secret, below
 		"LOCKPROXY_REPLICA_ACKS":         "2",
 		"LOCKPROXY_UPSTREAM_BATCH":       "64",
 		"LOCKPROXY_KEY_PREFIX":           "app-lock:",
@@ -606,7 +610,8 @@ func TestConfigValues(t *testing.T) {
 		}
 	}
 	// The TLS files are in their Secrets' mounts (TestTLS checks the details).
-	checkPods(t, docs, expect{upstreamURL: want["LOCKPROXY_UPSTREAM"], sentinelSecret: &secretRef{"redis-sentinel", "sentinel-password"}})
+	checkPods(t, docs, expect{upstreamURL: want["LOCKPROXY_UPSTREAM"], sentinelSecret: &secretRef{"redis-sentinel", "sentinel-password"},
+		adminSecret: &secretRef{"lockproxy-admin", "admin-password"}})
 	// Every variable the binary reads, except LOCKPROXY_PASSWORD (a Secret,
 	// checked in TestTemplateGolden), must be reachable from values.
 	for name := range binaryVars(t) {

@@ -39,7 +39,9 @@ func durationString(_ []string, a slog.Attr) slog.Attr {
 
 // Throttle wraps h so that records at Warn or above with the same message
 // pass at most once per interval; the next one to pass says how many were
-// held back, in a "suppressed" attribute.
+// held back, in a "suppressed" attribute. A record with the attribute
+// Audit always passes: it says who did what, which an outage's flood is
+// not.
 func Throttle(h slog.Handler, interval time.Duration, now func() time.Time) slog.Handler {
 	if interval <= 0 {
 		interval = 10 * time.Second
@@ -66,8 +68,11 @@ type seen struct {
 
 func (t *throttle) Enabled(ctx context.Context, l slog.Level) bool { return t.next.Enabled(ctx, l) }
 
+// Audit marks a record Throttle never holds back.
+var Audit = slog.Bool("audit", true)
+
 func (t *throttle) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level < slog.LevelWarn {
+	if r.Level < slog.LevelWarn || audited(r) {
 		return t.next.Handle(ctx, r)
 	}
 	s := t.state
@@ -103,4 +108,14 @@ func (t *throttle) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (t *throttle) WithGroup(name string) slog.Handler {
 	return &throttle{next: t.next.WithGroup(name), state: t.state}
+}
+
+// audited reports whether r carries Audit.
+func audited(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Equal(Audit)
+		return !found
+	})
+	return found
 }

@@ -32,6 +32,22 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
+// Audit records pass however often they come: each is someone's action.
+func TestAuditNotThrottled(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	log := slog.New(logging.Throttle(slog.NewTextHandler(&buf, nil), 10*time.Second, func() time.Time { return now }))
+	log.Warn("force release", "lock", "unmarked")
+	for i := range 3 {
+		log.Warn("force release", "lock", i, logging.Audit)
+	}
+	log.Warn("force release", "lock", "unmarked, again")
+	if n, audits := strings.Count(buf.String(), "force release"), strings.Count(buf.String(), "audit=true"); n != 4 || audits != 3 {
+		t.Errorf("%d lines, %d audits; want the first unmarked record, the 3 audit ones, and not the second unmarked one:\n%s",
+			n, audits, buf.String())
+	}
+}
+
 func TestFormats(t *testing.T) {
 	var buf bytes.Buffer
 	logging.New(&buf, "json", "debug", 0).Debug("hello", "k", 1)

@@ -199,15 +199,16 @@ func (a *Sidecar) newStore() (store interface {
 func (a *Sidecar) newHandler(storeKind string) (*commands.Handler, error) {
 	cfg := a.cfg
 	return commands.New(a.locks, commands.Config{
-		MinTTL:       cfg.MinTTL,
-		MaxTTL:       cfg.MaxTTL,
-		MaxWait:      cfg.MaxWait,
-		MaxNameBytes: cfg.MaxNameBytes,
-		MaxLimit:     cfg.MaxLimit,
-		Password:     cfg.Password,
-		Version:      Version(),
-		Store:        storeKind,
-		UpstreamUp:   a.upstreamUp.Load,
+		MinTTL:        cfg.MinTTL,
+		MaxTTL:        cfg.MaxTTL,
+		MaxWait:       cfg.MaxWait,
+		MaxNameBytes:  cfg.MaxNameBytes,
+		MaxLimit:      cfg.MaxLimit,
+		Password:      cfg.Password,
+		AdminPassword: cfg.AdminPassword,
+		Version:       Version(),
+		Store:         storeKind,
+		UpstreamUp:    a.upstreamUp.Load,
 		UpstreamRisks: func() []string {
 			if r := a.risks.Load(); r != nil {
 				return *r

@@ -98,6 +98,7 @@ upstreamMode: LOCKPROXY_UPSTREAM_MODE is set from upstream.mode
 sentinelUsername: LOCKPROXY_SENTINEL_USERNAME is set from upstream.sentinelUsername
 sentinelPassword: LOCKPROXY_SENTINEL_PASSWORD is set from upstream.sentinelPassword.existingSecret
 password: LOCKPROXY_PASSWORD is set from password.existingSecret
+adminPassword: LOCKPROXY_ADMIN_PASSWORD is set from adminPassword.existingSecret
 tlsCert: LOCKPROXY_TLS_CERT is set from tls.existingSecret
 tlsKey: LOCKPROXY_TLS_KEY is set from tls.existingSecret
 upstreamTLSCA: LOCKPROXY_UPSTREAM_TLS_CA is set from upstreamTLS.existingSecret and upstreamTLS.ca
@@ -341,6 +342,15 @@ The container's mounts of those volumes: read-only, whole directories.
     secretKeyRef:
       name: {{ $v.password.existingSecret | quote }}
       key: {{ required "lockproxy: password.secretKey is required with password.existingSecret" $v.password.secretKey | quote }}
+{{- end }}
+{{- with $v.adminPassword }}
+{{- if .existingSecret }}
+- name: LOCKPROXY_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret | quote }}
+      key: {{ required "lockproxy: adminPassword.secretKey is required with adminPassword.existingSecret" .secretKey | quote }}
+{{- end }}
 {{- end }}
 {{- include "lockproxy.checkTLS" . }}
 {{- if $v.tls.existingSecret }}
