@@ -122,20 +122,23 @@ func (c *Client) discard(cn *conn) {
 // Acquire takes the lock name. An owned lock (the default) keeps a
 // connection of its own until Release; lockproxy renews it meanwhile.
 //
-// Errors: ErrNotAcquired when someone else holds it (and Wait, if given,
-// ran out); ctx's error when ctx ended first, in which case the connection
-// is closed, so lockproxy never grants the abandoned request (an owned lock
-// granted just before is released with the connection; a detached one
-// lives out its TTL); a
-// *ServerError for lockproxy's error replies (a bad option, an upstream
-// failure); ErrClosed after Close; or the connection's error.
+// Errors: ErrNotAcquired when someone else holds it (for a semaphore,
+// every permit; for a Shared reader, a writer holds it or waits ahead), and
+// Wait, if given, ran out; ErrWrongKind when it is held as another kind
+// (see Limit and Shared); ctx's error when ctx ended first, in which case
+// the connection is closed, so lockproxy never grants the abandoned
+// request (an owned lock granted just before is released with the
+// connection; a detached one lives out its TTL); a *ServerError for
+// lockproxy's error replies (a bad option, an upstream failure);
+// ErrClosed after Close; or the connection's error. Options that cannot
+// go together fail before anything is sent.
 func (c *Client) Acquire(ctx context.Context, name string, opts ...Option) (*Lock, error) {
 	var o acquireOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.detached && o.ttl <= 0 {
-		return nil, fmt.Errorf("lockclient: acquire %q: a Detached lock needs a TTL, which is its whole life", name)
+	if err := o.check(); err != nil {
+		return nil, fmt.Errorf("lockclient: acquire %q: %w", name, err)
 	}
 	args := []string{"LOCK.ACQUIRE", name}
 	if o.ttl > 0 {
@@ -149,6 +152,12 @@ func (c *Client) Acquire(ctx context.Context, name string, opts ...Option) (*Loc
 	}
 	if o.detached {
 		args = append(args, "DETACHED")
+	}
+	switch {
+	case o.limited:
+		args = append(args, "LIMIT", strconv.Itoa(o.limit))
+	case o.shared:
+		args = append(args, "SHARED")
 	}
 	cn, err := c.get(ctx)
 	if err != nil {
@@ -203,7 +212,9 @@ func (c *Client) Acquire(ctx context.Context, name string, opts ...Option) (*Loc
 	return l, nil
 }
 
-// WithLock acquires name, runs fn while holding it, and releases it.
+// WithLock acquires name, runs fn while holding it, and releases it. opts
+// are Acquire's: with Limit, fn holds one permit of the semaphore; with
+// Shared, fn is a reader, so exclusion from a writer is all it gets.
 // fn's context is cancelled if the lock is lost (context.Cause is then an
 // error wrapping ErrLost), or when ctx is.
 //
@@ -250,9 +261,12 @@ func (c *Client) WithLock(ctx context.Context, name string, fn func(ctx context.
 // Info describes a lock, as LOCK.INFO sees it.
 type Info struct {
 	Held    bool          // someone holds it
-	Fence   int64         // the holder's fence; when free, the last one issued if remembered, else 0
-	TTL     time.Duration // time left; 0 when free
+	Fence   int64         // the holder's fence (held by many, the largest); when free, the last one issued if remembered, else 0
+	TTL     time.Duration // time left (held by many, the longest); 0 when free
 	Waiters int           // acquires blocked in Wait for it on this sidecar
+	Kind    string        // how it is held: "exclusive", "shared" (readers) or "semaphore"; "none" when free; "" from a sidecar that predates kinds
+	Holders int           // how many hold it, through every sidecar
+	Limit   int           // a semaphore's Limit; 0 for any other kind
 }
 
 // Info reports the state of the lock name.
@@ -278,6 +292,12 @@ func (c *Client) Info(ctx context.Context, name string) (Info, error) {
 			info.TTL = time.Duration(max(n, 0)) * time.Millisecond
 		case "waiters":
 			info.Waiters = int(n)
+		case "kind":
+			info.Kind = v.elems[i+1].str
+		case "holders":
+			info.Holders = int(n)
+		case "limit":
+			info.Limit = int(n)
 		}
 	}
 	return info, nil

@@ -17,6 +17,13 @@ var (
 	ErrLost = errors.New("lockclient: lock lost")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("lockclient: client closed")
+	// ErrWrongKind: the name is held (or, free, first waited for) as
+	// another kind than the acquire asked for: a semaphore of another
+	// Limit, a semaphore against a lock or read-write lock, or the other
+	// way round (lockproxy's -WRONGTYPE). Unlike ErrNotAcquired, waiting
+	// would not help: the callers disagree on what the name is. The error
+	// is a *ServerError too, whose Msg says how the name is held.
+	ErrWrongKind = errors.New("lockclient: lock held as another kind")
 )
 
 // ServerError is an error reply from lockproxy, such as
@@ -27,6 +34,12 @@ type ServerError struct {
 }
 
 func (e *ServerError) Error() string { return "lockproxy: " + e.Msg }
+
+// Is matches ErrWrongKind for a WRONGTYPE reply, so that callers can test
+// for it as for the other outcomes, without parsing the message.
+func (e *ServerError) Is(target error) bool {
+	return target == ErrWrongKind && e.Code() == "WRONGTYPE"
+}
 
 // Code is the error's first word: "ERR", "UPSTREAM", "NOAUTH",
 // "WRONGPASS"…

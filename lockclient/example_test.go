@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockclient"
@@ -172,4 +174,95 @@ func ExampleDetached() {
 	// Output:
 	// held: true
 	// release: <nil>
+}
+
+// Limit makes a name a counting semaphore: here six jobs share two
+// permits, so no more than two ever run at once, whichever process they
+// run in.
+func ExampleLimit() {
+	addr, stop, err := lockproxytest.StartServer()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+	ctx := context.Background()
+	c, err := lockclient.Dial(ctx, addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	var running, crowded, done atomic.Int32
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			err := c.WithLock(ctx, "encoder", func(ctx context.Context) error {
+				if running.Add(1) > 2 {
+					crowded.Add(1)
+				}
+				done.Add(1) // the job
+				running.Add(-1)
+				return nil
+			}, lockclient.Limit(2), lockclient.Wait(time.Minute))
+			if err != nil {
+				log.Fatal(err)
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Println("jobs done:", done.Load())
+	fmt.Println("jobs that ran beside 2 others:", crowded.Load())
+	// Output:
+	// jobs done: 6
+	// jobs that ran beside 2 others: 0
+}
+
+// Shared takes the read side of a read-write lock: readers hold it
+// together, and the writer (an acquire without Shared) gets it once they
+// have all left.
+func ExampleShared() {
+	addr, stop, err := lockproxytest.StartServer()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+	ctx := context.Background()
+	c, err := lockclient.Dial(ctx, addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	var readers []*lockclient.Lock
+	for range 2 {
+		r, err := c.Acquire(ctx, "catalog", lockclient.Shared())
+		if err != nil {
+			log.Fatal(err)
+		}
+		readers = append(readers, r)
+	}
+	info, err := c.Info(ctx, "catalog")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(info.Kind, "by", info.Holders)
+
+	_, err = c.Acquire(ctx, "catalog")
+	fmt.Println("writer while read:", errors.Is(err, lockclient.ErrNotAcquired))
+
+	for _, r := range readers {
+		if err := r.Release(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+	err = c.WithLock(ctx, "catalog", func(ctx context.Context) error {
+		fmt.Println("writing the catalog")
+		return nil
+	})
+	fmt.Println("err:", err)
+	// Output:
+	// shared by 2
+	// writer while read: true
+	// writing the catalog
+	// err: <nil>
 }

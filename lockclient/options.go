@@ -2,6 +2,8 @@ package lockclient
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -32,6 +34,9 @@ type Option func(*acquireOptions)
 type acquireOptions struct {
 	ttl, wait, maxHold time.Duration
 	detached           bool
+	limit              int
+	limited            bool // Limit was given: Limit(0) is a mistake, not its absence
+	shared             bool
 }
 
 // TTL sets the lock's ttl: for an owned lock, how long it outlives a
@@ -56,6 +61,43 @@ func MaxHold(d time.Duration) Option { return func(o *acquireOptions) { o.maxHol
 // the acquire or last renewal was sent, minus a margin for clock drift,
 // has run out.
 func Detached() Option { return func(o *acquireOptions) { o.detached = true } }
+
+// Limit takes one of n permits of a counting semaphore: up to n holders of
+// the name at once, each with a Lock, token and fence of its own, renewed,
+// released and lost one by one as a lock held alone is. Acquire reports
+// ErrNotAcquired when all n are taken. Every holder must ask with the same
+// n: the first holder sets it, and asking with another n, or without
+// Limit, while the name is held so is refused with ErrWrongKind rather
+// than let more holders in than either n allows. n must be at least 1, and
+// Limit does not go with Shared; Acquire refuses both before sending
+// anything.
+func Limit(n int) Option {
+	return func(o *acquireOptions) { o.limit, o.limited = n, true }
+}
+
+// Shared takes the read side of a read-write lock: any number of Shared
+// holders at once, or one holder without Shared, the writer. The queue is
+// served in arrival order across both, so a reader that comes after a
+// waiting writer queues behind it (and, trying once, gets ErrNotAcquired):
+// writers are not starved by a stream of readers. Asking for the name as a
+// semaphore (Limit) while it is held as a read-write lock is ErrWrongKind.
+func Shared() Option { return func(o *acquireOptions) { o.shared = true } }
+
+// check refuses options that cannot work, before a connection is taken:
+// a Detached lock's Lost needs its TTL known here, and the kinds lockproxy
+// would refuse anyway are better told as the caller's mistake than as a
+// round trip's "ERR syntax error".
+func (o *acquireOptions) check() error {
+	switch {
+	case o.detached && o.ttl <= 0:
+		return errors.New("a Detached lock needs a TTL, which is its whole life")
+	case o.limited && o.shared:
+		return errors.New("Limit and Shared do not go together: a name is held either as a semaphore or as a read-write lock")
+	case o.limited && o.limit < 1:
+		return fmt.Errorf("Limit(%d): a semaphore needs at least 1 permit", o.limit)
+	}
+	return nil
+}
 
 // millis formats d in whole milliseconds, rounded up.
 func millis(d time.Duration) string {
