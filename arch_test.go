@@ -54,6 +54,8 @@ var importRules = map[string][]string{
 	// Example programs are applications: the client, and the test server
 	// for their recipes.
 	"examples/internal/recipe": {"lockproxytest"},
+	"examples/catalog":         {"examples/internal/recipe", "lockclient"},
+	"examples/exports":         {"examples/internal/recipe", "lockclient"},
 	"examples/inventory":       {"examples/internal/recipe", "lockclient"},
 	"examples/jobs":            {"examples/internal/recipe", "lockclient"},
 	"examples/leader":          {"examples/internal/recipe", "lockclient"},

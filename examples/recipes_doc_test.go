@@ -30,7 +30,7 @@ var (
 )
 
 // recipes must each be quoted at least once.
-var recipes = []string{"payments", "inventory", "jobs", "leader", "sequential"}
+var recipes = []string{"payments", "inventory", "jobs", "leader", "sequential", "exports", "catalog"}
 
 // TestRecipesDoc checks that every <!-- code: file name --> marker of
 // docs/recipes.md is followed by that region of the file, verbatim, in a
