@@ -35,11 +35,17 @@ type clientSpec struct {
 	Names    int
 	Hold     time.Duration
 	Think    time.Duration
+	Limit    int     // -limit
+	Readers  float64 // -readers
 }
 
 // clientRecord is one acquisition as a client process reports it, in ns
 // since the run began.
-type clientRecord struct{ Asked, Got, Freed int64 }
+type clientRecord struct {
+	Asked, Got, Freed int64
+	Shared            bool `json:",omitempty"`
+	Inside            int  `json:",omitempty"`
+}
 
 // processReadyTimeout bounds how long the client processes may take to
 // start and connect; the run begins once all of them have.
@@ -69,7 +75,7 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 	}
 	for i := range cmds {
 		spec, err := json.Marshal(clientSpec{Workload: w.name, Sidecars: w.sidecarAddrs, Redis: redisAddr, Retry: cfg.retry,
-			Client: i, Names: cfg.names, Hold: cfg.hold, Think: cfg.think})
+			Client: i, Names: cfg.names, Hold: cfg.hold, Think: cfg.think, Limit: cfg.limit, Readers: cfg.readers})
 		if err != nil {
 			kill(i)
 			return nil, 0, err
@@ -138,7 +144,8 @@ func runProcesses(ctx context.Context, cfg config, redisAddr string, w workload)
 			}
 			for _, r := range rs {
 				records[i] = append(records[i], acquisition{client: i, name: i % cfg.names,
-					asked: time.Duration(r.Asked), got: time.Duration(r.Got), freed: time.Duration(r.Freed)})
+					asked: time.Duration(r.Asked), got: time.Duration(r.Got), freed: time.Duration(r.Freed),
+					shared: r.Shared, inside: r.Inside})
 			}
 		})
 	}
@@ -188,14 +195,14 @@ func runClientProcess(ctx context.Context, arg string, stdout *os.File) error {
 	}
 	start, end := time.Unix(0, startNs), time.Unix(0, endNs)
 	time.Sleep(time.Until(start))
-	cfg := config{names: spec.Names, hold: spec.Hold, think: spec.Think}
+	cfg := config{names: spec.Names, hold: spec.Hold, think: spec.Think, limit: spec.Limit, readers: spec.Readers}
 	acqs, err := loop(ctx, cfg, spec.Client, l, up, counterKey(spec.Workload), start, end)
 	if err != nil {
 		return err
 	}
 	rs := make([]clientRecord, len(acqs))
 	for i, a := range acqs {
-		rs[i] = clientRecord{Asked: int64(a.asked), Got: int64(a.got), Freed: int64(a.freed)}
+		rs[i] = clientRecord{Asked: int64(a.asked), Got: int64(a.got), Freed: int64(a.freed), Shared: a.shared, Inside: a.inside}
 	}
 	return json.NewEncoder(stdout).Encode(rs)
 }

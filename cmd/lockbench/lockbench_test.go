@@ -128,9 +128,9 @@ func regexpLine(out, label string, want ...string) bool {
 // noLock is a locker that locks nothing, to show the checks catch it.
 type noLock struct{}
 
-func (*noLock) acquire(string) error { return nil }
-func (*noLock) release(string) error { return nil }
-func (*noLock) Close() error         { return nil }
+func (*noLock) acquire(string, holdKind) error { return nil }
+func (*noLock) release(string) error           { return nil }
+func (*noLock) Close() error                   { return nil }
 
 // Without mutual exclusion, the counter check and the overlap check fail:
 // the verification can fail.
@@ -148,6 +148,48 @@ func TestVerificationCatchesNoLocking(t *testing.T) {
 	}
 }
 
+// Without a semaphore, both of its checks fail: the recorded holds and the
+// Redis gauge each show more holders than permits. Without a read-write
+// lock, the records show writers beside other holds; with readers alone,
+// whose holds may overlap, nothing fails.
+func TestVerificationCatchesBrokenKinds(t *testing.T) {
+	srv := redistest.Start(t)
+	w := workload{name: "none", addr: srv.Addr(), countCommands: func(map[string]int64, int64) int64 { return 0 },
+		newLocker: func(int) (locker, error) { return &noLock{}, nil }}
+	cfg := config{clients: 8, names: 1, hold: 200 * time.Microsecond, duration: 500 * time.Millisecond, warmup: 50 * time.Millisecond}
+	for _, c := range []struct {
+		name    string
+		limit   int
+		readers float64
+		want    []string // in the problems; none: no violation
+	}{
+		{"semaphore of 2", 2, 0, []string{"broke counted exclusion (at most 2 holds", "in the Redis gauge"}},
+		{"readers and writers", 0, 0.5, []string{"broke read-write exclusion"}},
+		{"readers alone", 0, 1, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := cfg
+			cfg.limit, cfg.readers = c.limit, c.readers
+			r, err := measure(context.Background(), cfg, srv.Addr(), w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems := strings.Join(r.problems, "\n")
+			if len(c.want) == 0 && r.violations != 0 {
+				t.Errorf("%d violations in %d acquisitions:\n%s", r.violations, r.all, problems)
+			}
+			if len(c.want) > 0 && r.violations == 0 {
+				t.Errorf("no violation found in %d acquisitions", r.all)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(problems, want) {
+					t.Errorf("problems lack %q:\n%s", want, problems)
+				}
+			}
+		})
+	}
+}
+
 func TestFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-clients", "0"},
@@ -161,6 +203,39 @@ func TestFlags(t *testing.T) {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+// -limit and -readers run only where a semaphore or a read-write lock can
+// be taken, never together, and each refusal says what to change.
+func TestKindFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"-limit", "4"}, "-baseline=false"},
+		{[]string{"-readers", "0.9"}, "-baseline=false"},
+		{[]string{"-limit", "4", "-baseline=false", "-floor"}, "leave out -floor"},
+		{[]string{"-readers", "0.9", "-baseline=false", "-floor"}, "leave out -floor"},
+		{[]string{"-limit", "4", "-readers", "0.5", "-baseline=false"}, "-limit and -readers together"},
+		{[]string{"-limit", "-1", "-baseline=false"}, "-limit must be"},
+		{[]string{"-readers", "1.5", "-baseline=false"}, "0..1"},
+		{[]string{"-readers", "-0.1", "-baseline=false"}, "0..1"},
+		{[]string{"-readers", "NaN", "-baseline=false"}, "0..1"},
+		{[]string{"-limit", "4", "-baseline=false", "-mode", "uncontended"}, "-mode wait"},
+		{[]string{"-readers", "0.5", "-baseline=false", "-mode", "locks"}, "-mode wait"},
+	} {
+		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+	cfg, err := parseFlags([]string{"-limit", "4", "-baseline=false"}, io.Discard)
+	if err != nil || cfg.limit != 4 {
+		t.Errorf("-limit 4 -baseline=false: %+v, %v", cfg, err)
+	}
+	cfg, err = parseFlags([]string{"-readers", "1", "-baseline=false", "-procs"}, io.Discard)
+	if err != nil || cfg.readers != 1 {
+		t.Errorf("-readers 1 -baseline=false -procs: %+v, %v", cfg, err)
 	}
 }
 
@@ -205,7 +280,7 @@ func TestStats(t *testing.T) {
 // lock nobody will release does.
 type blockedLock struct{ closed chan struct{} }
 
-func (b *blockedLock) acquire(string) error {
+func (b *blockedLock) acquire(string, holdKind) error {
 	<-b.closed
 	return errors.New("closed")
 }
@@ -222,7 +297,7 @@ func (b *blockedLock) Close() error {
 // failingLock fails at once.
 type failingLock struct{ noLock }
 
-func (*failingLock) acquire(string) error { return errors.New("upstream down") }
+func (*failingLock) acquire(string, holdKind) error { return errors.New("upstream down") }
 
 // One client's failure ends the run, although the others are blocked for
 // good: it does not wait for the run's duration, or for ever.
@@ -400,6 +475,212 @@ func TestManyLocks(t *testing.T) {
 	for _, label := range []string{"RSS per lock, KiB", "RSS per connection, connected, KiB"} {
 		if _, ok := rows[label]; !ok {
 			t.Errorf("no %s:\n%s", label, out.String())
+		}
+	}
+}
+
+// A short run of each new kind, through one sidecar and two, and with
+// -procs: it passes its checks and prints the kind's rows.
+func TestRunKinds(t *testing.T) {
+	bin := buildLockproxy(t)
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"semaphore, one sidecar", []string{"-limit", "4"}},
+		{"semaphore, two sidecars", []string{"-limit", "4", "-sidecars", "2"}},
+		{"semaphore, processes", []string{"-limit", "4", "-procs"}},
+		{"readers, one sidecar", []string{"-readers", "0.8"}},
+		{"readers, two sidecars", []string{"-readers", "0.8", "-sidecars", "2"}},
+		{"readers, processes", []string{"-readers", "0.8", "-procs"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			var out strings.Builder
+			args := append([]string{"-lockproxy", bin, "-redis", srv.URL(), "-baseline=false",
+				"-clients", "8", "-names", "1", "-duration", "800ms", "-warmup", "100ms", "-hold", "500us", "-think", "200us"}, c.args...)
+			if err := run(context.Background(), args, &out, io.Discard); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			o := out.String()
+			for _, label := range []string{"throughput /s", "wait p50", "wait p99", "hand-off gap p50", "hand-off gap p99",
+				"fairness (max/min per client)", "upstream commands / acquisition"} {
+				if v := figure(o, label); v == "" || v == "0 µs" || v == "0.00" {
+					t.Errorf("%s: %q, want a figure:\n%s", label, v, o)
+				}
+			}
+			if slices.Contains(c.args, "-limit") {
+				checkSemaphoreRows(t, o)
+			} else {
+				checkReadWriteRows(t, o)
+			}
+		})
+	}
+}
+
+// checkSemaphoreRows checks a -limit 4 run's own rows: no hold over the
+// limit, and permits held together, as both the records and the Redis
+// gauge (which each client process reports, with -procs) show.
+func checkSemaphoreRows(t *testing.T, out string) {
+	t.Helper()
+	if v := figure(out, "holds over the limit (records, Redis gauge)"); v != "0" {
+		t.Errorf("holds over the limit: %q, want 0:\n%s", v, out)
+	}
+	var records, gauge int
+	if _, err := fmt.Sscanf(figure(out, "most holds of a name at once (records / Redis gauge)"), "%d / %d", &records, &gauge); err != nil ||
+		records < 2 || records > 4 || gauge < 2 || gauge > 4 {
+		t.Errorf("most holds at once %d / %d (%v), want 2 to 4 each: 8 clients on 4 permits:\n%s", records, gauge, err, out)
+	}
+	if !strings.Contains(out, "semaphores of LIMIT 4") {
+		t.Errorf("heading lacks the semaphore:\n%s", out)
+	}
+}
+
+// checkReadWriteRows checks a -readers 0.8 run's own rows: no overlap with
+// a writer, writers and readers both there (each client process reports
+// which it was, with -procs), each with its waits.
+func checkReadWriteRows(t *testing.T, out string) {
+	t.Helper()
+	if v := figure(out, "lost updates, overlaps with a writer"); v != "0" {
+		t.Errorf("lost updates, overlaps with a writer: %q, want 0:\n%s", v, out)
+	}
+	var share int
+	if _, err := fmt.Sscanf(figure(out, "writers' share of acquisitions"), "%d%%", &share); err != nil || share == 0 || share >= 50 {
+		t.Errorf("writers' share %d%% (%v), want about 20%%:\n%s", share, err, out)
+	}
+	for _, label := range []string{"writers' wait p50", "writers' wait p99", "readers' wait p50", "readers' wait p99",
+		"to a writer: gap p50 / p99", "to a reader: gap p50 / p99", "most readers of a name at once"} {
+		if figure(out, label) == "" {
+			t.Errorf("no %s:\n%s", label, out)
+		}
+	}
+}
+
+// figure is what the line labelled exactly label shows (the table pads a
+// label with at least two spaces), or "".
+func figure(out, label string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), label); ok && strings.HasPrefix(rest, "  ") {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+// hold is a history entry in µs, for the checkers' and gaps' tests.
+func hold(client int, asked, got, freed int, shared bool) acquisition {
+	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+	return acquisition{client: client, asked: us(asked), got: us(got), freed: us(freed), shared: shared}
+}
+
+// The counted-overlap checker fails a grant while n holds are in place,
+// and only then: holds that touch (one ends as the next begins) do not
+// overlap.
+func TestCountedOverlaps(t *testing.T) {
+	h := []acquisition{
+		hold(0, 0, 0, 100, false),
+		hold(1, 0, 50, 150, false),
+		hold(2, 0, 100, 200, false), // as client 0 lets go: 2 at once
+		hold(3, 0, 120, 300, false), // beside clients 1 and 2: 3 at once
+	}
+	if b := countedOverlaps(h[:3], 2); b.count != 0 || b.most != 2 {
+		t.Errorf("2 holds at once on 2 permits: %+v, want no breach and most 2", b)
+	}
+	b := countedOverlaps(h, 2)
+	if b.count != 1 || b.first.client != 3 || b.held != 2 || b.most != 3 {
+		t.Errorf("3 holds at once on 2 permits: %+v, want client 3's grant, beside 2 holds, caught", b)
+	}
+	if b := countedOverlaps(h, 3); b.count != 0 || b.most != 3 {
+		t.Errorf("3 holds at once on 3 permits: %+v, want no breach", b)
+	}
+	if b := countedOverlaps(h[:2], 1); b.count != 1 || b.first.client != 1 {
+		t.Errorf("2 holds at once of a plain lock: %+v, want client 1's grant caught", b)
+	}
+}
+
+// The read-write checker lets readers overlap each other and a writer
+// follow them as they let go, and catches any writer beside another hold
+// and any reader beside a writer.
+func TestReadWriteOverlaps(t *testing.T) {
+	readers := []acquisition{hold(0, 0, 0, 100, true), hold(1, 0, 50, 150, true), hold(2, 0, 60, 150, true)}
+	for _, c := range []struct {
+		name  string
+		h     []acquisition
+		count int
+	}{
+		{"readers together", readers, 0},
+		{"a writer after the readers", append(slices.Clone(readers), hold(3, 0, 150, 250, false)), 0},
+		{"a writer beside readers", append(slices.Clone(readers), hold(3, 0, 90, 250, false)), 1},
+		{"a reader inside a writer's hold", []acquisition{hold(0, 0, 0, 100, false), hold(1, 0, 50, 60, true)}, 1},
+		{"two writers", []acquisition{hold(0, 0, 0, 100, false), hold(1, 0, 99, 200, false)}, 1},
+	} {
+		b := readWriteOverlaps(c.h)
+		if b.count != c.count {
+			t.Errorf("%s: %d breaches (%+v), want %d", c.name, b.count, b, c.count)
+		}
+	}
+	if b := readWriteOverlaps(readers); b.most != 3 {
+		t.Errorf("most readers at once %d, want 3", b.most)
+	}
+}
+
+// A semaphore's hand-offs from a known history of one name with 2 permits
+// (times in µs): each grant that waited is timed from the release whose
+// permit it took, the oldest one free, not the latest before it.
+func TestPermitGaps(t *testing.T) {
+	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+	as := []acquisition{
+		hold(0, 0, 0, 1000, false),  // a permit nobody had held
+		hold(1, 0, 10, 1010, false), // the other
+		// Client 0's permit: 100, not 90 from client 1's release, the
+		// latest before the grant.
+		hold(2, 20, 1100, 2100, false),
+		hold(3, 30, 1150, 2150, false),   // client 1's: 140
+		hold(0, 1500, 2200, 3200, false), // client 2's: 100
+		hold(1, 3000, 3000, 4000, false), // client 3's, free since 2150: no wait
+	}
+	r := &result{}
+	r.permitGaps(config{limit: 2}, 1, as)
+	sortDurations(r.gap)
+	if want := []time.Duration{us(100), us(100), us(140)}; !slices.Equal(r.gap, want) {
+		t.Errorf("gaps %v, want %v", r.gap, want)
+	}
+}
+
+// A read-write lock's hand-offs from a known history of one name (times
+// in µs): a writer from the last release before it, readers let in
+// together from the writer's, and a reader that joined readers not at all.
+func TestReadWriteGaps(t *testing.T) {
+	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+	as := []acquisition{
+		hold(0, 0, 0, 1000, false),
+		hold(2, 200, 1030, 1060, true), // after writer 0: 30
+		// Let in with reader 2, from writer 0's release: 80, although
+		// reader 2 let go since.
+		hold(1, 100, 1080, 2000, true),
+		hold(3, 300, 2120, 3120, false),  // after the last reader: 120
+		hold(1, 2500, 3150, 4000, true),  // after writer 3: 30
+		hold(2, 3500, 3500, 4100, true),  // joined reader 1: no wait
+		hold(0, 4050, 4200, 5000, false), // after the last reader: 100
+	}
+	r := &result{}
+	r.readWriteGaps(config{readers: 0.5}, 2, as)
+	for _, d := range [][]time.Duration{r.gap, r.gapToReaders, r.gapToWriters, r.gapAcross, r.gapWithin} {
+		sortDurations(d)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []time.Duration
+	}{
+		{"gaps", r.gap, []time.Duration{us(30), us(30), us(80), us(100), us(120)}},
+		{"to readers", r.gapToReaders, []time.Duration{us(30), us(30), us(80)}},
+		{"to writers", r.gapToWriters, []time.Duration{us(100), us(120)}},
+		// Clients 0 and 2 on one sidecar, 1 and 3 on the other.
+		{"across sidecars", r.gapAcross, []time.Duration{us(80)}},
+		{"within a sidecar", r.gapWithin, []time.Duration{us(30), us(30), us(100), us(120)}},
+	} {
+		if !slices.Equal(c.got, c.want) {
+			t.Errorf("%s %v, want %v", c.name, c.got, c.want)
 		}
 	}
 }

@@ -5,7 +5,11 @@
 // start itself) and, in the same run, as a polling baseline straight to
 // Redis, and prints throughput, waits, hand-off gaps, self re-acquires and
 // fairness for both, with their ratios. It fails if any counter shows a lost
-// update or any two holds of one name overlap.
+// update or any two holds of one name overlap. With -limit n the clients
+// take permits of a counting semaphore instead, and the run fails if more
+// than n holds of one name overlap; with -readers f they take a read-write
+// lock, a fraction f of the acquisitions as readers, and the run fails if a
+// writer's hold overlaps any other.
 package main
 
 import (
@@ -47,6 +51,8 @@ type config struct {
 	retry      time.Duration
 	procs      bool
 	floor      bool
+	limit      int     // > 0: every acquisition is a permit of a semaphore of limit
+	readers    float64 // > 0: the share of acquisitions that are readers of a read-write lock
 }
 
 func main() {
@@ -101,6 +107,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.retry, "baseline-retry", 10*time.Millisecond, "the baseline's retry interval (redislock's LinearBackoff)")
 	fs.BoolVar(&c.procs, "procs", false, "run each client in its own process, as separate application instances are, rather than as goroutines of this one")
 	fs.BoolVar(&c.floor, "floor", false, "also run the workload against a sidecar that does the least a lock server can (lockproxy's RESP server over an in-memory FIFO per name, no store), on -sidecar-cpu: what a hop costs on this machine")
+	fs.IntVar(&c.limit, "limit", 0, "in -mode wait: every client takes a permit of a counting semaphore (LOCK.ACQUIRE … LIMIT `n`): up to n holders of a name at once; the run fails if more than n holds overlap. 0: a plain lock. Needs -baseline=false, and not -floor: neither has a semaphore")
+	fs.Float64Var(&c.readers, "readers", 0, "in -mode wait: each acquisition is a reader of a read-write lock (LOCK.ACQUIRE … SHARED) with probability `f` (0..1), else a writer (a plain acquire); writers' and readers' waits are reported apart, and the run fails if a writer's hold overlaps any other. 0: a plain lock. Needs -baseline=false, and not -floor: neither has a read-write lock")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -120,7 +128,45 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.duration <= c.warmup:
 		return c, errors.New("-duration must exceed -warmup")
 	}
-	return c, nil
+	return c, checkKind(c)
+}
+
+// checkKind refuses the semaphore and read-write workloads where they
+// cannot run: the polling baseline (SET NX) and the floor server have
+// neither, and only the waiting mode takes a lock as a kind.
+func checkKind(c config) error {
+	switch {
+	case c.limit < 0:
+		return errors.New("-limit must be 0 (a plain lock) or more")
+	case !(c.readers >= 0 && c.readers <= 1): // NaN too
+		return errors.New("-readers is a share of the acquisitions: 0..1")
+	case c.limit > 0 && c.readers > 0:
+		return errors.New("-limit and -readers together: a name is either a semaphore or a read-write lock")
+	}
+	what := kindFlag(c)
+	switch {
+	case what == "":
+		return nil
+	case c.mode != "wait":
+		return fmt.Errorf("%s is for -mode wait", what)
+	case c.baseline:
+		return fmt.Errorf("%s: the polling baseline has no semaphore or read-write lock; add -baseline=false", what)
+	case c.floor:
+		return fmt.Errorf("%s: the floor server is a plain FIFO lock; leave out -floor", what)
+	}
+	return nil
+}
+
+// kindFlag is the flag that makes the run's locks other than plain ones,
+// as given, or "" for plain locks.
+func kindFlag(c config) string {
+	switch {
+	case c.limit > 0:
+		return fmt.Sprintf("-limit %d", c.limit)
+	case c.readers > 0:
+		return fmt.Sprintf("-readers %g", c.readers)
+	}
+	return ""
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -145,8 +191,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if cfg.mode == "wait" {
-		fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s), hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
-			cfg.clients, cfg.names, cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
+		fmt.Fprintf(stdout, "lockbench: %d clients on %d name(s)%s, hold %v, think %v, %v per workload; Redis %s; sidecars %s\n",
+			cfg.clients, cfg.names, kindDescription(cfg), cfg.hold, cfg.think, cfg.duration, redisAddr, strings.Join(sidecars, ","))
 	} else {
 		fmt.Fprintf(stdout, "lockbench: Redis %s; sidecars %s\n", redisAddr, strings.Join(sidecars, ","))
 	}
@@ -195,7 +241,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	report(stdout, cfg, results)
 	for _, r := range results {
 		if r.violations > 0 {
-			return fmt.Errorf("%s: %d mutual exclusion violations", r.name, r.violations)
+			return fmt.Errorf("%s: %d %s violations", r.name, r.violations, ruleName(cfg))
 		}
 	}
 	return nil

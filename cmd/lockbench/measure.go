@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 
 // locker takes and gives back locks for one client.
 type locker interface {
-	acquire(name string) error // blocks until the lock is held
+	acquire(name string, k holdKind) error // blocks until the lock is held
 	release(name string) error
 	Close() error
 }
@@ -43,6 +44,8 @@ type workload struct {
 type acquisition struct {
 	client, name      int
 	asked, got, freed time.Duration
+	shared            bool // a reader's (-readers)
+	inside            int  // a semaphore's holders in the Redis gauge as it came in, itself included (-limit)
 }
 
 // result is one workload's figures.
@@ -54,19 +57,27 @@ type result struct {
 	all          int   // all, for the counter check
 	perClient    []int // after the warm-up
 	wait         []time.Duration
+	waitWriters  []time.Duration // of those, of a read-write lock's writers
+	waitReaders  []time.Duration // and of its readers
 	gap          []time.Duration // hand-offs to another client
 	gapAcross    []time.Duration // of those, to a client of another sidecar
 	gapWithin    []time.Duration // of those, to a client of the same sidecar
+	gapToWriters []time.Duration // of a read-write lock's, to a writer
+	gapToReaders []time.Duration // and to a reader
 	// idle is, for every release while another client waited, the time
 	// until the next grant, whoever got it (the releaser included): how
 	// long the lock sat free while someone wanted it.
-	idle          []time.Duration
-	selfShare     float64
-	meanHold      time.Duration
-	cycle         time.Duration // time per acquisition of one name
-	commands      float64       // upstream lock commands per acquisition
-	violations    int
-	counterErrors []string
+	idle       []time.Duration
+	selfShare  float64
+	meanHold   time.Duration
+	cycle      time.Duration // time per acquisition of one name
+	commands   float64       // upstream lock commands per acquisition
+	violations int
+	problems   []string // what the violations were
+	// most is the most holds of one name at once in the records (of a
+	// read-write lock, readers); mostCounted, of a semaphore's holders in
+	// its Redis gauge.
+	most, mostCounted int
 	// handOffs are the sidecars' hand-offs to their waiters during the run,
 	// by how (INFO's handoffs_<how>_total); nil for the baseline.
 	handOffs map[string]int64
@@ -81,7 +92,7 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	defer admin.Close()
 	counter := counterKey(w.name)
 	for n := range cfg.names {
-		if _, err := admin.do("DEL", counter(n)); err != nil {
+		if _, err := admin.do("DEL", counter(n), holdersKey(counter(n))); err != nil {
 			return nil, err
 		}
 	}
@@ -134,8 +145,18 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	r.commands = float64(w.countCommands(calls, int64(r.all))) / float64(max(r.all, 1))
 	r.stats(cfg, len(w.sidecarAddrs), acqs)
 
-	// Mutual exclusion: every holder read, incremented and wrote back a plain
-	// counter; a second holder at the same time would have lost an update.
+	if cfg.limit > 0 {
+		r.checkGauge(cfg, acqs)
+		return r, nil
+	}
+	return r, r.checkCounters(cfg, admin, counter, acqs)
+}
+
+// checkCounters checks that no update of a counter was lost: every writer
+// (every holder of a plain lock) read, incremented and wrote back its
+// name's counter, and every reader INCRed it (see update); a second holder
+// beside a writer would have lost an update.
+func (r *result) checkCounters(cfg config, admin *client, counter func(int) string, acqs []acquisition) error {
 	perName := make([]int, cfg.names)
 	for _, a := range acqs {
 		perName[a.name]++
@@ -143,14 +164,14 @@ func measure(ctx context.Context, cfg config, redisAddr string, w workload) (*re
 	for n := range cfg.names {
 		v, err := admin.do("GET", counter(n))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if got, _ := strconv.Atoi(v.Str); got != perName[n] {
-			r.counterErrors = append(r.counterErrors, fmt.Sprintf("name %d: counter %d, acquisitions %d", n, got, perName[n]))
+			r.problems = append(r.problems, fmt.Sprintf("name %d: counter %d, acquisitions %d", n, got, perName[n]))
 			r.violations++
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // runGoroutines runs the clients as goroutines of this process, and
@@ -229,40 +250,42 @@ func counterKey(workload string) func(n int) string {
 }
 
 // loop is one client: acquire, update the counter, hold, release, think,
-// until end.
+// until end; each acquisition as nextKind draws it.
 func loop(ctx context.Context, cfg config, id int, l locker, up *client, counter func(int) string,
 	start, end time.Time) ([]acquisition, error) {
 	name := id % cfg.names
 	lock := "lockbench-" + strconv.Itoa(name)
 	var out []acquisition
+	key := counter(name)
 	for time.Now().Before(end) && ctx.Err() == nil {
+		k := nextKind(cfg)
 		asked := time.Since(start)
-		if err := l.acquire(lock); err != nil {
+		if err := l.acquire(lock, k); err != nil {
 			return out, fmt.Errorf("client %d acquire: %w", id, err)
 		}
 		got := time.Since(start)
-		v, err := up.do("GET", counter(name))
+		inside, err := update(up, k, key)
 		if err != nil {
-			return out, err
-		}
-		n, _ := strconv.Atoi(v.Str)
-		if _, err := up.do("SET", counter(name), strconv.Itoa(n+1)); err != nil {
 			return out, err
 		}
 		if rest := cfg.hold - (time.Since(start) - got); rest > 0 {
 			time.Sleep(rest)
 		}
+		if err := leave(up, k, key); err != nil {
+			return out, err
+		}
 		freed := time.Since(start)
 		if err := l.release(lock); err != nil {
 			return out, fmt.Errorf("client %d release: %w", id, err)
 		}
-		out = append(out, acquisition{client: id, name: name, asked: asked, got: got, freed: freed})
+		out = append(out, acquisition{client: id, name: name, asked: asked, got: got, freed: freed, shared: k.shared, inside: inside})
 		time.Sleep(cfg.think)
 	}
 	return out, nil
 }
 
-// stats computes the figures from the acquisitions after the warm-up.
+// stats computes the figures from the acquisitions after the warm-up, and
+// checks every hold, warm-up included, against the run's rule.
 func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 	byName := make([][]acquisition, cfg.names)
 	for _, a := range acqs {
@@ -271,37 +294,32 @@ func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 	var holds time.Duration
 	var pairs, self int
 	seen := make([]bool, cfg.clients)
-	for _, as := range byName {
+	for n, as := range byName {
 		sort.Slice(as, func(i, j int) bool { return as[i].got < as[j].got })
-		for i, a := range as {
-			if i > 0 && a.got < as[i-1].freed {
-				r.violations++ // held before the previous holder let go
-			}
+		r.checkHolds(cfg, n, as)
+		for _, a := range as {
 			if a.asked < cfg.warmup {
 				continue
 			}
 			r.acquisitions++
 			r.perClient[a.client]++
 			r.wait = append(r.wait, a.got-a.asked)
+			switch {
+			case cfg.readers > 0 && a.shared:
+				r.waitReaders = append(r.waitReaders, a.got-a.asked)
+			case cfg.readers > 0:
+				r.waitWriters = append(r.waitWriters, a.got-a.asked)
+			}
 			holds += a.freed - a.got
-			if i == 0 {
-				continue
-			}
-			pairs++
-			if othersWaited(as, i, seen) {
-				r.idle = append(r.idle, a.got-as[i-1].freed)
-			}
-			if prev := as[i-1]; prev.client == a.client {
-				self++
-			} else {
-				gap := a.got - prev.freed
-				r.gap = append(r.gap, gap)
-				if sidecars > 1 && prev.client%sidecars != a.client%sidecars {
-					r.gapAcross = append(r.gapAcross, gap)
-				} else if sidecars > 1 {
-					r.gapWithin = append(r.gapWithin, gap)
-				}
-			}
+		}
+		switch {
+		case cfg.limit > 0:
+			r.permitGaps(cfg, sidecars, as)
+		case cfg.readers > 0:
+			r.readWriteGaps(cfg, sidecars, as)
+		default:
+			p, s := r.lockGaps(cfg, sidecars, as, seen)
+			pairs, self = pairs+p, self+s
 		}
 	}
 	if r.acquisitions > 0 {
@@ -311,11 +329,33 @@ func (r *result) stats(cfg config, sidecars int, acqs []acquisition) {
 	if pairs > 0 {
 		r.selfShare = float64(self) / float64(pairs)
 	}
-	sortDurations(r.wait)
-	sortDurations(r.gap)
-	sortDurations(r.gapAcross)
-	sortDurations(r.gapWithin)
-	sortDurations(r.idle)
+	for _, d := range [][]time.Duration{r.wait, r.waitWriters, r.waitReaders, r.gap, r.gapAcross, r.gapWithin,
+		r.gapToWriters, r.gapToReaders, r.idle} {
+		sortDurations(d)
+	}
+}
+
+// lockGaps times a plain lock's hand-offs on one name (as in grant order):
+// each grant after the warm-up from the release before it, when another
+// client held it, and how long the lock sat free while others waited. It
+// returns the consecutive pairs looked at and how many were one client's
+// re-acquires.
+func (r *result) lockGaps(cfg config, sidecars int, as []acquisition, seen []bool) (pairs, self int) {
+	for i, a := range as {
+		if a.asked < cfg.warmup || i == 0 {
+			continue
+		}
+		pairs++
+		if othersWaited(as, i, seen) {
+			r.idle = append(r.idle, a.got-as[i-1].freed)
+		}
+		if prev := as[i-1]; prev.client == a.client {
+			self++
+		} else {
+			r.handOff(prev, a, sidecars)
+		}
+	}
+	return pairs, self
 }
 
 // othersWaited reports whether, when as[i-1] (of one name, in grant order)
@@ -485,9 +525,10 @@ func lockproxyWorkload(sidecars []string) workload {
 
 type proxyLocker struct{ *client }
 
-func (p *proxyLocker) acquire(name string) error {
+func (p *proxyLocker) acquire(name string, k holdKind) error {
+	args := append([]string{"LOCK.ACQUIRE", name, "30000", "WAIT", "3600000"}, k.args()...)
 	for {
-		r, err := p.do("LOCK.ACQUIRE", name, "30000", "WAIT", "3600000")
+		r, err := p.do(args...)
 		if err != nil {
 			return err
 		}
@@ -543,7 +584,10 @@ type pollLocker struct {
 
 func (p *pollLocker) key(name string) string { return "lockbench:poll:{" + name + "}" }
 
-func (p *pollLocker) acquire(name string) error {
+func (p *pollLocker) acquire(name string, k holdKind) error {
+	if k != (holdKind{}) {
+		return errors.New("the polling baseline has no semaphore or read-write lock")
+	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	p.token = hex.EncodeToString(b[:])

@@ -45,12 +45,14 @@ func report(w io.Writer, cfg config, rs []*result) {
 	})
 	row("cycle (time per acquisition)", func(r *result) string { return us(r.cycle) }, nil)
 	row("mean hold", func(r *result) string { return us(r.meanHold) }, nil)
-	row("throughput ÷ (names / mean hold)", func(r *result) string {
-		if r.meanHold == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.0f%%", 100*float64(r.acquisitions)/r.duration.Seconds()*r.meanHold.Seconds()/float64(cfg.names))
-	}, nil)
+	if label, holders := utilisation(cfg); holders > 0 {
+		row(label, func(r *result) string {
+			if r.meanHold == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f%%", 100*float64(r.acquisitions)/r.duration.Seconds()*r.meanHold.Seconds()/float64(cfg.names*holders))
+		}, nil)
+	}
 	row("wait p50", func(r *result) string { return us(pct(r.wait, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.wait, 50) }))
 	row("wait p99", func(r *result) string { return us(pct(r.wait, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.wait, 99) }))
 	row("wait p99 ÷ (clients/names × cycle)", func(r *result) string {
@@ -60,6 +62,15 @@ func report(w io.Writer, cfg config, rs []*result) {
 		per := float64(cfg.clients) / float64(cfg.names)
 		return fmt.Sprintf("%.2f", float64(pct(r.wait, 99))/(per*float64(r.cycle)))
 	}, nil)
+	if cfg.readers > 0 {
+		row("writers' share of acquisitions", func(r *result) string {
+			return fmt.Sprintf("%.0f%%", 100*float64(len(r.waitWriters))/float64(max(r.acquisitions, 1)))
+		}, nil)
+		row("writers' wait p50", func(r *result) string { return us(pct(r.waitWriters, 50)) }, nil)
+		row("writers' wait p99", func(r *result) string { return us(pct(r.waitWriters, 99)) }, nil)
+		row("readers' wait p50", func(r *result) string { return us(pct(r.waitReaders, 50)) }, nil)
+		row("readers' wait p99", func(r *result) string { return us(pct(r.waitReaders, 99)) }, nil)
+	}
 	row("idle PING round trip p50", func(r *result) string { return us(r.ping) }, nil)
 	row("hand-off gap p50", func(r *result) string { return us(pct(r.gap, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 50) }))
 	row("hand-off gap p99", func(r *result) string { return us(pct(r.gap, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.gap, 99) }))
@@ -70,9 +81,17 @@ func report(w io.Writer, cfg config, rs []*result) {
 		row("  across sidecars: gap p50 / p99", func(r *result) string { return us(pct(r.gapAcross, 50)) + " / " + us(pct(r.gapAcross, 99)) }, nil)
 		row("  within a sidecar: gap p50 / p99", func(r *result) string { return us(pct(r.gapWithin, 50)) + " / " + us(pct(r.gapWithin, 99)) }, nil)
 	}
-	row("free while others waited p50", func(r *result) string { return us(pct(r.idle, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 50) }))
-	row("free while others waited p99", func(r *result) string { return us(pct(r.idle, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 99) }))
-	row("free while others waited mean", func(r *result) string { return us(mean(r.idle)) }, durRatio(func(r *result) time.Duration { return mean(r.idle) }))
+	if cfg.readers > 0 {
+		row("  to a writer: gap p50 / p99", func(r *result) string { return us(pct(r.gapToWriters, 50)) + " / " + us(pct(r.gapToWriters, 99)) }, nil)
+		row("  to a reader: gap p50 / p99", func(r *result) string { return us(pct(r.gapToReaders, 50)) + " / " + us(pct(r.gapToReaders, 99)) }, nil)
+	}
+	if kindFlag(cfg) == "" {
+		// A lock held by one at a time sits free between holds; a
+		// semaphore's or readers' holds overlap, and this does not apply.
+		row("free while others waited p50", func(r *result) string { return us(pct(r.idle, 50)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 50) }))
+		row("free while others waited p99", func(r *result) string { return us(pct(r.idle, 99)) }, durRatio(func(r *result) time.Duration { return pct(r.idle, 99) }))
+		row("free while others waited mean", func(r *result) string { return us(mean(r.idle)) }, durRatio(func(r *result) time.Duration { return mean(r.idle) }))
+	}
 	if rs[0].handOffs != nil {
 		// From the sidecars' counters: the whole run, warm-up included.
 		row("hand-offs local / ahead / upstream / remote", func(r *result) string {
@@ -85,16 +104,62 @@ func report(w io.Writer, cfg config, rs []*result) {
 			return pc("local") + " / " + pc("local_ahead") + " / " + pc("upstream") + " / " + pc("remote") + " %"
 		}, nil)
 	}
-	row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
+	switch {
+	case cfg.limit > 0:
+		row("most holds of a name at once (records / Redis gauge)", func(r *result) string { return fmt.Sprintf("%d / %d", r.most, r.mostCounted) }, nil)
+	case cfg.readers > 0:
+		row("most readers of a name at once", func(r *result) string { return fmt.Sprint(r.most) }, nil)
+	default:
+		row("self re-acquire share", func(r *result) string { return fmt.Sprintf("%.1f%%", 100*r.selfShare) }, nil)
+	}
 	row("fairness (max/min per client)", func(r *result) string { return fmt.Sprintf("%.2f", r.fairness()) }, nil)
 	row("upstream commands / acquisition", func(r *result) string { return fmt.Sprintf("%.2f", r.commands) }, nil)
-	row("lost updates, overlaps", func(r *result) string { return fmt.Sprint(r.violations) }, nil)
+	row(violationsLabel(cfg), func(r *result) string { return fmt.Sprint(r.violations) }, nil)
 	tw.Flush()
+	if note := gapNote(cfg); note != "" {
+		fmt.Fprintln(w, note)
+	}
 	for _, r := range rs {
-		for _, e := range r.counterErrors {
+		for _, e := range r.problems {
 			fmt.Fprintf(w, "%s: %s\n", r.name, e)
 		}
 	}
+}
+
+// utilisation is the label of the throughput against what the names could
+// pass if held back to back, and how many hold a name at once for it; none
+// for a read-write lock, whose readers have no such ceiling.
+func utilisation(cfg config) (string, int) {
+	switch {
+	case cfg.limit > 0:
+		return "throughput ÷ (names × limit / mean hold)", cfg.limit
+	case cfg.readers > 0:
+		return "", 0
+	}
+	return "throughput ÷ (names / mean hold)", 1
+}
+
+// violationsLabel names the checks whose failures the last row counts.
+func violationsLabel(cfg config) string {
+	switch {
+	case cfg.limit > 0:
+		return "holds over the limit (records, Redis gauge)"
+	case cfg.readers > 0:
+		return "lost updates, overlaps with a writer"
+	}
+	return "lost updates, overlaps"
+}
+
+// gapNote says what the hand-off gap is where it is not the time between
+// one holder's release and the next holder's grant.
+func gapNote(cfg config) string {
+	switch {
+	case cfg.limit > 0:
+		return "hand-off gap: from a release to the grant of its permit to a client that had asked before it (permits matched to grants in order)"
+	case cfg.readers > 0:
+		return "hand-off gap: to a writer from the last release before its grant, to a reader from the last writer's, when it had asked before that release"
+	}
+	return ""
 }
 
 func us(d time.Duration) string {
