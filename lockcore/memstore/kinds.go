@@ -178,31 +178,58 @@ func (s *Store) acquireMany(r *record, req lockcore.AcquireRequest, now time.Tim
 // first writer, or a semaphore's waiters up to its free permits. s.mu is
 // held; r has been pruned.
 func (s *Store) wakeAdmitted(name string, r *record, now time.Time) []string {
+	var woken []string
+	for _, q := range r.admitted(now) {
+		woken = append(woken, q.waiter)
+		s.wakeLocked(name, lockcore.Wake{Waiter: q.waiter})
+	}
+	return woken
+}
+
+// admitted is the waiters wakeAdmitted wakes, in queue order.
+func (r *record) admitted(now time.Time) []queued {
 	if r.held(now) != "" {
 		return nil
 	}
-	var woken []string
-	var before []queued
+	var in []queued
 	for _, q := range r.queue {
 		if now.After(q.deadline) {
 			continue
 		}
 		if q.kind.Exclusive() {
-			if len(r.permits) == 0 && len(before) == 0 {
-				woken = append(woken, q.waiter)
+			if len(r.permits) == 0 && len(in) == 0 {
+				in = append(in, q)
 			}
 			break
 		}
-		if (len(r.permits) > 0 && !q.kind.Family(r.kind)) || !r.admits(q.kind, before) {
+		if (len(r.permits) > 0 && !q.kind.Family(r.kind)) || !r.admits(q.kind, in) {
 			break
 		}
-		woken = append(woken, q.waiter)
-		before = append(before, q)
+		in = append(in, q)
 	}
-	for _, w := range woken {
-		s.wakeLocked(name, lockcore.Wake{Waiter: w})
+	return in
+}
+
+// grantAdmitted is wakeAdmitted for a release with grantTTL set: each
+// waiter of a kind held by many is granted its place at once, for at most
+// grantTTL until its sidecar renews it, and the wake carries the token, as
+// the Redis store's does. An exclusive first waiter is only woken. s.mu is
+// held; r has been pruned.
+func (s *Store) grantAdmitted(name string, r *record, now time.Time, grantTTL time.Duration) {
+	if grantTTL <= 0 {
+		s.wakeAdmitted(name, r, now)
+		return
 	}
-	return woken
+	for _, q := range r.admitted(now) {
+		if q.kind.Exclusive() {
+			s.wakeLocked(name, lockcore.Wake{Waiter: q.waiter})
+			continue
+		}
+		r.dequeue(q.waiter)
+		ttl := min(q.ttl, grantTTL)
+		token := s.grantPermit(r, now, q.kind, q.nonce, ttl)
+		s.wakeLocked(name, lockcore.Wake{Waiter: q.waiter, Token: token, TTL: ttl})
+	}
 }
 
 // releasePermit frees the permit req.Token names, and wakes those it lets
@@ -214,7 +241,7 @@ func (s *Store) releasePermit(r *record, req lockcore.ReleaseRequest, now time.T
 	}
 	delete(r.permits, nonce)
 	r.prune(now)
-	s.wakeAdmitted(req.Name, r, now)
+	s.grantAdmitted(req.Name, r, now, req.GrantTTL)
 	if r.idle(now) {
 		delete(s.names, req.Name)
 	}

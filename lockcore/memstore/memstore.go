@@ -340,9 +340,9 @@ func (s *Store) release(req lockcore.ReleaseRequest) lockcore.Released {
 		delete(s.names, req.Name)
 		return lockcore.Released{Released: true, Seq: s.next()}
 	case !r.queue[0].kind.Exclusive():
-		// Readers, or a semaphore's waiters, take their own permits.
-		s.wakeAdmitted(req.Name, r, now)
-		return lockcore.Released{Released: true, First: head, Seq: s.next()}
+		// Readers, or a semaphore's waiters: granted together, told by wakes.
+		s.grantAdmitted(req.Name, r, now, req.GrantTTL)
+		return lockcore.Released{Released: true, First: r.liveHead(now), Seq: s.next()}
 	case req.Next != nil && head == req.Next.Waiter:
 		r.dequeue(head)
 		token := s.grant(r, now, req.Next.Nonce, req.Next.TTL)

@@ -33,6 +33,7 @@ func kindTests() []struct {
 		{"PermitRevoke", testPermitRevoke},
 		{"PermitsExpireOneByOne", testPermitExpiry},
 		{"LeavingWriterLetsReadersIn", testLeavingWriter},
+		{"ReleaseGrantsReadersAndPermits", testReleaseGrantsMany},
 	}
 }
 
@@ -337,5 +338,61 @@ func testLeavingWriter(t *testing.T, s lockcore.Store) {
 	expectWake(t, wakes, "r2")
 	if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "r2", Waiter: "r2", Kind: shared}); !g.Acquired {
 		t.Fatalf("r2 after the writer left = %+v", g)
+	}
+}
+
+// A release with GrantTTL grants the readers it lets in (or the permits it
+// frees) at once, each told its token in its wake, for at most GrantTTL;
+// each one's own try, with its nonce, finds its grant. A writer behind the
+// readers is not woken.
+func testReleaseGrantsMany(t *testing.T, s lockcore.Store) {
+	n := name(t)
+	wakes, _ := watchWakes(t, s, n)
+	h := mustAcquire(t, s, n, "h", time.Minute)
+	for _, w := range []string{"r1", "r2"} {
+		try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-" + w, Waiter: w, Kind: shared})
+	}
+	try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-w", Waiter: "w"})
+	grantTTL := 3 * time.Second
+	if r := release(t, s, lockcore.ReleaseRequest{Name: n, Token: h, GrantTTL: grantTTL, Self: "me:"}); !r.Released || r.First != "w" {
+		t.Fatalf("release = %+v, want released with the writer first", r)
+	}
+	granted := map[string]string{}
+	for len(granted) < 2 {
+		select {
+		case wk := <-wakes:
+			if wk.Waiter == "w" {
+				t.Fatalf("the writer behind the readers was woken: %+v", wk)
+			}
+			if wk.Token == "" || wk.TTL != grantTTL || fenceOf(t, wk.Token) <= fenceOf(t, h) {
+				t.Fatalf("wake %+v: want a token above the writer's, for %v", wk, grantTTL)
+			}
+			granted[wk.Waiter] = wk.Token
+		case <-time.After(5 * time.Second):
+			t.Fatalf("granted %v within 5s; want r1 and r2", granted)
+		}
+	}
+	if st, _ := s.Inspect(ctx(t), n); st.Kind != shared || len(st.Holders) != 2 || st.Queued != 1 {
+		t.Fatalf("after the release: %+v, want two readers and the writer queued", st)
+	}
+	for _, w := range []string{"r2", "r1"} {
+		if g := try(t, s, lockcore.AcquireRequest{Name: n, Nonce: "n-" + w, Waiter: w, Kind: shared}); !g.Acquired || g.Token != granted[w] {
+			t.Errorf("%s's own try = %+v, want its grant %q", w, g, granted[w])
+		}
+	}
+	// A permit freed goes the same way.
+	m := name(t) + "/sem"
+	mwakes, _ := watchWakes(t, s, m)
+	one := lockcore.Kind{Limit: 1}
+	p := permit(t, s, m, "p", one)
+	try(t, s, lockcore.AcquireRequest{Name: m, Nonce: "n-q", Waiter: "q", Kind: one})
+	release(t, s, lockcore.ReleaseRequest{Name: m, Token: p, GrantTTL: grantTTL, Self: "me:"})
+	select {
+	case wk := <-mwakes:
+		if wk.Waiter != "q" || wk.Token == "" {
+			t.Fatalf("wake %+v, want q granted", wk)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("q was not granted within 5s")
 	}
 }

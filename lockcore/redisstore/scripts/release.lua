@@ -41,7 +41,7 @@ if cur == MANY then
   redis.call('HSET', KEYS[2], 'released', ARGV[1])
   extend(KEYS[2], retention)
   local count = settle_many(now_ms)
-  wake_admitted(ARGV[7], ARGV[8], now_ms, count, kind)
+  grant_admitted(ARGV[7], ARGV[8], now_us, now_ms, count, kind, tonumber(ARGV[9]), retention, ARGV[11], state)
   return {1, false, live_head(now_ms), now_us}
 end
 if not matches(cur, ARGV[1]) then
@@ -60,9 +60,9 @@ local head = live_head(now_ms)
 if not head then return {1, false, false, now_us} end
 local ttl, nonce, kind = entry_of(head)
 if kind and kind ~= '' then
-  -- Readers, or a semaphore's waiters: they take their own places.
-  wake_admitted(ARGV[7], ARGV[8], now_ms, 0, nil)
-  return {1, false, head, now_us}
+  -- Readers, or a semaphore's waiters: granted together, told by wakes.
+  grant_admitted(ARGV[7], ARGV[8], now_us, now_ms, 0, nil, tonumber(ARGV[9]), retention, ARGV[11], state)
+  return {1, false, live_head(now_ms), now_us}
 end
 if head ~= ARGV[4] then
   local grant_ttl = tonumber(ARGV[9])
