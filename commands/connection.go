@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockproxy/lockproxy/lockcore"
 	"github.com/lockproxy/lockproxy/resp"
 )
 
@@ -134,6 +135,7 @@ func (h *Handler) hello(c *resp.Conn, cl *client, args [][]byte) {
 			return
 		}
 		cl.name = name
+		cl.sess.SetClient(lockcore.Client{Name: name, Addr: c.RemoteAddr().String()})
 	}
 	c.SetProto(proto)
 	c.WriteMap(7)
@@ -181,6 +183,7 @@ func (h *Handler) reset(c *resp.Conn, cl *client, _ [][]byte) {
 	}
 	c.SetProto(2)
 	cl.name = ""
+	cl.sess.SetClient(lockcore.Client{Addr: c.RemoteAddr().String()})
 	cl.authed, cl.admin = h.cfg.Password == "", false
 	c.WriteSimple("RESET")
 }
@@ -205,6 +208,7 @@ func (h *Handler) clientSetName(c *resp.Conn, cl *client, args [][]byte) {
 		return
 	}
 	cl.name = name
+	cl.sess.SetClient(lockcore.Client{Name: name, Addr: c.RemoteAddr().String()})
 	c.WriteSimple("OK")
 }
 

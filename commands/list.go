@@ -50,6 +50,12 @@ func (h *Handler) commands() []*command {
 		{name: "lock.forcerelease", arity: 2, flags: []string{"write", "admin"}, upstream: true, run: h.forceRelease, doc: doc{
 			summary: "Revokes every holder of a lock, each told first. Admin only. Returns how many holders were revoked.", since: since,
 			group: "lock", complexity: "O(N) for N holders", args: []arg{name}}},
+		{name: "lock.list", arity: -1, flags: []string{"readonly", "admin"}, upstream: true, run: h.lockList, doc: doc{
+			summary: "Lists the locks held or waited for through every sidecar, with their holders and waiters. Admin only.", since: since,
+			group: "lock", complexity: "O(N) for the keys scanned, at most 100,000, and O(COUNT) upstream calls", args: []arg{
+				opt(arg{name: "pattern", typ: "pattern", token: "MATCH"}),
+				opt(arg{name: "count", typ: "integer", token: "COUNT"}),
+			}}},
 		{name: "lock.held", arity: 1, flags: []string{"readonly", "fast"}, run: h.held, doc: doc{
 			summary: "Lists the locks this connection holds.", since: since, group: "lock", complexity: "O(N) for N locks held"}},
 

@@ -167,12 +167,7 @@ func result(ok bool, success string) string {
 
 // LOCK.FORCERELEASE name
 func (h *Handler) forceRelease(c *resp.Conn, cl *client, args [][]byte) {
-	if h.cfg.AdminPassword == "" {
-		c.WriteError("ERR LOCK.FORCERELEASE is off: set LOCKPROXY_ADMIN_PASSWORD to enable admin commands")
-		return
-	}
-	if !cl.admin {
-		c.WriteError("NOPERM LOCK.FORCERELEASE needs the admin user: AUTH admin <LOCKPROXY_ADMIN_PASSWORD>")
+	if !h.admin(c, cl, "LOCK.FORCERELEASE") {
 		return
 	}
 	name, err := h.parseName(args[1])

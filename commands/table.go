@@ -212,6 +212,7 @@ func (h *Handler) OnOpen(c *resp.Conn) {
 		// RESP2 clients learn of it on their next command instead.
 		c.Push("lock.lost", name, token)
 	})
+	cl.sess.SetClient(lockcore.Client{Addr: c.RemoteAddr().String()})
 	c.SetValue(cl)
 	h.clients.Add(1)
 	h.obs.ConnectionsChanged(1)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -361,4 +362,54 @@ func (l *Locks) forgetQueue(q *queue) {
 		delete(l.queues, q.name)
 	}
 	l.mu.Unlock()
+}
+
+// ListEntry is one name in an admin's listing (Locks.List).
+type ListEntry struct {
+	Name    string
+	Kind    Kind
+	Waiters int // queued for it, on every sidecar
+	Holders []ListHolder
+}
+
+// ListHolder is one holder of a listed name.
+type ListHolder struct {
+	Fence   int64
+	Sidecar string // the id of the sidecar whose client holds it, from its token
+	// Client is the holder's connection, when this sidecar serves it; a
+	// holder on another sidecar is known here by that sidecar's id only.
+	Client  Client
+	TTL     time.Duration
+	Revoked bool
+}
+
+// ID is this sidecar's id, as tokens and listings name it.
+func (l *Locks) ID() string { return l.id }
+
+// List is an admin's view of the names held or waited for on the store,
+// for every sidecar: at most count names that match accepts, looking at a
+// bounded part of the store (see Store.List).
+func (l *Locks) List(ctx context.Context, match func(string) bool, count int) ([]ListEntry, error) {
+	listed, err := l.store.List(ctx, match, count)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	out := make([]ListEntry, 0, len(listed))
+	for _, ld := range listed {
+		e := ListEntry{Name: ld.Name, Kind: ld.Kind, Waiters: ld.Queued}
+		holders := ld.Holders
+		if len(holders) == 0 && ld.Held {
+			holders = []Holder{{Token: ld.Token, Fence: ld.Fence, TTL: ld.TTL, Revoked: ld.Revoked}}
+		}
+		for _, h := range holders {
+			lh := ListHolder{Fence: h.Fence, TTL: h.TTL, Revoked: h.Revoked}
+			lh.Sidecar, _ = TokenSidecar(h.Token)
+			if hd, ok := l.heldBy(ld.Name, h.Token); ok {
+				lh.Client = hd.s.clientInfo()
+			}
+			e.Holders = append(e.Holders, lh)
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

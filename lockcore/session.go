@@ -22,6 +22,24 @@ type Session struct {
 	mu     sync.Mutex
 	leases map[string]*lease // guarded by mu
 	closed bool              // guarded by mu
+	client Client            // guarded by mu; who the session serves, for admins' listings
+}
+
+// Client is what an admin's listing says of a session's connection.
+type Client struct{ Name, Addr string }
+
+// SetClient records who the session serves: its connection's name and
+// address, as LOCK.LIST shows them.
+func (s *Session) SetClient(c Client) {
+	s.mu.Lock()
+	s.client = c
+	s.mu.Unlock()
+}
+
+func (s *Session) clientInfo() Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client
 }
 
 // AcquireOptions are the options of one acquire.

@@ -78,6 +78,11 @@ type Store interface {
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
+	// List reports the names held or waited for whose name match accepts,
+	// at most count of them, in no promised order, looking at a bounded
+	// part of the store (see ListScanBudget): an admin's view, not a
+	// snapshot.
+	List(ctx context.Context, match func(name string) bool, count int) ([]Listed, error)
 	// Close releases the store's resources. Leases in it are left to expire.
 	io.Closer
 }
@@ -314,6 +319,17 @@ type State struct {
 	Kind    Kind
 	Holders []Holder
 }
+
+// Listed is one name Store.List found, as Inspect would report it.
+type Listed struct {
+	Name string
+	State
+}
+
+// ListScanBudget bounds how many keys a store's List looks at, whatever
+// it finds: on a large keyspace an admin's listing must not stall the
+// upstream.
+const ListScanBudget = 100_000
 
 // holder finds token among st's holders, the one of a name held by one
 // included.

@@ -91,3 +91,99 @@ func TestForceReleaseEveryHolder(t *testing.T) {
 		t.Errorf("the force release of many was not logged with its count:\n%s", p1.logs)
 	}
 }
+
+// listEntries is LOCK.LIST's reply, each entry and holder a map whichever
+// protocol the client speaks.
+func listEntries(t *testing.T, c doer, args ...any) []map[string]any {
+	t.Helper()
+	v, err := do(t, c, append([]any{"LOCK.LIST"}, args...)...).Slice()
+	if err != nil {
+		t.Fatalf("LOCK.LIST %v: %v", args, err)
+	}
+	var out []map[string]any
+	for _, e := range v {
+		out = append(out, asMap(t, e))
+	}
+	return out
+}
+
+func asMap(t *testing.T, v any) map[string]any {
+	t.Helper()
+	m := map[string]any{}
+	switch v := v.(type) {
+	case map[any]any:
+		for k, x := range v {
+			m[k.(string)] = x
+		}
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			m[v[i].(string)] = v[i+1]
+		}
+	default:
+		t.Fatalf("not a map: %T %v", v, v)
+	}
+	return m
+}
+
+// LOCK.LIST shows the names held through every sidecar on the upstream,
+// with each holder's fence, kind, sidecar and ttl, the client's name and
+// address when the answering sidecar serves it, and the waiters.
+func TestListAcrossSidecars(t *testing.T) {
+	srv := redistest.Start(t)
+	settings := map[string]string{"UPSTREAM": srv.URL(), "ADMIN_PASSWORD": "s3cret"}
+	p1, p2 := startProxy(t, settings), startProxy(t, settings)
+	a, b, c := p1.conn(t, 2), p2.conn(t, 3), p2.conn(t, 2)
+	do(t, a, "CLIENT", "SETNAME", "billing-1")
+	ta := mustToken(t, a, "lst:orders", 60000)
+	mustToken(t, b, "lst:exports", 60000, "LIMIT", 3)
+	mustToken(t, c, "lst:exports", 60000, "LIMIT", 3)
+	waiting := p2.conn(t, 2)
+	go do(t, waiting, "LOCK.ACQUIRE", "lst:orders", 60000, "WAIT", 10000)
+	mustToken(t, p1.conn(t, 2), "other:x", 60000)
+
+	admin := p1.conn(t, 3)
+	if err := do(t, admin, "LOCK.LIST").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Errorf("before AUTH admin: %v; want NOPERM", err)
+	}
+	do(t, admin, "AUTH", "admin", "s3cret")
+	waitFor(t, func() bool {
+		for _, e := range listEntries(t, admin, "MATCH", "lst:orders") {
+			return e["waiters"] == int64(1)
+		}
+		return false
+	})
+	entries := listEntries(t, admin, "MATCH", "lst:*")
+	if len(entries) != 2 {
+		t.Fatalf("LOCK.LIST MATCH lst:* = %v; want orders and exports", entries)
+	}
+	byName := map[string]map[string]any{}
+	for _, e := range entries {
+		byName[e["name"].(string)] = e
+	}
+	orders, exports := byName["lst:orders"], byName["lst:exports"]
+	if orders["kind"] != "exclusive" || orders["waiters"] != int64(1) {
+		t.Errorf("lst:orders = %v; want exclusive with a waiter", orders)
+	}
+	if hs := orders["holders"].([]any); len(hs) != 1 {
+		t.Errorf("lst:orders holders %v", hs)
+	} else if h := asMap(t, hs[0]); h["fence"] != fence(t, ta) || h["client"] != "billing-1" || h["local"] != int64(1) ||
+		!strings.HasPrefix(h["addr"].(string), "127.0.0.1:") || h["ttl"].(int64) <= 0 {
+		t.Errorf("lst:orders holder %v; want billing-1 on this sidecar with fence %d", h, fence(t, ta))
+	}
+	if exports["kind"] != "semaphore" || exports["limit"] != int64(3) || len(exports["holders"].([]any)) != 2 {
+		t.Errorf("lst:exports = %v; want 2 holders of a semaphore of 3", exports)
+	}
+	for _, x := range exports["holders"].([]any) {
+		if h := asMap(t, x); h["local"] != int64(0) || h["sidecar"] == "" || h["client"] != "" {
+			t.Errorf("a holder on the other sidecar: %v; want its sidecar's id, no client", h)
+		}
+	}
+	if got := listEntries(t, admin, "MATCH", "lst:*", "COUNT", 1); len(got) != 1 {
+		t.Errorf("COUNT 1 gave %d entries", len(got))
+	}
+	for _, args := range [][]any{{"COUNT", 0}, {"COUNT", 1001}, {"MATCH"}, {"BOGUS", 1}} {
+		if err := do(t, admin, append([]any{"LOCK.LIST"}, args...)...).Err(); err == nil {
+			t.Errorf("LOCK.LIST %v accepted", args)
+		}
+	}
+}

@@ -426,7 +426,7 @@ func TestConnectionCommands(t *testing.T) {
 			{[]any{"CLIENT", "SETNAME", "worker-1"}, "OK"},
 			{[]any{"CLIENT", "GETNAME"}, "worker-1"},
 			{[]any{"CLIENT", "SETINFO", "LIB-NAME", "x"}, "OK"},
-			{[]any{"COMMAND", "COUNT"}, int64(16)},
+			{[]any{"COMMAND", "COUNT"}, int64(17)},
 		} {
 			got, err := do(t, c, tc.args...).Result()
 			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {

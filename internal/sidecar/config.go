@@ -48,7 +48,7 @@ type Config struct {
 	MaxHold           time.Duration `env:"MAX_HOLD" help:"longest an owned lock may be held, renewals included; empty: unlimited"`
 	QuietPeriod       autoDuration  `env:"QUIET_PERIOD" envDefault:"auto" help:"no new lock for this long after the upstream lost locks; auto: until the longest lease granted could have run out (at most LOCKPROXY_MAX_TTL + drift)"`
 	Password          string        `env:"PASSWORD" help:"require AUTH with this password; empty: no AUTH needed"`
-	AdminPassword     string        `env:"ADMIN_PASSWORD" help:"the password of the admin user (AUTH admin <password>), who may LOCK.FORCERELEASE; empty: admin commands off"`
+	AdminPassword     string        `env:"ADMIN_PASSWORD" help:"the password of the admin user (AUTH admin <password>), who may LOCK.LIST and LOCK.FORCERELEASE; empty: admin commands off"`
 	TLSCert           string        `env:"TLS_CERT" help:"PEM certificate file: serve RESP over TLS (with LOCKPROXY_TLS_KEY)"`
 	TLSKey            string        `env:"TLS_KEY" help:"PEM private key file for LOCKPROXY_TLS_CERT"`
 	UpstreamTLSCA     string        `env:"UPSTREAM_TLS_CA" help:"PEM CA file to verify a rediss:// upstream; empty: the system roots"`

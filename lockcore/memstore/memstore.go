@@ -479,6 +479,37 @@ func (s *Store) Inspect(ctx context.Context, name string) (lockcore.State, error
 	return st, nil
 }
 
+// List implements lockcore.Store: the names in order, as Inspect reports
+// them.
+func (s *Store) List(ctx context.Context, match func(string) bool, count int) ([]lockcore.Listed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	names := make([]string, 0, len(s.names))
+	for name := range s.names {
+		if match(name) {
+			names = append(names, name)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(names)
+	var out []lockcore.Listed
+	for _, name := range names {
+		if len(out) >= count {
+			break
+		}
+		st, err := s.Inspect(ctx, name)
+		if err != nil {
+			return out, err
+		}
+		if st.Held || st.Queued > 0 {
+			out = append(out, lockcore.Listed{Name: name, State: st})
+		}
+	}
+	return out, nil
+}
+
 // Health implements lockcore.Upstream: the embedded store lives and dies
 // with its process, so it never restarts under a running sidecar.
 func (s *Store) Health(ctx context.Context) (lockcore.Health, error) {

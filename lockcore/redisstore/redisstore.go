@@ -1244,3 +1244,95 @@ func (s *Store) Close() error {
 	_ = s.rdb.Close()
 	return nil
 }
+
+// List implements lockcore.Store: it SCANs for the names' keys (on every
+// primary of a Cluster), at most lockcore.ListScanBudget of them, and
+// inspects each name it finds, up to count.
+func (s *Store) List(ctx context.Context, match func(string) bool, count int) ([]lockcore.Listed, error) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var names []string
+	scanned := 0
+	pattern := globEscape(s.prefix) + "{*"
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			scanned += len(keys)
+			for _, k := range keys {
+				if name, ok := s.nameOf(k); ok && !seen[name] && match(name) {
+					seen[name] = true
+					names = append(names, name)
+				}
+			}
+			done := next == 0 || len(names) >= count || scanned >= lockcore.ListScanBudget
+			mu.Unlock()
+			if done {
+				return nil
+			}
+			cursor = next
+		}
+	}
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.rdb)
+	}
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var out []lockcore.Listed
+	for _, name := range names {
+		if len(out) >= count {
+			break
+		}
+		st, err := s.Inspect(ctx, name)
+		if err != nil {
+			return out, err
+		}
+		if st.Held || st.Queued > 0 {
+			out = append(out, lockcore.Listed{Name: name, State: st})
+		}
+	}
+	return out, nil
+}
+
+// nameOf returns the lock name whose lock or queue key key is (see keys).
+func (s *Store) nameOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, s.prefix+"{")
+	i := strings.IndexByte(rest, '}')
+	if !ok || i < 0 {
+		return "", false
+	}
+	tag, tail := rest[:i], rest[i+1:]
+	if !strings.Contains(tail, "}") {
+		// A name of its own tag: its lock key, or a key of its queue.
+		return tag, tail == "" || tail == ":q" || tail == ":qa"
+	}
+	// A name with a '}', tagged by its digest: the lock key is the tag and
+	// the name, the queue's have a suffix more.
+	for _, suffix := range []string{"", ":q", ":qa"} {
+		if name, ok := strings.CutSuffix(tail, suffix); ok && s.keys(name).lock == s.prefix+"{"+tag+"}"+name {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// globEscape makes s match itself in a Redis glob pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func kindTests() []struct {
 		{"PermitsExpireOneByOne", testPermitExpiry},
 		{"LeavingWriterLetsReadersIn", testLeavingWriter},
 		{"ReleaseGrantsReadersAndPermits", testReleaseGrantsMany},
+		{"List", testList},
 	}
 }
 
@@ -394,5 +396,49 @@ func testReleaseGrantsMany(t *testing.T, s lockcore.Store) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("q was not granted within 5s")
+	}
+}
+
+// List finds the names held or waited for, whatever their kind, and a name
+// with a '}' too, as Inspect reports them; not a released one; never more
+// than count.
+func testList(t *testing.T, s lockcore.Store) {
+	p := name(t) + "/"
+	mustAcquire(t, s, p+"lock", "a", time.Minute)
+	permit(t, s, p+"sem", "b1", three)
+	permit(t, s, p+"sem", "b2", three)
+	mustAcquire(t, s, p+"queued", "c", time.Minute)
+	try(t, s, lockcore.AcquireRequest{Name: p + "queued", Nonce: "c2", Waiter: "wc"})
+	mustAcquire(t, s, p+"odd}name", "d", time.Minute)
+	released(t, s, p+"gone", mustAcquire(t, s, p+"gone", "e", time.Minute))
+	mine := func(n string) bool { return strings.HasPrefix(n, p) }
+	got, err := s.List(ctx(t), mine, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]lockcore.Listed{}
+	for _, l := range got {
+		byName[strings.TrimPrefix(l.Name, p)] = l
+	}
+	if len(got) != 4 || len(byName) != 4 {
+		t.Fatalf("List = %d names %v; want lock, sem, queued and odd}name", len(got), byName)
+	}
+	if l := byName["lock"]; !l.Held || l.Token == "" || len(l.Holders) != 0 {
+		t.Errorf("lock: %+v", l)
+	}
+	if l := byName["sem"]; l.Kind != three || len(l.Holders) != 2 {
+		t.Errorf("sem: %+v, want 2 holders of a semaphore of 3", l)
+	}
+	if l := byName["queued"]; !l.Held || l.Queued != 1 {
+		t.Errorf("queued: %+v, want held with 1 waiter", l)
+	}
+	if l := byName["odd}name"]; !l.Held {
+		t.Errorf("odd}name: %+v", l)
+	}
+	if got, err := s.List(ctx(t), mine, 2); err != nil || len(got) != 2 {
+		t.Errorf("List with count 2 = %d names, %v", len(got), err)
+	}
+	if got, err := s.List(ctx(t), func(n string) bool { return n == p+"sem" }, 10); err != nil || len(got) != 1 {
+		t.Errorf("List matching one name = %v, %v", got, err)
 	}
 }
