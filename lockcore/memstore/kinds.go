@@ -211,23 +211,24 @@ func (r *record) admitted(now time.Time) []queued {
 }
 
 // grantAdmitted is wakeAdmitted for a release with grantTTL set: each
-// waiter of a kind held by many is granted its place at once, for at most
-// grantTTL until its sidecar renews it, and the wake carries the token, as
-// the Redis store's does. An exclusive first waiter is only woken. s.mu is
-// held; r has been pruned.
+// waiter it would wake is granted at once (a writer the lock, when the
+// last reader has gone), for at most grantTTL until its sidecar renews it,
+// and the wake carries the token, as the Redis store's does. s.mu is held;
+// r has been pruned.
 func (s *Store) grantAdmitted(name string, r *record, now time.Time, grantTTL time.Duration) {
 	if grantTTL <= 0 {
 		s.wakeAdmitted(name, r, now)
 		return
 	}
 	for _, q := range r.admitted(now) {
-		if q.kind.Exclusive() {
-			s.wakeLocked(name, lockcore.Wake{Waiter: q.waiter})
-			continue
-		}
 		r.dequeue(q.waiter)
 		ttl := min(q.ttl, grantTTL)
-		token := s.grantPermit(r, now, q.kind, q.nonce, ttl)
+		var token string
+		if q.kind.Exclusive() {
+			token = s.grant(r, now, q.nonce, ttl) // the writer, the last reader gone
+		} else {
+			token = s.grantPermit(r, now, q.kind, q.nonce, ttl)
+		}
 		s.wakeLocked(name, lockcore.Wake{Waiter: q.waiter, Token: token, TTL: ttl})
 	}
 }

@@ -382,6 +382,20 @@ func testReleaseGrantsMany(t *testing.T, s lockcore.Store) {
 			t.Errorf("%s's own try = %+v, want its grant %q", w, g, granted[w])
 		}
 	}
+	// The last reader's release grants the writer.
+	release(t, s, lockcore.ReleaseRequest{Name: n, Token: granted["r1"], GrantTTL: grantTTL, Self: "me:"})
+	release(t, s, lockcore.ReleaseRequest{Name: n, Token: granted["r2"], GrantTTL: grantTTL, Self: "me:"})
+	select {
+	case wk := <-wakes:
+		if wk.Waiter != "w" || wk.Token == "" || fenceOf(t, wk.Token) <= fenceOf(t, granted["r2"]) {
+			t.Fatalf("wake %+v, want the writer granted, with a fence above the readers'", wk)
+		}
+		if st, _ := s.Inspect(ctx(t), n); st.Token != wk.Token || st.Queued != 0 {
+			t.Fatalf("after the readers: %+v, want the writer's %q", st, wk.Token)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer was not granted within 5s of the last reader's release")
+	}
 	// A permit freed goes the same way.
 	m := name(t) + "/sem"
 	mwakes, _ := watchWakes(t, s, m)

@@ -390,14 +390,14 @@ local function grant_permit(kind, nonce, ttl, retention, now_us, now_ms, floor, 
   return fence_s .. ':' .. nonce
 end
 
--- grant_admitted is wake_admitted for a release, when grant_ttl (ms) is
--- set: each waiter of a kind held by many that would be granted is
--- granted its place at once, for at most grant_ttl until its sidecar
--- renews it, and its sidecar learns the token from the wake ("<waiter>
--- <token> <ttl>"), whichever sidecar it is: its own try would have cost a
--- round trip each, one waiter after another. An exclusive first waiter is
--- only woken, as before. count and kind are as for wake_admitted; floor
--- and state as for grant.
+-- grant_admitted is wake_admitted for a release of one of many, or of a
+-- lock whose first waiters are readers or a semaphore's, when grant_ttl
+-- (ms) is set: each waiter that would be granted is granted at once (a
+-- writer the lock, when the last reader has gone), for at most grant_ttl
+-- until its sidecar renews it, and its sidecar learns the token from the
+-- wake ("<waiter> <token> <ttl>"), whichever sidecar it is: its own try
+-- would have cost a round trip each, one waiter after another. count and
+-- kind are as for wake_admitted; floor and state as for grant.
 local function grant_admitted(channel, sharded, now_us, now_ms, count, kind, grant_ttl, retention, floor, state)
   if grant_ttl <= 0 then return wake_admitted(channel, sharded, now_ms, count, kind) end
   local woken = {}
@@ -414,11 +414,16 @@ local function grant_admitted(channel, sharded, now_us, now_ms, count, kind, gra
   for i, wk in ipairs(woken) do
     local w, k = wk[1], wk[2]
     local ttl, nonce = entry_of(w)
-    if k and ttl and nonce then
+    if ttl and nonce then
       ttl = math.min(ttl, grant_ttl)
       dequeue(w)
       -- Each grant its own µs, so fences rise from one to the next.
-      local token = grant_permit(k, nonce, ttl, retention, now_us + i - 1, now_ms, floor, state)
+      local token
+      if k then
+        token = grant_permit(k, nonce, ttl, retention, now_us + i - 1, now_ms, floor, state)
+      else
+        token = grant(nonce, ttl, retention, now_us, floor, state)
+      end
       wake(channel, sharded, w .. ' ' .. token .. ' ' .. ttl)
     else
       wake(channel, sharded, w)
