@@ -75,6 +75,8 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 		// Rounded up, as LOCK.INFO's ttl is: 0 only once the period is over.
 		line("quiet_period_left_ms", strconv.FormatInt(int64((h.locks.QuietLeft()+time.Millisecond-1)/time.Millisecond), 10))
 		line("locks_held", strconv.FormatInt(st.Held, 10))
+		line("locks_held_shared", strconv.FormatInt(st.HeldShared, 10))
+		line("locks_held_semaphore", strconv.FormatInt(st.HeldPermits, 10))
 		line("locks_lost_total", strconv.FormatInt(st.Lost, 10))
 		line("waiters", strconv.FormatInt(st.Waiters, 10))
 		line("detached_locks", strconv.FormatInt(st.Detached, 10))

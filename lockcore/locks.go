@@ -64,9 +64,10 @@ type core struct {
 	cancel context.CancelFunc
 
 	nextWaiter atomic.Uint64
-	held       atomic.Int64 // leases held by all sessions
-	lost       atomic.Int64 // leases lost since start
-	waiters    atomic.Int64 // acquires blocked
+	held       atomic.Int64    // leases held by all sessions
+	heldMany   [2]atomic.Int64 // of them, shared (0) and semaphore permits (1)
+	lost       atomic.Int64    // leases lost since start
+	waiters    atomic.Int64    // acquires blocked
 	// handOffs counts hand-offs to this sidecar's waiters, by HandOffKinds.
 	handOffs [len(HandOffKinds)]atomic.Int64
 	detached *detachedSet
@@ -239,11 +240,14 @@ func (l *Locks) Shutdown(ctx context.Context) error {
 
 // Stats are the figures INFO shows.
 type Stats struct {
-	Held     int64 // leases held by all sessions
-	Lost     int64 // leases lost since start
-	Waiters  int64 // acquires blocked now
-	Detached int64 // detached locks granted here that may still be held (see Config.MaxDetached)
-	HandOffs [len(HandOffKinds)]int64
+	Held int64 // leases held by all sessions
+	// HeldShared and HeldPermits are how many of them are read locks and
+	// semaphore permits.
+	HeldShared, HeldPermits int64
+	Lost                    int64 // leases lost since start
+	Waiters                 int64 // acquires blocked now
+	Detached                int64 // detached locks granted here that may still be held (see Config.MaxDetached)
+	HandOffs                [len(HandOffKinds)]int64
 }
 
 // HandOffKinds are how a release can pass a lock straight to a waiter of
@@ -259,7 +263,8 @@ const (
 
 // Stats returns current figures.
 func (l *Locks) Stats() Stats {
-	st := Stats{Held: l.held.Load(), Lost: l.lost.Load(), Waiters: l.waiters.Load(), Detached: int64(l.detached.len())}
+	st := Stats{Held: l.held.Load(), HeldShared: l.heldMany[0].Load(), HeldPermits: l.heldMany[1].Load(),
+		Lost: l.lost.Load(), Waiters: l.waiters.Load(), Detached: int64(l.detached.len())}
 	for i := range l.handOffs {
 		st.HandOffs[i] = l.handOffs[i].Load()
 	}
@@ -272,17 +277,34 @@ func (c *core) countHandOff(kind int) {
 	c.obs.HandedOff(HandOffKinds[kind])
 }
 
-func (c *core) leaseStarted() {
+func (c *core) leaseStarted(kind Kind) {
 	c.held.Add(1)
-	c.obs.LeaseStarted()
+	if i, ok := manyIndex(kind); ok {
+		c.heldMany[i].Add(1)
+	}
+	c.obs.LeaseStarted(kind.Mode())
 }
 
 func (c *core) leaseEnded(ls *lease, lost bool) {
 	c.held.Add(-1)
+	if i, ok := manyIndex(ls.kind); ok {
+		c.heldMany[i].Add(-1)
+	}
 	if lost {
 		c.lost.Add(1)
 	}
-	c.obs.LeaseEnded(c.now().Sub(ls.start), lost)
+	c.obs.LeaseEnded(ls.kind.Mode(), c.now().Sub(ls.start), lost)
+}
+
+// manyIndex is kind's place in core.heldMany, when it is held by many.
+func manyIndex(kind Kind) (int, bool) {
+	switch {
+	case kind.Limit > 0:
+		return 1, true
+	case kind.Shared:
+		return 0, true
+	}
+	return 0, false
 }
 
 // holder is the session on this sidecar that holds a name, and its lease.

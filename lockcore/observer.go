@@ -5,11 +5,12 @@ import "time"
 // Observer is told what happens to leases, for metrics. Its methods must be
 // cheap and safe for concurrent use. Labels are fixed sets, never names.
 type Observer interface {
-	// LeaseStarted: a session began holding a lease.
-	LeaseStarted()
-	// LeaseEnded: a session stopped holding a lease after held; lost is true
+	// LeaseStarted: a session began holding a lease of kind (Kind.Mode:
+	// exclusive, shared or semaphore).
+	LeaseStarted(kind string)
+	// LeaseEnded: a session stopped holding a lease of kind after held; lost is true
 	// when the lease ended because it could not be kept (not by a release).
-	LeaseEnded(held time.Duration, lost bool)
+	LeaseEnded(kind string, held time.Duration, lost bool)
 	// AutoRenewed reports one background renewal: "ok", "lost" or "error".
 	AutoRenewed(result string)
 	// WaitersChanged adds delta to the number of blocked acquires.
@@ -30,9 +31,9 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) LeaseStarted()                  {}
-func (nopObserver) LeaseEnded(time.Duration, bool) {}
-func (nopObserver) AutoRenewed(string)             {}
-func (nopObserver) WaitersChanged(int)             {}
-func (nopObserver) DetachedChanged(int)            {}
-func (nopObserver) HandedOff(string)               {}
+func (nopObserver) LeaseStarted(string)                    {}
+func (nopObserver) LeaseEnded(string, time.Duration, bool) {}
+func (nopObserver) AutoRenewed(string)                     {}
+func (nopObserver) WaitersChanged(int)                     {}
+func (nopObserver) DetachedChanged(int)                    {}
+func (nopObserver) HandedOff(string)                       {}

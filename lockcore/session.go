@@ -130,7 +130,7 @@ func (s *Session) Acquire(ctx context.Context, name string, o AcquireOptions) (s
 	if ls == nil {
 		return "", err
 	}
-	l.leaseStarted()
+	l.leaseStarted(o.Kind)
 	if ls.handover != nil {
 		ls.handover.whenLanded(func() { s.settle(ls) })
 	}

@@ -333,11 +333,11 @@ type handOffs struct {
 	how map[string]int
 }
 
-func (*handOffs) LeaseStarted()                  {}
-func (*handOffs) LeaseEnded(time.Duration, bool) {}
-func (*handOffs) AutoRenewed(string)             {}
-func (*handOffs) WaitersChanged(int)             {}
-func (*handOffs) DetachedChanged(int)            {}
+func (*handOffs) LeaseStarted(string)                    {}
+func (*handOffs) LeaseEnded(string, time.Duration, bool) {}
+func (*handOffs) AutoRenewed(string)                     {}
+func (*handOffs) WaitersChanged(int)                     {}
+func (*handOffs) DetachedChanged(int)                    {}
 func (h *handOffs) HandedOff(how string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

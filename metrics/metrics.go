@@ -24,6 +24,7 @@ type Metrics struct {
 	autoRenew   *prometheus.CounterVec
 	lost        prometheus.Counter
 	held        prometheus.Gauge
+	heldByKind  *prometheus.GaugeVec
 	waiters     prometheus.Gauge
 	detached    prometheus.Gauge
 	handoffs    *prometheus.CounterVec
@@ -42,6 +43,10 @@ type Metrics struct {
 // HandOffKinds are the values of lockproxy_handoffs_total's how label
 // (lockcore.HandOffKinds, which this package may not import).
 var HandOffKinds = []string{"local", "local_ahead", "upstream", "remote"}
+
+// LockKinds are the values of lockproxy_locks_held_by_kind's kind label
+// (lockcore.Kind.Mode's).
+var LockKinds = []string{"exclusive", "shared", "semaphore"}
 
 // RiskKinds are the values of lockproxy_upstream_risk's kind label.
 var RiskKinds = []string{"eviction", "no_persistence", "unknown"}
@@ -65,6 +70,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		lost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lockproxy_locks_lost_total", Help: "Owned locks lost: not renewed before their validity ran out, or gone upstream.",
 		}),
+		heldByKind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lockproxy_locks_held_by_kind", Help: "Locks held by this sidecar's connections, by kind: exclusive (one holder, or a read-write lock's writer), shared (a reader) or semaphore (a permit). They add up to lockproxy_locks_held.",
+		}, []string{"kind"}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lockproxy_locks_held", Help: "Locks held by this sidecar's connections.",
 		}),
@@ -108,7 +116,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Name: "lockproxy_build_info", Help: "Always 1; its labels say which build is running.",
 		}, []string{"version", "go_version"}),
 	}
-	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.waiters, m.detached, m.handoffs, m.connections,
+	reg.MustRegister(m.acquire, m.release, m.renew, m.autoRenew, m.lost, m.held, m.heldByKind, m.waiters, m.detached, m.handoffs, m.connections,
 		m.acquireWait, m.hold, m.upstream, m.upstreamUp, m.shards, m.risk, m.durability, m.quiet, m.buildInfo)
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	// Show every result from the start, so rate() works before the first event.
@@ -126,6 +134,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	}
 	for _, h := range HandOffKinds {
 		m.handoffs.WithLabelValues(h)
+	}
+	for _, k := range LockKinds {
+		m.heldByKind.WithLabelValues(k)
 	}
 	for _, k := range RiskKinds {
 		m.risk.WithLabelValues(k)
@@ -148,12 +159,16 @@ func (m *Metrics) Renew(result string) { m.renew.WithLabelValues(result).Inc() }
 // ConnectionsChanged moves the connection gauge.
 func (m *Metrics) ConnectionsChanged(delta int) { m.connections.Add(float64(delta)) }
 
-// LeaseStarted counts a lock now held.
-func (m *Metrics) LeaseStarted() { m.held.Inc() }
+// LeaseStarted counts a lock of kind now held.
+func (m *Metrics) LeaseStarted(kind string) {
+	m.held.Inc()
+	m.heldByKind.WithLabelValues(kind).Inc()
+}
 
-// LeaseEnded counts a lock no longer held.
-func (m *Metrics) LeaseEnded(held time.Duration, lost bool) {
+// LeaseEnded counts a lock of kind no longer held.
+func (m *Metrics) LeaseEnded(kind string, held time.Duration, lost bool) {
 	m.held.Dec()
+	m.heldByKind.WithLabelValues(kind).Dec()
 	m.hold.Observe(held.Seconds())
 	if lost {
 		m.lost.Inc()

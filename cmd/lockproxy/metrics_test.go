@@ -118,6 +118,31 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("INFO locks lacks %s:\n%s", want, info)
 		}
 	}
+	// Held by kind: a permit and a read lock count apart, and in the total.
+	sem, reader := p.conn(t, 2), p.conn(t, 2)
+	mustToken(t, sem, "k-sem", 60000, "LIMIT", 2)
+	mustToken(t, reader, "k-rw", 60000, "SHARED")
+	text = scrape(t, p)
+	for series, want := range map[string]string{
+		"lockproxy_locks_held":                           "2",
+		`lockproxy_locks_held_by_kind{kind="exclusive"}`: "0",
+		`lockproxy_locks_held_by_kind{kind="shared"}`:    "1",
+		`lockproxy_locks_held_by_kind{kind="semaphore"}`: "1",
+	} {
+		if v := metric(t, text, series); v != want {
+			t.Errorf("%s = %s, want %s", series, v, want)
+		}
+	}
+	info, _ = do(t, c, "INFO", "locks").Text()
+	for _, want := range []string{"locks_held:2", "locks_held_shared:1", "locks_held_semaphore:1"} {
+		if !strings.Contains(info, want+"\r\n") {
+			t.Errorf("INFO locks lacks %s:\n%s", want, info)
+		}
+	}
+	mustInt(t, 1, sem, "LOCK.RELEASE", "k-sem")
+	if v := metric(t, scrape(t, p), `lockproxy_locks_held_by_kind{kind="semaphore"}`); v != "0" {
+		t.Errorf("semaphore permits held = %s after the release, want 0", v)
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
 		resp, err := http.Get("http://" + p.MetricsAddr().String() + path)
 		if err != nil || resp.StatusCode != want {
