@@ -196,3 +196,42 @@ func fenceOf(t *testing.T, token string) int64 {
 	}
 	return f
 }
+
+// muteStore drops the questions sidecars ask each other, as a sidecar
+// that does not answer would.
+type muteStore struct{ lockcore.Store }
+
+func (muteStore) Notify(context.Context, string, string, string) error { return nil }
+
+// An admin's listing on one sidecar names the clients of another's
+// holders, which it asks; a sidecar that does not answer leaves them
+// unknown, after a bounded wait.
+func TestListAsksOtherSidecars(t *testing.T) {
+	stores(t, func(t *testing.T, sidecar func(cfg lockcore.Config) (*lockcore.Locks, *counting)) {
+		a, _ := sidecar(lockcore.Config{})
+		b, cb := sidecar(lockcore.Config{})
+		s := a.NewSession(nil)
+		s.SetClient(lockcore.Client{Name: "worker-7", Addr: "10.0.0.7:5000"})
+		tok := acquire(t, s, "listed", limit(2))
+		all := func(string) bool { return true }
+		got, err := b.List(context.Background(), all, 10)
+		if err != nil || len(got) != 1 || len(got[0].Holders) != 1 {
+			t.Fatalf("List = %+v, %v; want one name with one holder", got, err)
+		}
+		if h := got[0].Holders[0]; h.Client.Name != "worker-7" || h.Client.Addr != "10.0.0.7:5000" ||
+			h.Sidecar != a.ID() || h.Fence != fenceOf(t, tok) {
+			t.Errorf("holder %+v; want worker-7 at 10.0.0.7:5000 on sidecar %s", h, a.ID())
+		}
+		// A sidecar that does not answer.
+		mute := mustNew(t, muteStore{cb.Store}, lockcore.Config{})
+		t.Cleanup(func() { _ = mute.Shutdown(context.Background()) })
+		start := time.Now()
+		got, err = mute.List(context.Background(), all, 10)
+		if err != nil || len(got) != 1 || got[0].Holders[0].Client != (lockcore.Client{}) {
+			t.Errorf("List with no answer = %+v, %v; want the holder, its client unknown", got, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("List waited %v for an answer that never came", d)
+		}
+	})
+}

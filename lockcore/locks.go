@@ -64,6 +64,7 @@ type core struct {
 	cancel context.CancelFunc
 
 	nextWaiter atomic.Uint64
+	who        whoRequests     // LOCK.LIST's questions to other sidecars
 	held       atomic.Int64    // leases held by all sessions
 	heldMany   [2]atomic.Int64 // of them, shared (0) and semaphore permits (1)
 	lost       atomic.Int64    // leases lost since start
@@ -398,8 +399,8 @@ type ListEntry struct {
 type ListHolder struct {
 	Fence   int64
 	Sidecar string // the id of the sidecar whose client holds it, from its token
-	// Client is the holder's connection, when this sidecar serves it; a
-	// holder on another sidecar is known here by that sidecar's id only.
+	// Client is the holder's connection: this sidecar's own, or as the
+	// holder's sidecar answered when asked (empty when it did not).
 	Client  Client
 	TTL     time.Duration
 	Revoked bool
@@ -416,6 +417,27 @@ func (l *Locks) List(ctx context.Context, match func(string) bool, count int) ([
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
+	// Holders on other sidecars: ask them who their clients are.
+	remote := map[string]map[string][]string{}
+	ask := func(name, token string) {
+		if sc, ok := TokenSidecar(token); ok && sc != l.id {
+			if remote[sc] == nil {
+				remote[sc] = map[string][]string{}
+			}
+			remote[sc][name] = append(remote[sc][name], token)
+		}
+	}
+	for _, ld := range listed {
+		for _, h := range ld.Holders {
+			if !h.Revoked {
+				ask(ld.Name, h.Token)
+			}
+		}
+		if ld.Held && !ld.Revoked && len(ld.Holders) == 0 {
+			ask(ld.Name, ld.Token)
+		}
+	}
+	others := l.askWho(ctx, remote)
 	out := make([]ListEntry, 0, len(listed))
 	for _, ld := range listed {
 		e := ListEntry{Name: ld.Name, Kind: ld.Kind, Waiters: ld.Queued}
@@ -428,6 +450,8 @@ func (l *Locks) List(ctx context.Context, match func(string) bool, count int) ([
 			lh.Sidecar, _ = TokenSidecar(h.Token)
 			if hd, ok := l.heldBy(ld.Name, h.Token); ok {
 				lh.Client = hd.s.clientInfo()
+			} else if c, ok := others[h.Token]; ok {
+				lh.Client = c
 			}
 			e.Holders = append(e.Holders, lh)
 		}

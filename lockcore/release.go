@@ -153,6 +153,14 @@ func (l *Locks) watchRevokes() {
 // revoked ends the local lease token held, if any, telling its client,
 // then releases the lock, which nobody else could take meanwhile.
 func (l *Locks) revoked(name, token string) {
+	switch token {
+	case whoAsk:
+		l.answerWho(name)
+		return
+	case whoAnswer:
+		l.takeWho(name)
+		return
+	}
 	if h, ok := l.heldBy(name, token); ok {
 		h.s.revoke(h.ls)
 	}

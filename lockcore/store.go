@@ -78,6 +78,11 @@ type Store interface {
 	Watch(ctx context.Context, name string, wake func(Wake)) (stop func(), err error)
 	// Inspect reports who holds name, without changing anything.
 	Inspect(ctx context.Context, name string) (State, error)
+	// Notify sends sidecar the message a WatchRevokes of its id passes on
+	// as (name, token), as a revocation would, without changing anything:
+	// sidecars use it to ask each other about their holders (token "?who")
+	// and to answer ("!who"). Lost when the sidecar is not watching.
+	Notify(ctx context.Context, sidecar, name, token string) error
 	// List reports the names held or waited for whose name match accepts,
 	// at most count of them, in no promised order, looking at a bounded
 	// part of the store (see ListScanBudget): an admin's view, not a

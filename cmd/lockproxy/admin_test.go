@@ -126,14 +126,17 @@ func asMap(t *testing.T, v any) map[string]any {
 }
 
 // LOCK.LIST shows the names held through every sidecar on the upstream,
-// with each holder's fence, kind, sidecar and ttl, the client's name and
-// address when the answering sidecar serves it, and the waiters.
+// with each holder's fence, kind, sidecar and ttl, its client's name and
+// address (asked of the holder's sidecar when it is another), and the
+// waiters.
 func TestListAcrossSidecars(t *testing.T) {
 	srv := redistest.Start(t)
 	settings := map[string]string{"UPSTREAM": srv.URL(), "ADMIN_PASSWORD": "s3cret"}
 	p1, p2 := startProxy(t, settings), startProxy(t, settings)
 	a, b, c := p1.conn(t, 2), p2.conn(t, 3), p2.conn(t, 2)
 	do(t, a, "CLIENT", "SETNAME", "billing-1")
+	do(t, b, "CLIENT", "SETNAME", "export-1")
+	do(t, c, "CLIENT", "SETNAME", "export-2")
 	ta := mustToken(t, a, "lst:orders", 60000)
 	mustToken(t, b, "lst:exports", 60000, "LIMIT", 3)
 	mustToken(t, c, "lst:exports", 60000, "LIMIT", 3)
@@ -173,10 +176,17 @@ func TestListAcrossSidecars(t *testing.T) {
 	if exports["kind"] != "semaphore" || exports["limit"] != int64(3) || len(exports["holders"].([]any)) != 2 {
 		t.Errorf("lst:exports = %v; want 2 holders of a semaphore of 3", exports)
 	}
+	// Holders on the other sidecar: that sidecar was asked who they are.
+	clients := map[any]bool{}
 	for _, x := range exports["holders"].([]any) {
-		if h := asMap(t, x); h["local"] != int64(0) || h["sidecar"] == "" || h["client"] != "" {
-			t.Errorf("a holder on the other sidecar: %v; want its sidecar's id, no client", h)
+		h := asMap(t, x)
+		if h["local"] != int64(0) || h["sidecar"] == "" || !strings.HasPrefix(h["addr"].(string), "127.0.0.1:") {
+			t.Errorf("a holder on the other sidecar: %v; want its sidecar's id and its address", h)
 		}
+		clients[h["client"]] = true
+	}
+	if !clients["export-1"] || !clients["export-2"] {
+		t.Errorf("the other sidecar's holders are %v; want export-1 and export-2", clients)
 	}
 	if got := listEntries(t, admin, "MATCH", "lst:*", "COUNT", 1); len(got) != 1 {
 		t.Errorf("COUNT 1 gave %d entries", len(got))

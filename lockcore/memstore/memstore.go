@@ -311,6 +311,19 @@ func (s *Store) Revoke(ctx context.Context, req lockcore.RevokeRequest) (bool, e
 	return true, nil
 }
 
+// Notify implements lockcore.Store.
+func (s *Store) Notify(ctx context.Context, sidecar, name, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.revokes[sidecar] {
+		s.post(func() { w.revoke(name, token) })
+	}
+	return nil
+}
+
 // Release implements lockcore.Store. An in-process call cannot lose its
 // reply, so unlike the Redis store it never repeats one.
 func (s *Store) Release(ctx context.Context, req lockcore.ReleaseRequest) (lockcore.Released, error) {

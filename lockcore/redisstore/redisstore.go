@@ -708,6 +708,12 @@ func (s *Store) Renew(ctx context.Context, req lockcore.RenewRequest) (lockcore.
 // every node: a sidecar cannot subscribe to one slot per lock it holds.
 func (s *Store) revokeChannel(id string) string { return s.prefix + "sidecar:" + id }
 
+// Notify implements lockcore.Store: a message on the sidecar's channel,
+// in the form Revoke's script sends.
+func (s *Store) Notify(ctx context.Context, sidecar, name, token string) error {
+	return s.rdb.Publish(ctx, s.revokeChannel(sidecar), token+" "+name).Err()
+}
+
 // Revoke implements lockcore.Store.
 func (s *Store) Revoke(ctx context.Context, req lockcore.RevokeRequest) (bool, error) {
 	k := s.keys(req.Name)
