@@ -56,6 +56,24 @@ func fence(t *testing.T, tok string) int64 {
 	return f
 }
 
+// Through a Sentinel upstream too, permits and read locks hold, queue
+// and hand over as on one Redis.
+func TestKindsThroughSentinel(t *testing.T) {
+	sen := redistest.StartSentinel(t, redistest.SentinelOptions{})
+	p := startProxy(t, map[string]string{"UPSTREAM": sen.URL()})
+	a, b, c := p.conn(t, 2), p.conn(t, 2), p.conn(t, 2)
+	mustToken(t, a, "sen:sem", 60000, "LIMIT", 1)
+	got := acquiring(t, b, "sen:sem", 60000, "LIMIT", 1, "WAIT", 10000)
+	waitFor(t, func() bool { return info(t, c, "sen:sem")["waiters"] == int64(1) })
+	mustInt(t, 1, a, "LOCK.RELEASE", "sen:sem")
+	granted(t, got)
+	mustToken(t, a, "sen:rw", 60000, "SHARED")
+	mustToken(t, c, "sen:rw", 60000, "SHARED")
+	if in := info(t, a, "sen:rw"); in["kind"] != "shared" || in["holders"] != int64(2) {
+		t.Errorf("LOCK.INFO = %v, want 2 readers", in)
+	}
+}
+
 // A semaphore on the wire: LIMIT 2 lets two in; the third waits, and gets
 // the permit of a holder whose connection closes; LOCK.INFO says what it
 // is; a wrong kind is -WRONGTYPE and changes nothing.
