@@ -47,6 +47,7 @@ func (h *Handler) infoCmd(c *resp.Conn, _ *client, args [][]byte) {
 	section("Server", func() {
 		line("redis_version", redisVersion)
 		line("lockproxy_version", h.cfg.Version)
+		line("sidecar_id", h.locks.ID())
 		line("redis_mode", "standalone")
 		line("os", runtime.GOOS+" "+runtime.GOARCH)
 		line("go_version", runtime.Version())

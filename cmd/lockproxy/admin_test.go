@@ -185,6 +185,12 @@ func TestListAcrossSidecars(t *testing.T) {
 		}
 		clients[h["client"]] = true
 	}
+	srvInfo, _ := do(t, c, "INFO", "server").Text()
+	for _, x := range exports["holders"].([]any) {
+		if sc := asMap(t, x)["sidecar"].(string); !strings.Contains(srvInfo, "sidecar_id:"+sc+"\r\n") {
+			t.Errorf("holder's sidecar %s is not the INFO sidecar_id of the sidecar serving it:\n%s", sc, srvInfo)
+		}
+	}
 	if !clients["export-1"] || !clients["export-2"] {
 		t.Errorf("the other sidecar's holders are %v; want export-1 and export-2", clients)
 	}

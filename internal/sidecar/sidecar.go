@@ -155,7 +155,7 @@ func Start(cfg Config, opt Options) (_ *Sidecar, err error) {
 
 	go a.watchUpstream(hctx)
 
-	attrs := []any{"version", Version(), "listen", a.srv.Addr().String(), "store", storeKind}
+	attrs := []any{"version", Version(), "sidecar_id", a.locks.ID(), "listen", a.srv.Addr().String(), "store", storeKind}
 	if a.mode != "" {
 		// What auto resolved to.
 		attrs = append(attrs, "upstream_mode", a.mode)
