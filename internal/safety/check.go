@@ -256,11 +256,15 @@ func together(a, b Kind) bool {
 	return readers || permits
 }
 
-// fencesRise checks, for names held by many, that every grant's fence is
-// above the fence of every hold of the name that had ended before the
-// grant was received: holders that overlap may receive their grants in
-// any order, but one that comes after another has gone is newer.
+// fencesRise checks, for names held by many, that no two grants of a name
+// share a fence, and that each client's grants of a name carry rising
+// fences. Holders that share a name are granted one after another, in
+// fence order, but may learn of their grants in any order: a waiter told
+// of its permit late can hear of it after another holder, granted later
+// with a larger fence, has come and gone. What a client can see is that
+// a grant it asked for after its own last hold ended is newer than that.
 func (c *checker) fencesRise(holds []Hold) {
+	type key struct{ name, client string }
 	byName := map[string][]Hold{}
 	for _, g := range holds {
 		if g.Fence <= 0 {
@@ -274,25 +278,19 @@ func (c *checker) fencesRise(holds []Hold) {
 	}
 	for _, name := range sortedKeys(byName) {
 		gs := byName[name]
-		var ended []Hold
-		for _, g := range gs {
-			if g.End != Open {
-				ended = append(ended, g)
-			}
-		}
-		slices.SortStableFunc(ended, func(a, b Hold) int { return a.Ended.Compare(b.Ended) })
 		slices.SortStableFunc(gs, func(a, b Hold) int { return a.Granted.Compare(b.Granted) })
-		var top Hold // the largest fence of the holds ended so far
-		i := 0
+		seen := map[int64]Hold{}
+		last := map[key]Hold{}
 		for _, g := range gs {
-			for ; i < len(ended) && ended[i].Ended.Before(g.Granted); i++ {
-				if ended[i].Fence > top.Fence {
-					top = ended[i]
-				}
+			if o, dup := seen[g.Fence]; dup && o.Token != g.Token {
+				c.add(FenceOrder, name, "%s has the fence of %s", c.describe(g), c.describe(o))
 			}
-			if top.Fence > 0 && g.Fence <= top.Fence {
-				c.add(FenceOrder, name, "%s came after %s had ended, with no larger a fence", c.describe(g), c.describe(top))
+			seen[g.Fence] = g
+			k := key{name, g.Client}
+			if p, ok := last[k]; ok && p.End != Open && !g.Granted.Before(p.Ended) && g.Fence <= p.Fence {
+				c.add(FenceOrder, name, "%s came after the same client's %s, with no larger a fence", c.describe(g), c.describe(p))
 			}
+			last[k] = g
 		}
 	}
 }

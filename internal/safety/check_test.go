@@ -397,12 +397,25 @@ func TestCountedExclusion(t *testing.T) {
 		holdAs(h, "b", "s", Kind{Limit: 3}, 11, 5, 25)
 		expect(t, h, 40, map[Rule]int{Overlap: 1})
 	})
-	t.Run("fence-after-an-ended-holder", func(t *testing.T) {
+	t.Run("fences-told-out-of-order", func(t *testing.T) {
+		// c was granted 11 before b's 12 but heard of it after b had gone:
+		// holders of many may learn of their grants in any order.
 		h := NewHistory()
 		holdAs(h, "a", "s", two, 10, 0, 5)
-		holdAs(h, "b", "s", two, 12, 1, 20)
-		holdAs(h, "c", "s", two, 11, 5, 8)  // overlapping b, granted 12 before it: allowed
-		holdAs(h, "d", "s", two, 9, 10, 30) // after a and c ended, below both
+		holdAs(h, "b", "s", two, 12, 1, 4)
+		holdAs(h, "c", "s", two, 11, 5, 8)
+		expect(t, h, 40, nil)
+	})
+	t.Run("a-client's-fence-falls", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 5)
+		holdAs(h, "a", "s", two, 9, 6, 8) // its own next hold, asked after the first ended
+		expect(t, h, 40, map[Rule]int{FenceOrder: 1})
+	})
+	t.Run("a-fence-twice", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "a", "s", two, 10, 0, 5)
+		h.GrantAs("b", "sc-b", "s", tok(10)+"x", two, ms(6)) // another token, the same fence
 		expect(t, h, 40, map[Rule]int{FenceOrder: 1})
 	})
 }
