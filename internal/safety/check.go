@@ -262,7 +262,9 @@ func together(a, b Kind) bool {
 // fence order, but may learn of their grants in any order: a waiter told
 // of its permit late can hear of it after another holder, granted later
 // with a larger fence, has come and gone. What a client can see is that
-// a grant it asked for after its own last hold ended is newer than that.
+// a grant it asked for after its own last hold ended is newer than that;
+// and a writer, granted only once every holder before it has gone, has a
+// fence above all of theirs.
 func (c *checker) fencesRise(holds []Hold) {
 	type key struct{ name, client string }
 	byName := map[string][]Hold{}
@@ -281,6 +283,25 @@ func (c *checker) fencesRise(holds []Hold) {
 		slices.SortStableFunc(gs, func(a, b Hold) int { return a.Granted.Compare(b.Granted) })
 		seen := map[int64]Hold{}
 		last := map[key]Hold{}
+		var ended []Hold
+		for _, g := range gs {
+			if g.End != Open {
+				ended = append(ended, g)
+			}
+		}
+		slices.SortStableFunc(ended, func(a, b Hold) int { return a.Ended.Compare(b.Ended) })
+		var top Hold // the largest fence of the holds ended so far
+		i := 0
+		for _, g := range gs {
+			for ; i < len(ended) && ended[i].Ended.Before(g.Granted); i++ {
+				if ended[i].Fence > top.Fence {
+					top = ended[i]
+				}
+			}
+			if g.Kind == (Kind{}) && top.Fence > 0 && g.Fence <= top.Fence {
+				c.add(FenceOrder, name, "the writer %s came after %s had gone, with no larger a fence", c.describe(g), c.describe(top))
+			}
+		}
 		for _, g := range gs {
 			if o, dup := seen[g.Fence]; dup && o.Token != g.Token {
 				c.add(FenceOrder, name, "%s has the fence of %s", c.describe(g), c.describe(o))

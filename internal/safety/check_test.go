@@ -412,6 +412,12 @@ func TestCountedExclusion(t *testing.T) {
 		holdAs(h, "a", "s", two, 9, 6, 8) // its own next hold, asked after the first ended
 		expect(t, h, 40, map[Rule]int{FenceOrder: 1})
 	})
+	t.Run("writer-below-a-reader-gone", func(t *testing.T) {
+		h := NewHistory()
+		holdAs(h, "r", "rw", reader, 12, 0, 5)
+		holdAs(h, "w", "rw", Kind{}, 11, 6, 8)
+		expect(t, h, 40, map[Rule]int{FenceOrder: 1})
+	})
 	t.Run("a-fence-twice", func(t *testing.T) {
 		h := NewHistory()
 		holdAs(h, "a", "s", two, 10, 0, 5)
