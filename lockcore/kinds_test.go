@@ -214,7 +214,15 @@ func TestListAsksOtherSidecars(t *testing.T) {
 		s.SetClient(lockcore.Client{Name: "worker-7", Addr: "10.0.0.7:5000"})
 		tok := acquire(t, s, "listed", limit(2))
 		all := func(string) bool { return true }
-		got, err := b.List(context.Background(), all, 10)
+		var got []lockcore.ListEntry
+		var err error
+		// Until a has subscribed to its channel (it does so as it starts),
+		// a question to it is lost, and the listing says nothing of its
+		// client.
+		waitUntil(t, func() bool {
+			got, err = b.List(context.Background(), all, 10)
+			return err != nil || len(got) != 1 || len(got[0].Holders) != 1 || got[0].Holders[0].Client.Name != ""
+		})
 		if err != nil || len(got) != 1 || len(got[0].Holders) != 1 {
 			t.Fatalf("List = %+v, %v; want one name with one holder", got, err)
 		}
