@@ -39,6 +39,12 @@ deps:
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-redis; \
 	}
+	@# The Python client's tests (clients/python): Debian's pytest for the system python3.
+	@/usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || { \
+		echo "python3-pytest not found: installing it with apt-get"; \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-pytest; \
+	}
 	@{ command -v node && command -v npm; } >/dev/null 2>&1 || { \
 		echo "node or npm not found: installing nodejs and npm with apt-get"; \
 		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \

@@ -64,6 +64,7 @@ var importRules = map[string][]string{
 
 	// Packages of tests only.
 	"":               {},
+	"clients/python": {},
 	"compat":         {},
 	"deploy/grafana": {},
 	"deploy/helm":    {},

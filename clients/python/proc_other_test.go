@@ -1,0 +1,12 @@
+//go:build unix && !linux
+
+package python_test
+
+import "syscall"
+
+// sysProcAttr puts a child in its own process group, so that a Ctrl-C on go
+// test does not kill it under a running test and a timeout can kill all of
+// it.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
