@@ -54,6 +54,11 @@ deps:
 		echo "compat/node/node_modules missing or older than its package-lock.json: npm ci"; \
 		npm ci --prefix compat/node --no-audit --no-fund --loglevel=error; \
 	}
+	@# The Node.js package (clients/node): its npm packages; npm ci also builds it.
+	@[ clients/node/node_modules/.package-lock.json -nt clients/node/package-lock.json ] || { \
+		echo "clients/node/node_modules missing or older than its package-lock.json: npm ci"; \
+		npm ci --prefix clients/node --no-audit --no-fund --loglevel=error; \
+	}
 
 check:
 	test -z "$$(gofmt -l .)"

@@ -38,13 +38,14 @@ var importRules = map[string][]string{
 	"lockclient": {},
 
 	// Helpers, each on its own.
-	"internal/docquote":   {},
-	"internal/logging":    {},
-	"internal/redistest":  {},
-	"internal/relay":      {},
-	"internal/respclient": {},
-	"internal/safety":     {},
-	"internal/syncbuf":    {},
+	"internal/docquote":    {},
+	"internal/logging":     {},
+	"internal/redistest":   {},
+	"internal/sidecarproc": {"internal/syncbuf"},
+	"internal/relay":       {},
+	"internal/respclient":  {},
+	"internal/safety":      {},
+	"internal/syncbuf":     {},
 
 	// The load tool drives lockproxy and a polling baseline through one
 	// thin RESP client, so that it times the servers, not a client library;
@@ -64,6 +65,7 @@ var importRules = map[string][]string{
 
 	// Packages of tests only.
 	"":               {},
+	"clients/node":   {},
 	"clients/python": {},
 	"compat":         {},
 	"deploy/grafana": {},

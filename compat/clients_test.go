@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lockproxy/lockproxy/internal/sidecarproc"
 )
 
 // The clients that are not Go run their scenario as a subprocess. Each
@@ -21,7 +23,7 @@ func runRedisCLI(t *testing.T, addr string) (*stepResults, string) {
 const debianPython = "/usr/bin/python3"
 
 func runRedisPy(t *testing.T, addr string) (*stepResults, string) {
-	if !fileExists(debianPython) {
+	if !sidecarproc.FileExists(debianPython) {
 		t.Fatalf("%s not found: `sudo apt-get install -y python3 python3-redis`, or `make deps`", debianPython)
 	}
 	if out, err := exec.Command(debianPython, "-c", "import redis").CombinedOutput(); err != nil {
@@ -35,7 +37,7 @@ func runNode(script string) func(t *testing.T, addr string) (*stepResults, strin
 	return func(t *testing.T, addr string) (*stepResults, string) {
 		need(t, "node", "node not found: `sudo apt-get install -y nodejs npm`, or `make deps`")
 		for _, pkg := range []string{"ioredis", "redis"} {
-			if !fileExists(filepath.Join("node", "node_modules", pkg, "package.json")) {
+			if !sidecarproc.FileExists(filepath.Join("node", "node_modules", pkg, "package.json")) {
 				t.Fatalf("compat/node/node_modules/%s is missing: run `npm ci --prefix compat/node`, or `make deps`", pkg)
 			}
 		}

@@ -1,60 +1,18 @@
 package compat
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
-	"github.com/lockproxy/lockproxy/internal/syncbuf"
+	"github.com/lockproxy/lockproxy/internal/sidecarproc"
 )
 
 // lockproxyBin is the binary TestMain builds once for every test.
 var lockproxyBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lockproxy-compat-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "compat:", err)
-		os.Exit(2)
-	}
-	lockproxyBin = filepath.Join(dir, "lockproxy")
-	build := exec.Command(goTool(), "build", "-o", lockproxyBin, "./cmd/lockproxy")
-	build.Dir = ".." // the module root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "compat: go build ./cmd/lockproxy: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// goTool is the go command: the one on PATH, else the one in $GOROOT.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+func TestMain(m *testing.M) { sidecarproc.Main(m, "compat", &lockproxyBin) }
 
 // backend is the store a sidecar keeps its locks in.
 type backend string
@@ -68,80 +26,22 @@ const (
 // sidecar is a lockproxy child process owned by one test.
 type sidecar struct {
 	addr string // host:port it listens on
-	cmd  *exec.Cmd
-	logs *syncbuf.Buffer
-	done chan struct{} // closed once the process has been reaped
+	*sidecarproc.Process
 }
 
-// startSidecar runs the lockproxy binary on 127.0.0.1:0 with the given
-// store and stops it, by its own PID, at cleanup. It learns the port from
-// the "lockproxy started" log line, so no port is probed and raced for.
+// startSidecar runs the lockproxy binary with the given store, stopped at
+// cleanup (see sidecarproc.Start).
 func startSidecar(t testing.TB, b backend) *sidecar {
 	t.Helper()
-	env := append(os.Environ(), "LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json",
-		"LOCKPROXY_LOG_LEVEL=info", "LOCKPROXY_UPSTREAM=")
+	var env []string
 	switch b {
 	case upstream:
 		env = append(env, "LOCKPROXY_UPSTREAM="+redistest.Start(t).URL())
 	case cluster:
 		env = append(env, "LOCKPROXY_UPSTREAM="+redistest.StartCluster(t, 3).URL())
 	}
-	s := &sidecar{logs: &syncbuf.Buffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(lockproxyBin)
-	s.cmd.Env = env
-	s.cmd.SysProcAttr = sysProcAttr()
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd.Stdout = s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start lockproxy: %v", err)
-	}
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			s.logs.Write(append(line, '\n'))
-			var rec struct{ Msg, Listen string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "lockproxy started" {
-				select {
-				case listening <- rec.Listen:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		s.cmd.Wait() // the only reaper of this process
-		close(s.done)
-	}()
-	t.Cleanup(func() { s.stop(t) })
-	select {
-	case s.addr = <-listening:
-	case <-s.done:
-		t.Fatalf("lockproxy exited during start-up:\n%s", s.logs)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("lockproxy did not log \"lockproxy started\" within 15s:\n%s", s.logs)
-	}
-	return s
-}
-
-// stop sends SIGTERM to the child, then SIGKILL if it is still there after
-// a few seconds, and shows its log when the test failed.
-func (s *sidecar) stop(t testing.TB) {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		t.Errorf("lockproxy (pid %d) ignored SIGTERM for 5s: killed", s.cmd.Process.Pid)
-	}
-	if t.Failed() {
-		t.Logf("lockproxy log:\n%s", s.logs)
-	}
+	p := sidecarproc.Start(t, lockproxyBin, env...)
+	return &sidecar{addr: p.Addr, Process: p}
 }
 
 // Steps of the scenario every client runs, in order. A client reports each

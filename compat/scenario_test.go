@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockproxy/lockproxy/internal/sidecarproc"
 	"github.com/lockproxy/lockproxy/internal/syncbuf"
 )
 
@@ -174,8 +175,8 @@ func runScript(t *testing.T, addr string, name string, args ...string) (*stepRes
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "LOCKPROXY_ADDR="+addr)
-	cmd.SysProcAttr = sysProcAttr() // its own process group, for the kill below
-	cmd.WaitDelay = 5 * time.Second // a leftover grandchild must not hold Wait up
+	cmd.SysProcAttr = sidecarproc.SysProcAttr() // its own process group, for the kill below
+	cmd.WaitDelay = 5 * time.Second             // a leftover grandchild must not hold Wait up
 	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -188,7 +189,7 @@ func runScript(t *testing.T, addr string, name string, args ...string) (*stepRes
 	case err = <-done:
 	case <-time.After(60 * time.Second):
 		// The scenario and whatever it started (redis-cli sessions): the
-		// process group is the one sysProcAttr made, numbered by its PID.
+		// process group is the one SysProcAttr made, numbered by its PID.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		t.Fatalf("%s %v still running after 60s: killed\n%s", name, args, out.String())

@@ -7,11 +7,7 @@
 package python_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,7 +19,7 @@ import (
 	"time"
 
 	"github.com/lockproxy/lockproxy/internal/redistest"
-	"github.com/lockproxy/lockproxy/internal/syncbuf"
+	"github.com/lockproxy/lockproxy/internal/sidecarproc"
 )
 
 const (
@@ -39,40 +35,7 @@ const (
 // lockproxyBin is the binary TestMain builds once for every test.
 var lockproxyBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lockproxy-python-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clients/python:", err)
-		os.Exit(2)
-	}
-	lockproxyBin = filepath.Join(dir, "lockproxy")
-	build := exec.Command(goTool(), "build", "-o", lockproxyBin, "./cmd/lockproxy")
-	build.Dir = "../.." // the module root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "clients/python: go build ./cmd/lockproxy: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// goTool is the go command: the one on PATH, else the one in $GOROOT.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+func TestMain(m *testing.M) { sidecarproc.Main(m, "clients/python", &lockproxyBin) }
 
 func TestPythonClient(t *testing.T) {
 	requirePython(t)
@@ -93,7 +56,7 @@ func TestPythonClient(t *testing.T) {
 // suite: a missing client would otherwise pass for a working one.
 func requirePython(t *testing.T) {
 	t.Helper()
-	if !fileExists(python) {
+	if !sidecarproc.FileExists(python) {
 		t.Fatalf("%s not found: %s", python, install)
 	}
 	const check = `import redis, pytest
@@ -126,7 +89,7 @@ func runPytest(t *testing.T, lockproxyURL string) {
 		"PYTHONDONTWRITEBYTECODE=1", // no __pycache__ in the source tree
 		"PYTHONNOUSERSITE=1",        // Debian's redis-py, not one in ~/.local
 	)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sidecarproc.SysProcAttr()
 	// On timeout, kill pytest's process group: the worker processes too.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
@@ -145,65 +108,9 @@ func runPytest(t *testing.T, lockproxyURL string) {
 	t.Log(summary)
 }
 
-// startSidecar runs the lockproxy binary on 127.0.0.1:0 with extra
-// environment, stops it at cleanup (SIGTERM, then SIGKILL), and returns its
-// address, read from its "lockproxy started" log line so that no port is
-// probed and raced for.
+// startSidecar runs the lockproxy binary with extra environment, stopped
+// at cleanup, and returns its address (see sidecarproc.Start).
 func startSidecar(t *testing.T, env ...string) string {
 	t.Helper()
-	logs := &syncbuf.Buffer{}
-	cmd := exec.Command(lockproxyBin)
-	cmd.Env = append(append(os.Environ(), "LOCKPROXY_LISTEN=127.0.0.1:0", "LOCKPROXY_LOG_FORMAT=json",
-		"LOCKPROXY_UPSTREAM=", "LOCKPROXY_PASSWORD="), env...)
-	cmd.SysProcAttr = sysProcAttr()
-	cmd.Stdout = logs
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start lockproxy: %v", err)
-	}
-	listening := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			logs.Write(append(line, '\n'))
-			var rec struct{ Msg, Listen string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "lockproxy started" {
-				select {
-				case listening <- rec.Listen:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		cmd.Wait() // the only reaper of this process
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("lockproxy (pid %d) ignored SIGTERM for 5s: killed", cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("lockproxy log:\n%s", logs.Tail(50))
-		}
-	})
-	select {
-	case addr := <-listening:
-		return addr
-	case <-done:
-		t.Fatalf("lockproxy exited during start-up:\n%s", logs)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("lockproxy did not log \"lockproxy started\" within 15s:\n%s", logs)
-	}
-	return ""
+	return sidecarproc.Start(t, lockproxyBin, env...).Addr
 }

@@ -1,11 +1,11 @@
 //go:build unix && !linux
 
-package compat
+package sidecarproc
 
 import "syscall"
 
-// sysProcAttr puts a child in its own process group, so that a Ctrl-C on go
+// SysProcAttr puts a child in its own process group, so that a Ctrl-C on go
 // test does not kill it under a running test.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
