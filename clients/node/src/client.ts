@@ -7,7 +7,7 @@ import type { ILock, ILockOptions, ILockService, LockClientOptions, LockInfo } f
 
 const DEFAULT_TTL = 30000;
 const DEFAULT_CHECK_FRACTION = 1 / 3;
-const DEFAULT_POOLED_IDLE = 4;
+const DEFAULT_IDLE = 4;
 
 type Retry = NonNullable<LockClientOptions['retry']>;
 
@@ -73,7 +73,7 @@ export class LockClient implements ILockService {
     this.adminPassword = options.adminPassword;
     const f = options.checkFraction ?? DEFAULT_CHECK_FRACTION;
     if (!(f > 0 && f < 1)) throw new TypeError(`lockproxy: checkFraction must be between 0 and 1: got ${f}`);
-    this.maxIdle = options.maxIdleConnections ?? (this.pooled ? DEFAULT_POOLED_IDLE : 0);
+    this.maxIdle = options.maxIdleConnections ?? DEFAULT_IDLE;
     this.host = {
       checkFraction: f,
       shared: () => this.shared(),

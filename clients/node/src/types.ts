@@ -98,9 +98,10 @@ export interface LockClientOptions {
    */
   checkFraction?: number;
   /**
-   * How many idle connections to keep for later locks. Default 0 in owned
-   * mode: each lock's connection is closed after its release. A connection
-   * is kept only when its release answered 1, so it holds nothing.
+   * How many idle connections to keep for later locks (default 4): opening
+   * one per lock costs more than the lock. A connection is kept only when
+   * its release answered 1, so it holds nothing; 0 closes each lock's
+   * connection at its release.
    */
   maxIdleConnections?: number;
   /** CLIENT SETNAME for every connection: LOCK.LIST shows it for holders. */
