@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -174,4 +175,26 @@ func inClass(class string, b byte) bool {
 		}
 	}
 	return false
+}
+
+// LOCK.FORCERELEASE name
+func (h *Handler) forceRelease(c *resp.Conn, cl *client, args [][]byte) {
+	if !h.admin(c, cl, "LOCK.FORCERELEASE") {
+		return
+	}
+	name, err := h.parseName(args[1])
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	n, err := cl.sess.ForceRelease(c.Context(), name)
+	// Logged whatever came of it: who took locks away from whom is what an
+	// operator looks for afterwards.
+	h.log.Warn("force release", "lock", name, "holders_revoked", n, "by", cl.describe(c), "err", err,
+		slog.Bool("audit", true)) // never throttled (see internal/logging.Audit)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	c.WriteInt(int64(n))
 }

@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/lockproxy/lockproxy/lockcore"
@@ -163,26 +162,4 @@ func result(ok bool, success string) string {
 		return success
 	}
 	return "not_held"
-}
-
-// LOCK.FORCERELEASE name
-func (h *Handler) forceRelease(c *resp.Conn, cl *client, args [][]byte) {
-	if !h.admin(c, cl, "LOCK.FORCERELEASE") {
-		return
-	}
-	name, err := h.parseName(args[1])
-	if err != nil {
-		h.writeError(c, err)
-		return
-	}
-	n, err := cl.sess.ForceRelease(c.Context(), name)
-	// Logged whatever came of it: who took locks away from whom is what an
-	// operator looks for afterwards.
-	h.log.Warn("force release", "lock", name, "holders_revoked", n, "by", cl.describe(c), "err", err,
-		slog.Bool("audit", true)) // never throttled (see internal/logging.Audit)
-	if err != nil {
-		h.writeError(c, err)
-		return
-	}
-	c.WriteInt(int64(n))
 }

@@ -107,24 +107,6 @@ func listEntries(t *testing.T, c doer, args ...any) []map[string]any {
 	return out
 }
 
-func asMap(t *testing.T, v any) map[string]any {
-	t.Helper()
-	m := map[string]any{}
-	switch v := v.(type) {
-	case map[any]any:
-		for k, x := range v {
-			m[k.(string)] = x
-		}
-	case []any:
-		for i := 0; i+1 < len(v); i += 2 {
-			m[v[i].(string)] = v[i+1]
-		}
-	default:
-		t.Fatalf("not a map: %T %v", v, v)
-	}
-	return m
-}
-
 // LOCK.LIST shows the names held through every sidecar on the upstream,
 // with each holder's fence, kind, sidecar and ttl, its client's name and
 // address (asked of the holder's sidecar when it is another), and the

@@ -135,6 +135,13 @@ func info(t testing.TB, c doer, name string) map[string]any {
 	if err != nil {
 		t.Fatalf("LOCK.INFO %s: %v", name, err)
 	}
+	return asMap(t, v)
+}
+
+// asMap is a map reply whichever protocol the client speaks: a RESP3 map,
+// or RESP2's flat field/value array.
+func asMap(t testing.TB, v any) map[string]any {
+	t.Helper()
 	m := map[string]any{}
 	switch v := v.(type) {
 	case map[any]any:
@@ -146,7 +153,7 @@ func info(t testing.TB, c doer, name string) map[string]any {
 			m[v[i].(string)] = v[i+1]
 		}
 	default:
-		t.Fatalf("LOCK.INFO reply %T %v", v, v)
+		t.Fatalf("not a map reply: %T %v", v, v)
 	}
 	return m
 }

@@ -350,24 +350,34 @@ local function admits(kind, count, waiter, now_ms)
   return ok
 end
 
--- wake_admitted wakes, in queue order, each waiter whose try would be
--- granted now, and returns them: with the name free (count 0), an
+-- admitted returns, in queue order, the waiters whose try would be
+-- granted now, each as {waiter, kind}: with the name free (count 0), an
 -- exclusive first waiter alone; else readers up to the first writer, or a
 -- semaphore's waiters up to its free permits. kind is what the count
 -- holders hold it as.
-local function wake_admitted(channel, sharded, now_ms, count, kind)
-  local woken = {}
+local function admitted(now_ms, count, kind)
+  local out = {}
   each_live(now_ms, function(w, k)
     if k == '' then
-      if count == 0 and #woken == 0 then woken[1] = w end
+      if count == 0 and #out == 0 then out[1] = {w, k} end
       return false
     end
     if count > 0 and family(k) ~= family(kind) then return false end
     local limit = limit_of(k)
-    if limit and count + #woken >= limit then return false end
-    woken[#woken + 1] = w
+    if limit and count + #out >= limit then return false end
+    out[#out + 1] = {w, k}
   end)
-  for _, w in ipairs(woken) do wake(channel, sharded, w) end
+  return out
+end
+
+-- wake_admitted wakes the admitted waiters' sidecars and returns the
+-- waiters.
+local function wake_admitted(channel, sharded, now_ms, count, kind)
+  local woken = {}
+  for i, wk in ipairs(admitted(now_ms, count, kind)) do
+    woken[i] = wk[1]
+    wake(channel, sharded, wk[1])
+  end
   return woken
 end
 
@@ -399,19 +409,11 @@ end
 -- would have cost a round trip each, one waiter after another. count and
 -- kind are as for wake_admitted; floor and state as for grant.
 local function grant_admitted(channel, sharded, now_us, now_ms, count, kind, grant_ttl, retention, floor, state)
-  if grant_ttl <= 0 then return wake_admitted(channel, sharded, now_ms, count, kind) end
-  local woken = {}
-  each_live(now_ms, function(w, k)
-    if k == '' then
-      if count == 0 and #woken == 0 then woken[1] = {w} end
-      return false
-    end
-    if count > 0 and family(k) ~= family(kind) then return false end
-    local limit = limit_of(k)
-    if limit and count + #woken >= limit then return false end
-    woken[#woken + 1] = {w, k}
-  end)
-  for i, wk in ipairs(woken) do
+  if grant_ttl <= 0 then
+    wake_admitted(channel, sharded, now_ms, count, kind)
+    return
+  end
+  for i, wk in ipairs(admitted(now_ms, count, kind)) do
     local w, k = wk[1], wk[2]
     local ttl, nonce = entry_of(w)
     if ttl and nonce then
@@ -419,17 +421,16 @@ local function grant_admitted(channel, sharded, now_us, now_ms, count, kind, gra
       dequeue(w)
       -- Each grant its own µs, so fences rise from one to the next.
       local token
-      if k then
-        token = grant_permit(k, nonce, ttl, retention, now_us + i - 1, now_ms, floor, state)
-      else
+      if k == '' then
         token = grant(nonce, ttl, retention, now_us, floor, state)
+      else
+        token = grant_permit(k, nonce, ttl, retention, now_us + i - 1, now_ms, floor, state)
       end
       wake(channel, sharded, w .. ' ' .. token .. ' ' .. ttl)
     else
       wake(channel, sharded, w)
     end
   end
-  return woken
 end
 
 -- holder_of splits a token of a name held by many: its fence ("" for a

@@ -58,13 +58,14 @@ redis.call('PEXPIRE', KEYS[2], retention)
 local now_us, now_ms = clock()
 local head = live_head(now_ms)
 if not head then return {1, false, false, now_us} end
-local ttl, nonce, kind = entry_of(head)
-if kind and kind ~= '' then
-  -- Readers, or a semaphore's waiters: granted together, told by wakes.
-  grant_admitted(ARGV[7], ARGV[8], now_us, now_ms, 0, nil, tonumber(ARGV[9]), retention, ARGV[11], state)
-  return {1, false, live_head(now_ms), now_us}
-end
 if head ~= ARGV[4] then
+  -- (A candidate is one holder's waiter: its entry need not be read.)
+  local ttl, nonce, kind = entry_of(head)
+  if kind and kind ~= '' then
+    -- Readers, or a semaphore's waiters: granted together, told by wakes.
+    grant_admitted(ARGV[7], ARGV[8], now_us, now_ms, 0, nil, tonumber(ARGV[9]), retention, ARGV[11], state)
+    return {1, false, live_head(now_ms), now_us}
+  end
   local grant_ttl = tonumber(ARGV[9])
   local ours = string.sub(head, 1, #ARGV[10]) == ARGV[10]
   if grant_ttl > 0 and nonce and not ours then
